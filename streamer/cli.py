@@ -1,0 +1,168 @@
+"""Command line: ``streamer anonymize``, ``streamer demo``.
+
+Every user-facing failure (bad input, bad config, unwritable output, missing
+backend) is printed as one line, ``streamer: error: ...``, with a non-zero
+exit code and no traceback; ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from streamer.config import ANONYMIZER_MODES, DEVICES, ERROR_POLICIES, Config, apply_overrides, load_config
+from streamer.errors import InputError, OutputError, StreamerError
+
+log = logging.getLogger("streamer")
+
+#: File extensions taken from an input folder.
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".m4v", ".webm", ".ts", ".mts")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", metavar="NAME|PATH",
+                        help="preset name from configs/ (e.g. dashcam-offline) or a YAML file")
+    parser.add_argument("--mode", "-m", choices=ANONYMIZER_MODES, help="how faces are replaced")
+    parser.add_argument("--device", "-d", choices=DEVICES, help="where models run (default auto)")
+    parser.add_argument("--on-error", choices=ERROR_POLICIES,
+                        help="what happens to a frame a stage fails on (default mask_frame)")
+    parser.add_argument("--detector-width", type=int, metavar="PX",
+                        help="detector input width in pixels (0 = native)")
+    parser.add_argument("--threshold", type=float, help="detector score threshold (0..1)")
+    parser.add_argument("--crf", type=int, help="output video quality (x264 CRF, lower is better)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+
+
+def _config_from_args(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    return apply_overrides(config, {
+        "anonymizer.mode": args.mode,
+        "pipeline.device": args.device,
+        "pipeline.on_error": args.on_error,
+        "detector.input_width": args.detector_width,
+        "detector.threshold": args.threshold,
+        "encoder.crf": args.crf,
+    })
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``streamer`` argument parser."""
+    parser = argparse.ArgumentParser(prog="streamer", description="Anonymize every face in a video.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("anonymize", help="anonymize a video file or a folder of videos")
+    p.add_argument("input", help="video file, or a folder of videos")
+    p.add_argument("output", help="output file (container from its extension), or a folder")
+    _add_run_options(p)
+
+    p = sub.add_parser("demo", help="make a short clip with a real face and anonymize it")
+    p.add_argument("--output-dir", default=".", help="where the demo input and output go (default: .)")
+    _add_run_options(p)
+    return parser
+
+
+def _print_summary(title: str, stats, quiet: bool) -> None:
+    if not quiet:
+        print(f"{title}\n{stats.summary()}", file=sys.stderr)
+
+
+def _anonymize_one(src: str, dst: str, config: Config, quiet: bool):
+    from streamer.pipeline import anonymize_file
+
+    stats = anonymize_file(src, dst, config, progress=not quiet)
+    _print_summary(f"{src} -> {dst}", stats, quiet)
+    if stats.truncated or stats.decode_errors:
+        log.warning("%s was damaged: output holds the %d frames that could be decoded", src, stats.frames_out)
+    return stats
+
+
+def cmd_anonymize(args: argparse.Namespace) -> int:
+    """Anonymize one file, or every video of a folder into an output folder."""
+    config = _config_from_args(args)
+    src = Path(args.input)
+    if not src.is_dir():
+        _anonymize_one(args.input, args.output, config, args.quiet)
+        return 0
+    dst = Path(args.output)
+    if dst.exists() and not dst.is_dir():
+        raise OutputError(f"input is a folder, so the output must be a folder: {dst}")
+    dst.mkdir(parents=True, exist_ok=True)
+    videos = sorted(p for p in src.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
+    if not videos:
+        raise InputError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) in folder {src}")
+    failed = 0
+    for video in videos:
+        try:
+            _anonymize_one(str(video), str(dst / video.name), config, args.quiet)
+        except InputError as exc:  # one bad file does not stop the batch
+            failed += 1
+            print(f"streamer: error: {exc}", file=sys.stderr)
+    if failed:
+        print(f"streamer: {failed} of {len(videos)} files failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Build the built-in sample clip and anonymize it."""
+    from streamer.sample import make_sample_clip
+
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = _config_from_args(args)
+    source = out_dir / "streamer-demo-input.mp4"
+    output = out_dir / "streamer-demo-output.mp4"
+    if not args.quiet:
+        print(f"writing sample clip {source} (a moving, zooming face with audio)", file=sys.stderr)
+    make_sample_clip(str(source), seconds=4.0, faces=2)
+    _anonymize_one(str(source), str(output), config, args.quiet)
+    print(f"anonymized video: {output}")
+    return 0
+
+
+COMMANDS = {"anonymize": cmd_anonymize, "demo": cmd_demo}
+
+
+def register(name: str, add_parser, handler) -> None:
+    """Let other modules add a subcommand: ``add_parser(subparsers)`` and ``handler(args) -> int``."""
+    _EXTENSIONS.append((name, add_parser, handler))
+
+
+_EXTENSIONS: list = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``streamer`` console script; returns the exit code."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, add_parser, handler in _EXTENSIONS:
+        add_parser(sub)
+        COMMANDS[name] = handler
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="streamer: %(levelname)s: %(message)s")
+    logging.getLogger("streamer").setLevel(logging.DEBUG if args.debug else logging.INFO
+                                           if not getattr(args, "quiet", False) else logging.WARNING)
+    try:
+        return COMMANDS[args.command](args)
+    except StreamerError as exc:
+        if args.debug:
+            raise
+        print(f"streamer: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("streamer: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, not a traceback
+        if args.debug:
+            raise
+        print(f"streamer: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

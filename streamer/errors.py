@@ -1,0 +1,34 @@
+"""User-facing errors: each one is printed as a single line, without traceback."""
+
+
+class StreamerError(Exception):
+    """An error caused by input, configuration or environment, not by a bug.
+
+    The CLI prints ``streamer: error: <message>`` and exits with ``exit_code``.
+    """
+
+    exit_code = 2
+
+
+class InputError(StreamerError):
+    """The input cannot be opened or decoded."""
+
+    exit_code = 3
+
+
+class OutputError(StreamerError):
+    """The output cannot be written."""
+
+    exit_code = 4
+
+
+class BackendError(StreamerError):
+    """The requested compute backend or device is not available."""
+
+    exit_code = 5
+
+
+class FrameAbort(StreamerError):
+    """A stage failed on a frame and the policy is ``on_error: abort``."""
+
+    exit_code = 6

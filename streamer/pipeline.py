@@ -1,0 +1,377 @@
+"""The file pipeline: reader thread -> detect/track/anonymize -> writer thread.
+
+Decoding and encoding run in their own threads (PyAV releases the GIL), the
+models in the calling thread; bounded queues link them, so memory stays flat
+and the slowest stage sets the pace. Frame order is kept: pass-through
+packets (audio...) travel the same queues as the frames around them.
+
+Example:
+    >>> from streamer.config import load_config
+    >>> stats = anonymize_file("in.mp4", "out.mp4", load_config("dashcam-offline"))  # doctest: +SKIP
+    >>> stats.frames_out == stats.frames_in                                          # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+
+from streamer.config import Config
+from streamer.detections import Detections, Frame
+from streamer.errors import FrameAbort, StreamerError
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+@dataclass
+class RunStats:
+    """Counters of one run, shown in the end-of-run summary.
+
+    Attributes:
+        frames_in: frames decoded.
+        frames_out: frames written.
+        frames_dropped: frames not written (``on_error: drop``).
+        frames_masked: frames blacked out because a stage failed on them.
+        decode_errors: undecodable packets skipped.
+        truncated: the input ended early (damaged or cut off).
+        faces_detected: raw detections over all frames.
+        faces_tracked_only: faces covered by the tracker alone.
+        tracks: distinct face tracks.
+        anonymized: faces per anonymizer mode.
+        packets_copied: audio/other packets copied through.
+        seconds: wall time of the run.
+        stage_seconds: time spent in each stage (seconds, summed over frames).
+    """
+
+    frames_in: int = 0
+    frames_out: int = 0
+    frames_dropped: int = 0
+    frames_masked: int = 0
+    decode_errors: int = 0
+    truncated: bool = False
+    faces_detected: int = 0
+    faces_tracked_only: int = 0
+    tracks: int = 0
+    anonymized: Counter = field(default_factory=Counter)
+    packets_copied: int = 0
+    seconds: float = 0.0
+    stage_seconds: Counter = field(default_factory=Counter)
+    backend: str = ""
+
+    @property
+    def fps(self) -> float:
+        """Frames written per second of wall time."""
+        return self.frames_out / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        """A short multi-line, human-readable report."""
+        modes = ", ".join(f"{n} {m}" for m, n in sorted(self.anonymized.items())) or "none"
+        lines = [
+            f"frames      {self.frames_in} in, {self.frames_out} out, {self.frames_dropped} dropped, "
+            f"{self.frames_masked} masked on error",
+            f"faces       {self.faces_detected} detected, {self.faces_tracked_only} covered by tracker only, "
+            f"{self.tracks} tracks",
+            f"anonymized  {modes}",
+            f"speed       {self.fps:.1f} fps ({self.seconds:.1f} s, backend {self.backend or 'n/a'})",
+        ]
+        if self.packets_copied:
+            lines.append(f"copied      {self.packets_copied} audio/other packets")
+        if self.decode_errors or self.truncated:
+            lines.append(f"input       {self.decode_errors} undecodable packets skipped"
+                         + (", input truncated" if self.truncated else ""))
+        return "\n".join(lines)
+
+
+class FrameProcessor:
+    """Detect -> track -> anonymize for a stream of frames, with the on_error policy.
+
+    Args:
+        config: the run's configuration.
+        detector: callable mapping a list of RGB frames to a list of Detections.
+        tracker: object with ``update(detections, time) -> Detections`` (or None).
+        compositor: callable ``(image, detections) -> Counter`` anonymizing in place.
+        stats: counters to update.
+    """
+
+    def __init__(self, config: Config, detector, tracker, compositor, stats: RunStats) -> None:
+        self.config = config
+        self.detector = detector
+        self.tracker = tracker
+        self.compositor = compositor
+        self.stats = stats
+
+    def _fail(self, frame: Frame, stage: str, exc: BaseException) -> None:
+        policy = self.config.pipeline.on_error
+        message = f"{stage} failed on frame {frame.index}: {exc}"
+        if policy == "abort":
+            raise FrameAbort(message + " (on_error: abort)") from None
+        log.warning("%s; frame %s", message, "dropped" if policy == "drop" else "masked")
+        frame.error = message
+        if policy == "drop":
+            frame.dropped = True
+            self.stats.frames_dropped += 1
+        else:
+            frame.image[...] = 0
+            self.stats.frames_masked += 1
+
+    def process(self, frames: list[Frame]) -> list[Frame]:
+        """Anonymize a batch of frames in place; returns them in order."""
+        t0 = time.perf_counter()
+        try:
+            found = self.detector([f.image for f in frames])
+        except Exception as exc:  # noqa: BLE001 - any stage failure goes through the policy
+            for frame in frames:
+                self._fail(frame, "detector", exc)
+            return frames
+        t1 = time.perf_counter()
+        self.stats.stage_seconds["detect"] += t1 - t0
+        for frame, detections in zip(frames, found):
+            try:
+                self._finish(frame, detections)
+            except FrameAbort:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                self._fail(frame, "anonymizer", exc)
+        self.stats.stage_seconds["track+anonymize"] += time.perf_counter() - t1
+        return frames
+
+    def _finish(self, frame: Frame, detections: Detections) -> None:
+        self.stats.faces_detected += len(detections)
+        if self.tracker is not None:
+            t = frame.time
+            if not np.isfinite(t):
+                t = frame.index / max(self.fps, 1e-6)
+            detections = self.tracker.update(detections, t)
+            self.stats.faces_tracked_only += int((~detections.detected).sum())
+            self.stats.tracks = max(self.stats.tracks, self.tracker.track_count)
+        frame.detections = detections
+        self.stats.anonymized.update(self.compositor(frame.image, detections))
+
+    fps: float = 25.0
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put into a bounded queue, giving up when ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+class ThreadedRun:
+    """Runs source iteration, processing and writing on three threads.
+
+    Args:
+        items: iterable of Frames and pass-through packets (consumed on the reader thread).
+        process: callable taking a list of Frames and returning them processed.
+        write_frame: called on the writer thread for each kept Frame.
+        write_packet: called on the writer thread for each pass-through packet.
+        batch_size: frames per ``process`` call.
+        queue_size: bound of each queue (items).
+        on_written: called after each written frame (progress bars).
+    """
+
+    def __init__(self, items: Iterable, process: Callable, write_frame: Callable, write_packet: Callable,
+                 batch_size: int = 1, queue_size: int = 8, on_written: Callable | None = None) -> None:
+        self.items = items
+        self.process = process
+        self.write_frame = write_frame
+        self.write_packet = write_packet
+        self.batch_size = batch_size
+        self.in_q: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.out_q: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.on_written = on_written
+        self.read_seconds = 0.0
+        self.write_seconds = 0.0
+
+    def _reader(self) -> None:
+        try:
+            iterator = iter(self.items)
+            while True:
+                t = time.perf_counter()
+                item = next(iterator, _END)
+                self.read_seconds += time.perf_counter() - t
+                if item is _END or not _put(self.in_q, item, self.stop):
+                    break
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread
+            self.errors.append(exc)
+            self.stop.set()
+        finally:
+            _put(self.in_q, _END, threading.Event()) if not self.stop.is_set() else None
+
+    def _writer(self) -> None:
+        try:
+            while True:
+                item = self.out_q.get()
+                if item is _END:
+                    break
+                t = time.perf_counter()
+                if isinstance(item, Frame):
+                    if not item.dropped:
+                        self.write_frame(item)
+                        if self.on_written:
+                            self.on_written(item)
+                else:
+                    self.write_packet(item)
+                self.write_seconds += time.perf_counter() - t
+        except BaseException as exc:  # noqa: BLE001
+            self.errors.append(exc)
+            self.stop.set()
+            while self.out_q.get() is not _END:  # unblock the producer
+                pass
+
+    def run(self) -> None:
+        """Run to the end of the input; re-raises the first error of any thread."""
+        reader = threading.Thread(target=self._reader, name="streamer-reader", daemon=True)
+        writer = threading.Thread(target=self._writer, name="streamer-writer", daemon=True)
+        reader.start()
+        writer.start()
+        batch: list[Frame] = []
+        try:
+            while not self.stop.is_set():
+                try:
+                    item = self.in_q.get(timeout=0.1)
+                except queue.Empty:
+                    if not reader.is_alive() and self.in_q.empty():
+                        break
+                    continue
+                if item is _END or not isinstance(item, Frame):
+                    if batch:
+                        self._emit(self.process(batch))
+                        batch = []
+                    if item is _END:
+                        break
+                    _put(self.out_q, item, self.stop)
+                    continue
+                batch.append(item)
+                if len(batch) >= self.batch_size:
+                    self._emit(self.process(batch))
+                    batch = []
+        except BaseException as exc:
+            self.errors.append(exc)
+            self.stop.set()
+        finally:
+            self.out_q.put(_END)
+            writer.join()
+            self.stop.set()
+            reader.join(timeout=5)
+        if self.errors:
+            raise self.errors[0]
+
+    def _emit(self, frames: list[Frame]) -> None:
+        for frame in frames:
+            _put(self.out_q, frame, self.stop)
+
+
+def anonymize_file(input_path: str, output_path: str, config: Config, progress: bool = True,
+                   detector=None, compositor=None) -> RunStats:
+    """Anonymize every face of a video file into a new file.
+
+    Args:
+        input_path: any video file PyAV can open.
+        output_path: the output; its extension sets the container.
+        config: the run's configuration.
+        progress: show a progress bar on stderr.
+        detector, compositor: replace the default stages (tests, experiments).
+
+    Returns:
+        The run's counters. Frames in equals frames out unless frames were
+        dropped by ``on_error: drop`` (counted in ``frames_dropped``).
+    """
+    from streamer.factory import build_compositor, build_detector
+    from streamer.sinks.video_file import VideoFileSink, check_output_path
+    from streamer.sources.video_file import VideoFileSource
+    from streamer.stages.tracker import FaceTracker
+
+    check_output_path(output_path)
+    source = VideoFileSource(input_path)
+    stats = RunStats()
+    try:
+        detector = detector or build_detector(config)
+        stats.backend = getattr(getattr(detector, "runner", None), "backend", "custom")
+        compositor = compositor or build_compositor(config)
+        tracker = FaceTracker(config.tracker, fps=source.info.fps) if config.tracker.enabled else None
+        processor = FrameProcessor(config, detector, tracker, compositor, stats)
+        processor.fps = source.info.fps
+        sink = VideoFileSink(output_path, source.info, source.copy_streams, config.encoder)
+    except BaseException:
+        source.close()
+        raise
+
+    bar = _progress_bar(progress, source.info.frames, input_path)
+
+    def counted(items):
+        for item in items:
+            if isinstance(item, Frame):
+                stats.frames_in += 1
+            yield item
+
+    def on_written(_frame: Frame) -> None:
+        if bar is not None:
+            bar.update(1)
+
+    run = ThreadedRun(counted(source), processor.process, sink.write_frame, sink.write_packet,
+                      batch_size=config.detector.batch_size, queue_size=config.pipeline.queue_size,
+                      on_written=on_written)
+    start = time.perf_counter()
+    try:
+        run.run()
+    except StreamerError:
+        _finish_sink(sink, output_path, keep=True)
+        raise
+    except BaseException:
+        _finish_sink(sink, output_path, keep=False)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        source.close()
+    sink.close()
+    stats.seconds = time.perf_counter() - start
+    stats.frames_out = sink.frames_written
+    stats.packets_copied = sink.packets_copied
+    stats.decode_errors = source.decode_errors
+    stats.truncated = source.truncated
+    stats.stage_seconds["decode"] = run.read_seconds
+    stats.stage_seconds["encode"] = run.write_seconds
+    return stats
+
+
+def _finish_sink(sink, path: str, keep: bool) -> None:
+    """Finalize (keep=True) or discard a partly written output."""
+    import os
+
+    try:
+        sink.close()
+    except Exception:  # noqa: BLE001 - the original error matters more
+        pass
+    if not keep:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
+def _progress_bar(enabled: bool, total: int, label: str):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    # disable=None: no bar when stderr is not a terminal (logs, CI)
+    return tqdm(total=total or None, unit="frame", desc=label.rsplit("/", 1)[-1][:30], leave=False,
+                dynamic_ncols=True, disable=None)

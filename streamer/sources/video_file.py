@@ -1,0 +1,175 @@
+"""Video file source: demux with PyAV, decode the video stream, pass other streams through.
+
+Iterating a :class:`VideoFileSource` yields, in demux order, either a
+:class:`~streamer.detections.Frame` (a decoded video frame, RGB) or an
+``av.Packet`` of another stream (audio, subtitles, data) to be copied to the
+output untouched. Corrupt packets are skipped and counted; a truncated file
+ends the iteration early with ``truncated`` set.
+
+Example:
+    >>> src = VideoFileSource("clip.mp4")              # doctest: +SKIP
+    >>> src.info.width, src.info.fps                   # doctest: +SKIP
+    (1920, 25.0)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+
+from streamer.detections import Frame
+from streamer.errors import InputError
+
+log = logging.getLogger(__name__)
+
+#: Stream types copied to the output, whatever their index in the container.
+COPIED_STREAM_TYPES = ("audio", "subtitle", "data")
+
+
+@dataclass
+class StreamInfo:
+    """What the pipeline needs to know about the input video stream.
+
+    Attributes:
+        width, height: frame size in pixels.
+        fps: average frame rate in frames per second.
+        time_base: seconds per timestamp tick.
+        frames: number of frames if the container says so, else an estimate (0 if unknown).
+        codec: decoder name.
+        duration: stream duration in seconds (0 if unknown).
+    """
+
+    width: int
+    height: int
+    fps: float
+    time_base: Fraction
+    frames: int
+    codec: str
+    duration: float
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(getattr(exc, "strerror", None) or exc).strip()
+    return text.split(";")[0].rstrip(".") or type(exc).__name__
+
+
+def open_input(url: str, options: dict | None = None, timeout: float | None = None):
+    """Open a container with PyAV, turning failures into one-line InputErrors."""
+    is_file = "://" not in url
+    if is_file:
+        path = Path(url)
+        if not path.exists():
+            raise InputError(f"input not found: {url}")
+        if path.is_dir():
+            raise InputError(f"input is a folder, not a video file: {url}")
+    try:
+        return av.open(url, mode="r", options=options or {}, timeout=timeout)
+    except PermissionError:
+        raise InputError(f"cannot read {url}: permission denied") from None
+    except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
+        what = "not a readable video file" if is_file else "cannot connect"
+        raise InputError(f"{url}: {what} ({_describe(exc)})") from None
+
+
+class VideoFileSource:
+    """Decodes the first video stream of a file (any container/codec FFmpeg reads).
+
+    Args:
+        path: input file path (or any URL PyAV opens).
+        threads: decoder threads (0 = FFmpeg's choice).
+
+    Attributes:
+        info: the video stream's properties.
+        copy_streams: the streams passed through to the output.
+        decode_errors: packets that could not be decoded (skipped).
+        truncated: True when reading stopped at a damaged or cut-off end.
+    """
+
+    def __init__(self, path: str, threads: int = 0, container=None) -> None:
+        self.path = str(path)
+        self.container = container or open_input(self.path)
+        video_streams = [s for s in self.container.streams if s.type == "video"]
+        if not video_streams:
+            self.container.close()
+            raise InputError(f"{self.path}: has no video stream")
+        self.stream = video_streams[0]
+        ctx = self.stream.codec_context
+        if ctx is None or not self.stream.codec_context.name:
+            self.container.close()
+            raise InputError(f"{self.path}: no decoder for the video codec")
+        if not ctx.width or not ctx.height:
+            self.container.close()
+            raise InputError(f"{self.path}: video stream has no frame size (unknown codec or corrupt header)")
+        self.stream.thread_type = "AUTO"
+        if threads:
+            self.stream.thread_count = threads
+        self.copy_streams = [s for s in self.container.streams if s.type in COPIED_STREAM_TYPES]
+        self.info = self._stream_info()
+        self.decode_errors = 0
+        self.truncated = False
+
+    def _stream_info(self) -> StreamInfo:
+        s = self.stream
+        rate = s.average_rate or s.guessed_rate or s.base_rate or Fraction(25)
+        duration = float(s.duration * s.time_base) if s.duration and s.time_base else 0.0
+        if not duration and self.container.duration:
+            duration = self.container.duration / av.time_base
+        frames = int(s.frames or 0) or int(round(duration * float(rate)))
+        return StreamInfo(
+            width=s.codec_context.width,
+            height=s.codec_context.height,
+            fps=float(rate),
+            time_base=s.time_base or Fraction(1, 90000),
+            frames=frames,
+            codec=s.codec_context.name,
+            duration=duration,
+        )
+
+    def __iter__(self) -> Iterator[Frame | av.Packet]:
+        """Yield decoded frames and pass-through packets in demux order."""
+        index = 0
+        streams = [self.stream, *self.copy_streams]
+        demuxer = self.container.demux(streams)
+        while True:
+            try:
+                packet = next(demuxer)
+            except StopIteration:
+                break
+            except (av.FFmpegError, OSError) as exc:
+                self.truncated = True
+                log.warning("%s: input ends early or is damaged (%s); keeping the %d frames decoded so far",
+                            self.path, _describe(exc), index)
+                break
+            if packet.stream.type != "video":
+                if packet.size:
+                    yield packet
+                continue
+            try:
+                decoded = packet.decode()
+            except (av.FFmpegError, ValueError) as exc:
+                self.decode_errors += 1
+                log.warning("%s: skipped an undecodable video packet (%s)", self.path, _describe(exc))
+                continue
+            for vf in decoded:
+                yield self._to_frame(vf, index)
+                index += 1
+        if self.truncated:  # drain frames still buffered in the decoder
+            try:
+                for vf in self.stream.codec_context.decode(None):
+                    yield self._to_frame(vf, index)
+                    index += 1
+            except (av.FFmpegError, ValueError):
+                pass
+
+    def _to_frame(self, vf: av.VideoFrame, index: int) -> Frame:
+        return Frame(index=index, pts=vf.pts, time_base=vf.time_base or self.info.time_base,
+                     image=vf.to_ndarray(format="rgb24"))
+
+    def close(self) -> None:
+        """Close the container."""
+        self.container.close()

@@ -1,0 +1,143 @@
+"""Face detector stage: CenterFace boxes, scores and 5 facial keypoints.
+
+The network runs through an :class:`engines.runner.Runner`, so the same code
+serves ONNX Runtime on the CPU and the GPU backends. Decoding of the heatmaps
+and NMS are vectorised NumPy.
+
+Example:
+    >>> import numpy as np
+    >>> from streamer.config import DetectorConfig
+    >>> det = CenterFaceDetector(DetectorConfig(input_width=320))
+    >>> [len(d) for d in det([np.zeros((240, 320, 3), np.uint8)])]
+    [0]
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from engines.centerface_onnx import INPUT_NAME, OUTPUT_NAMES, STRIDE_MULTIPLE, load_centerface_onnx
+from engines.runner import OnnxRuntimeRunner, Runner
+from streamer.config import DetectorConfig
+from streamer.detections import Detections
+
+#: CenterFace's output stride: one heatmap cell per 4x4 input pixels.
+OUTPUT_STRIDE = 4
+
+
+def detector_input_size(width: int, height: int, input_width: int) -> tuple[int, int]:
+    """Network input size (width, height) in pixels for a frame of ``width`` x ``height``.
+
+    The frame is scaled to ``input_width`` (never up-scaled; 0 = native width),
+    keeping the aspect ratio, and both sides are rounded up to a multiple of 32.
+    """
+    target_w = width if input_width <= 0 or input_width >= width else input_width
+    target_h = height * target_w / width
+    round_up = lambda v: int(math.ceil(v / STRIDE_MULTIPLE) * STRIDE_MULTIPLE)  # noqa: E731
+    return round_up(target_w), round_up(target_h)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression; returns kept indices, best score first.
+
+    A box is dropped when its IoU with a kept, higher-scoring box is at least
+    ``iou_threshold``.
+    """
+    order = np.argsort(-scores, kind="stable")
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    keep: list[int] = []
+    while order.size:
+        i = order[0]
+        keep.append(int(i))
+        rest = order[1:]
+        xx1 = np.maximum(boxes[i, 0], boxes[rest, 0])
+        yy1 = np.maximum(boxes[i, 1], boxes[rest, 1])
+        xx2 = np.minimum(boxes[i, 2], boxes[rest, 2])
+        yy2 = np.minimum(boxes[i, 3], boxes[rest, 3])
+        inter = np.clip(xx2 - xx1, 0, None) * np.clip(yy2 - yy1, 0, None)
+        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
+        order = rest[iou < iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def decode_centerface(
+    heatmap: np.ndarray,
+    scale: np.ndarray,
+    offset: np.ndarray,
+    landmarks: np.ndarray,
+    input_size: tuple[int, int],
+    threshold: float,
+    nms_iou: float,
+) -> Detections:
+    """Turn one image's CenterFace outputs into Detections in network-input pixels.
+
+    Args:
+        heatmap, scale, offset, landmarks: the four outputs for one image,
+            shaped (1|2|2|10, h, w).
+        input_size: (width, height) of the network input in pixels.
+        threshold: minimum heatmap score.
+        nms_iou: NMS IoU threshold.
+    """
+    width, height = input_size
+    ys, xs = np.nonzero(heatmap[0] > threshold)
+    if ys.size == 0:
+        return Detections.empty()
+    box_h = np.exp(scale[0, ys, xs]) * OUTPUT_STRIDE
+    box_w = np.exp(scale[1, ys, xs]) * OUTPUT_STRIDE
+    cx = (xs + offset[1, ys, xs] + 0.5) * OUTPUT_STRIDE
+    cy = (ys + offset[0, ys, xs] + 0.5) * OUTPUT_STRIDE
+    x1 = np.clip(cx - box_w / 2, 0, width)
+    y1 = np.clip(cy - box_h / 2, 0, height)
+    x2 = np.minimum(x1 + box_w, width)
+    y2 = np.minimum(y1 + box_h, height)
+    boxes = np.stack([x1, y1, x2, y2], axis=1).astype(np.float32)
+    scores = heatmap[0, ys, xs].astype(np.float32)
+    kp_x = landmarks[1::2, ys, xs].T * box_w[:, None] + x1[:, None]
+    kp_y = landmarks[0::2, ys, xs].T * box_h[:, None] + y1[:, None]
+    keypoints = np.stack([kp_x, kp_y], axis=2).astype(np.float32)
+    keep = nms(boxes, scores, nms_iou)
+    return Detections(xyxy=boxes[keep], scores=scores[keep], keypoints=keypoints[keep])
+
+
+class CenterFaceDetector:
+    """Detects faces in batches of RGB frames.
+
+    Args:
+        config: detector settings (input width, threshold, NMS).
+        runner: the network runner; defaults to ONNX Runtime on the CPU.
+        threads: CPU inference threads for the default runner (0 = all cores).
+    """
+
+    def __init__(self, config: DetectorConfig, runner: Runner | None = None, threads: int = 0) -> None:
+        self.config = config
+        self.runner = runner or OnnxRuntimeRunner(load_centerface_onnx(), INPUT_NAME, OUTPUT_NAMES, threads)
+
+    def preprocess(self, images: list[np.ndarray], input_size: tuple[int, int]) -> np.ndarray:
+        """Resize RGB uint8 frames to ``input_size`` and stack as float32 (N, 3, H, W), 0..255."""
+        width, height = input_size
+        batch = np.empty((len(images), 3, height, width), dtype=np.float32)
+        for i, image in enumerate(images):
+            if image.shape[1] != width or image.shape[0] != height:
+                image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+            batch[i] = image.transpose(2, 0, 1)
+        return batch
+
+    def __call__(self, images: list[np.ndarray]) -> list[Detections]:
+        """Detect faces in same-sized RGB uint8 frames; boxes in frame pixels."""
+        if not images:
+            return []
+        frame_h, frame_w = images[0].shape[:2]
+        input_size = detector_input_size(frame_w, frame_h, self.config.input_width)
+        outputs = self.runner(self.preprocess(images, input_size))
+        sx, sy = frame_w / input_size[0], frame_h / input_size[1]
+        results = []
+        for b in range(len(images)):
+            det = decode_centerface(*(o[b] for o in outputs), input_size,
+                                    self.config.threshold, self.config.nms_iou)
+            det.xyxy *= np.array([sx, sy, sx, sy], dtype=np.float32)
+            det.keypoints *= np.array([sx, sy], dtype=np.float32)
+            results.append(det)
+        return results
