@@ -125,22 +125,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS = {"anonymize": cmd_anonymize, "demo": cmd_demo}
 
+#: Modules that add subcommands; each defines ``add_commands(subparsers) -> dict[name, handler]``
+#: where ``handler(args) -> int`` returns the exit code.
+EXTENSION_MODULES = ("engines.cli", "streamer.live.cli", "benchmarks.cli")
 
-def register(name: str, add_parser, handler) -> None:
-    """Let other modules add a subcommand: ``add_parser(subparsers)`` and ``handler(args) -> int``."""
-    _EXTENSIONS.append((name, add_parser, handler))
 
+def _load_extensions(subparsers) -> None:
+    import importlib
+    import importlib.util
 
-_EXTENSIONS: list = []
+    for name in EXTENSION_MODULES:
+        try:
+            present = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:
+            present = False
+        if present:
+            COMMANDS.update(importlib.import_module(name).add_commands(subparsers))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``streamer`` console script; returns the exit code."""
     parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, add_parser, handler in _EXTENSIONS:
-        add_parser(sub)
-        COMMANDS[name] = handler
+    _load_extensions(next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="streamer: %(levelname)s: %(message)s")
