@@ -143,13 +143,22 @@ def _load_extensions(subparsers) -> None:
             COMMANDS.update(importlib.import_module(name).add_commands(subparsers))
 
 
+class _OneLineFormatter(logging.Formatter):
+    """``streamer: message`` for info, ``streamer: warning: message`` for warnings and worse."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        return f"streamer: {level}{record.getMessage()}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``streamer`` console script; returns the exit code."""
     parser = build_parser()
     _load_extensions(next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="streamer: %(levelname)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineFormatter())
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, handlers=[handler])
     logging.getLogger("streamer").setLevel(logging.DEBUG if args.debug else logging.INFO
                                            if not getattr(args, "quiet", False) else logging.WARNING)
     try:

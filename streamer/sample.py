@@ -92,7 +92,8 @@ def render_sample_frame(background: np.ndarray, sprite: np.ndarray, sprite_face:
 
 def make_sample_clip(path: str, seconds: float = 3.0, fps: int = 25, width: int = 1280, height: int = 720,
                      faces: int = 1, audio: bool = True, codec: str = "libx264",
-                     frame_durations: list[int] | None = None) -> SampleClip:
+                     frame_durations: list[int] | None = None, audio_first: bool = False,
+                     container_options: dict | None = None) -> SampleClip:
     """Write a clip of moving faces (H.264 by default) with an AAC tone, and return its ground truth.
 
     Args:
@@ -105,21 +106,25 @@ def make_sample_clip(path: str, seconds: float = 3.0, fps: int = 25, width: int 
         codec: video encoder.
         frame_durations: per-frame durations in ticks of 1/(fps*100) s for
             variable-frame-rate clips (None: constant rate).
+        audio_first: make the audio track stream 0 (video becomes stream 1).
+        container_options: muxer options, e.g. ``{"movflags": "faststart"}``.
     """
     n_frames = int(round(seconds * fps))
     background = _background(width, height)
     sprite, sprite_face = _sprite()
     time_base = Fraction(1, fps * 100)
     boxes, pts_list = [], []
-    with av.open(path, mode="w") as container:
+    with av.open(path, mode="w", options=container_options or {}) as container:
+        astream = None
+        if audio and audio_first:
+            astream = container.add_stream("aac", rate=44100, layout="stereo")
         video = container.add_stream(codec, rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.time_base = time_base
         video.codec_context.time_base = time_base
         if codec == "libx264":
             video.options = {"crf": "18", "preset": "veryfast"}
-        astream = None
-        if audio:
+        if audio and not audio_first:
             astream = container.add_stream("aac", rate=44100, layout="stereo")
         pts = 0
         for i in range(n_frames):

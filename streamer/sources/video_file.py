@@ -165,6 +165,11 @@ class VideoFileSource:
                     index += 1
             except (av.FFmpegError, ValueError):
                 pass
+        indexed = int(self.stream.frames or 0)
+        if not self.truncated and indexed and index < indexed:
+            self.truncated = True
+            log.warning("%s: input ends after %d of the %d frames its index lists (file cut off?); "
+                        "the output holds the %d decodable frames", self.path, index, indexed, index)
 
     def _to_frame(self, vf: av.VideoFrame, index: int) -> Frame:
         return Frame(index=index, pts=vf.pts, time_base=vf.time_base or self.info.time_base,

@@ -1,0 +1,183 @@
+"""One camera: reader -> anonymizer -> outputs, on three threads linked by bounded queues.
+
+Real time first: when the anonymizer falls behind, the reader drops the
+*oldest* queued frame (counted as ``input_queue``) so latency stays bounded;
+when encoding falls behind the same happens before the outputs
+(``output_queue``). Outputs only receive frames returned by
+:class:`~streamer.pipeline.FrameProcessor` that are not ``dropped``: a frame
+the anonymizer failed on is blacked out or dropped per ``on_error``, never
+published raw. A dead camera only stalls its own threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+from streamer.errors import FrameAbort, StreamerError
+from streamer.factory import build_compositor
+from streamer.live.metrics import CameraStats
+from streamer.live.outputs import Publisher, SegmentRecorder
+from streamer.live.rtsp_source import Backoff, LiveFrame, LiveSource
+from streamer.live.settings import CameraSpec, ServerSettings
+from streamer.pipeline import FrameProcessor, RunStats
+from streamer.stages.tracker import FaceTracker
+
+log = logging.getLogger(__name__)
+
+
+def put_latest(q: queue.Queue, item) -> bool:
+    """Put without blocking; if the queue is full drop its oldest item. Returns True if one was dropped."""
+    dropped = False
+    while True:
+        try:
+            q.put_nowait(item)
+            return dropped
+        except queue.Full:
+            try:
+                q.get_nowait()
+                dropped = True
+            except queue.Empty:
+                pass
+
+
+class CameraWorker:
+    """Runs one camera until ``stop`` is set.
+
+    Args:
+        spec: the camera's settings.
+        server: process-wide live settings.
+        detector: the shared (batching) detector.
+        stop: set to shut the camera down; outputs are finalized.
+    """
+
+    def __init__(self, spec: CameraSpec, server: ServerSettings, detector, stop: threading.Event) -> None:
+        self.spec = spec
+        self.server = server
+        self.stop = stop
+        self.stats = CameraStats(spec.name)
+        self.run_stats = RunStats()
+        self.compositor = build_compositor(spec.config)
+        self.detector = detector
+        self.in_q: queue.Queue = queue.Queue(maxsize=server.queue_size)
+        self.out_q: queue.Queue = queue.Queue(maxsize=server.queue_size)
+        self.source = LiveSource(spec.input, stop, spec.transport, server.connect_timeout, spec.stall_seconds,
+                                 Backoff(server.backoff_initial, server.backoff_max), self._on_state)
+        self.publisher: Publisher | None = None
+        self.recorder: SegmentRecorder | None = None
+        self.error: BaseException | None = None
+        self.threads = [threading.Thread(target=self._guard, args=(fn,), name=f"{spec.name}-{fn.__name__}",
+                                         daemon=True) for fn in (self._read, self._process, self._write)]
+
+    def _on_state(self, state: str, detail: str) -> None:
+        if state == "reconnecting" and self.stats.state in ("starting", "connecting") \
+                and not self.source.reconnects and self.stats.frames_in == 0:
+            state = "failed"  # never came up yet: report it, keep retrying
+            log.error("camera %s: %s", self.spec.name, detail)
+        elif state == "connecting" and self.stats.state == "failed":
+            state = "failed"
+        self.stats.state, self.stats.detail = state, detail
+        self.stats.reconnects = self.source.reconnects
+
+    def start(self) -> "CameraWorker":
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self.threads[::-1]:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    def _guard(self, fn) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - a camera failure must not take the others down
+            self.error = exc
+            self.stats.state, self.stats.detail = "failed", str(exc)
+            log.error("camera %s stopped: %s", self.spec.name, exc,
+                      exc_info=not isinstance(exc, StreamerError))
+            self.stop_camera()
+
+    def stop_camera(self) -> None:
+        """Stop this camera only (used on fatal errors such as on_error: abort)."""
+        self._own_stop = True
+
+    _own_stop = False
+
+    def _running(self) -> bool:
+        return not (self.stop.is_set() or self._own_stop)
+
+    def _read(self) -> None:
+        for frame in self.source:
+            self.stats.frames_in += 1
+            self.stats.in_rate.add(frame.arrival)
+            if put_latest(self.in_q, frame):
+                self.stats.dropped["input_queue"] += 1
+            if not self._running():
+                break
+        self.stats.state = "stopped"
+
+    def _process(self) -> None:
+        processor: FrameProcessor | None = None
+        while self._running() or not self.in_q.empty():
+            try:
+                frame: LiveFrame = self.in_q.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if processor is None or processor.fps != frame.fps:
+                tracker = FaceTracker(self.spec.config.tracker, fps=frame.fps) \
+                    if self.spec.config.tracker.enabled else None
+                processor = FrameProcessor(self.spec.config, self.detector, tracker, self.compositor,
+                                           self.run_stats)
+                processor.fps = frame.fps
+            try:
+                processor.process([frame])
+            except FrameAbort:
+                raise
+            self.stats.faces = sum(self.run_stats.anonymized.values())
+            self.stats.masked = self.run_stats.frames_masked
+            self.stats.dropped["on_error"] = self.run_stats.frames_dropped
+            if frame.dropped:
+                continue
+            if put_latest(self.out_q, frame):
+                self.stats.dropped["output_queue"] += 1
+
+    def _open_outputs(self, frame: LiveFrame) -> None:
+        spec, server = self.spec, self.server
+        if spec.output:
+            self.publisher = Publisher(spec.output, spec.config.encoder, frame.fps, spec.output_transport,
+                                       server.connect_timeout, Backoff(server.backoff_initial, server.backoff_max))
+        if spec.record_dir:
+            self.recorder = SegmentRecorder(spec.record_dir, spec.name, spec.config.encoder, frame.fps,
+                                            spec.segment_seconds)
+
+    def _write(self) -> None:
+        opened = False
+        try:
+            while self._running() or not self.out_q.empty() or self.threads[1].is_alive():
+                try:
+                    frame: LiveFrame = self.out_q.get(timeout=0.2)
+                except queue.Empty:
+                    if not self.threads[1].is_alive():
+                        break
+                    continue
+                if not opened:
+                    self._open_outputs(frame)
+                    opened = True
+                if self.recorder is not None:
+                    self.recorder.write(frame)
+                if self.publisher is not None:
+                    self.publisher.write(frame)
+                    self.stats.dropped["publish"] = self.publisher.frames_dropped
+                    self.stats.publish_reconnects = self.publisher.reconnects
+                now = time.monotonic()
+                self.stats.frames_out += 1
+                self.stats.out_rate.add(now)
+                self.stats.latencies.append(now - frame.arrival)
+        finally:
+            for output in (self.recorder, self.publisher):
+                if output is not None:
+                    output.close()

@@ -1,0 +1,95 @@
+"""``streamer serve --config FILE`` and live URLs given to ``streamer anonymize``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from streamer.config import load_config
+from streamer.errors import InputError
+from streamer.live.settings import INPUT_SCHEMES, OUTPUT_SCHEMES, ServerSettings, parse_camera, parse_server
+
+
+def _live_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="HTTP port of /metrics and /health (0 = any free port, -1 = none)")
+    parser.add_argument("--duration", type=float, metavar="SECONDS",
+                        help="stop after this many seconds (default: run until SIGINT/SIGTERM)")
+
+
+def add_commands(subparsers) -> dict:
+    """Add ``serve``; returns ``{name: handler}``."""
+    from streamer.cli import _add_run_options
+
+    p = subparsers.add_parser("serve", help="anonymize the live cameras listed in a config, around the clock")
+    _add_run_options(p)
+    _live_options(p)
+    return {"serve": cmd_serve}
+
+
+def _settings(config, args) -> ServerSettings:
+    settings = parse_server(config.extra.get("server"))
+    if getattr(args, "metrics_port", None) is not None:
+        settings.metrics_port = args.metrics_port
+    return settings
+
+
+def _run(config, specs, settings, args) -> int:
+    from streamer.live.server import LiveServer
+
+    server = LiveServer(config, specs, settings)
+    snapshots = server.run(getattr(args, "duration", None))
+    if not getattr(args, "quiet", False):
+        print(json.dumps(snapshots, indent=1), file=sys.stderr)
+    return 0 if any(s["frames_out"] for s in snapshots.values()) else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run every camera of ``--config`` until SIGINT/SIGTERM (or ``--duration``)."""
+    from streamer.cli import _config_from_args
+    from streamer.live.settings import parse_live
+
+    if not args.config:
+        raise InputError("serve needs --config FILE listing the cameras (see configs/rtsp-camera.yaml)")
+    config = _config_from_args(args)
+    settings, specs = parse_live(config)
+    return _run(config, specs, _settings(config, args), args)
+
+
+def run_urls(urls: list[str], args: argparse.Namespace) -> int:
+    """Anonymize live cameras given on the command line (``streamer anonymize URL... OUTPUT``).
+
+    Semantics: every positional but the last is a camera input (rtsp://, rtmp://, ...);
+    the last positional is where the anonymized video goes:
+
+    * an ``rtsp://`` or ``rtmp://`` URL: publish there. With one camera the URL is used
+      as is; with N cameras camera *i* publishes to ``<URL>/cam<i>`` (1-based).
+    * anything else: a folder; camera *i* records 60 s fragmented-MP4 segments
+      ``<folder>/cam<i>-<start>-NNNNN.mp4``.
+
+    Runs until SIGINT/SIGTERM (or ``args.duration`` seconds, if set), then finalizes
+    the recordings. Uses ``args.config``/``--mode``/... like ``anonymize``, and
+    ``args.metrics_port`` when present. Returns 0 if any frame was delivered, else 1.
+    """
+    from streamer.cli import _config_from_args
+
+    if len(urls) < 2:
+        raise InputError("live input needs an output: streamer anonymize rtsp://CAMERA... "
+                         "rtsp://SERVER/PATH|RECORDING_FOLDER")
+    *inputs, target = urls
+    for url in inputs:
+        if not url.startswith(INPUT_SCHEMES):
+            raise InputError(f"{url}: every input but the last argument must be a stream URL when the first is")
+    config = _config_from_args(args)
+    settings = _settings(config, args)
+    specs = []
+    for i, url in enumerate(inputs):
+        entry: dict = {"name": f"cam{i + 1}", "input": url}
+        if target.startswith(OUTPUT_SCHEMES):
+            entry["output"] = target if len(inputs) == 1 else f"{target.rstrip('/')}/cam{i + 1}"
+        else:
+            entry["record"] = {"dir": str(Path(target)), "segment_seconds": 60}
+        specs.append(parse_camera(i, entry, config, settings))
+    return _run(config, specs, settings, args)

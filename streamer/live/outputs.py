@@ -1,0 +1,202 @@
+"""Where anonymized live frames go: an RTSP/RTMP server, and/or segmented MP4 recordings.
+
+Both outputs encode with :func:`streamer.sinks.video_file.open_video_encoder`
+(x264 tuned for low latency, no B-frames, a keyframe every ``gop_seconds``)
+and only ever receive frames that went through the anonymizer.
+
+* :class:`Publisher` pushes to ``rtsp://`` (ANNOUNCE/RECORD) or ``rtmp://`` (FLV).
+  When the server goes away it drops frames (counted) and reconnects with backoff.
+* :class:`SegmentRecorder` writes ``<dir>/<camera>-<start>-00000.mp4, ...`` with
+  FFmpeg's segment muxer; each segment is a fragmented MP4 (a fragment per
+  keyframe) closed at the next segment boundary, so a crash or power loss
+  loses at most the fragment being written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import av
+
+from streamer.config import EncoderConfig
+from streamer.detections import Frame
+from streamer.errors import OutputError
+from streamer.live.rtsp_source import TIME_BASE, Backoff
+from streamer.sinks.video_file import open_video_encoder
+from streamer.sources.video_file import StreamInfo
+
+log = logging.getLogger(__name__)
+
+
+def _info(frame: Frame, fps: float) -> StreamInfo:
+    h, w = frame.image.shape[:2]
+    return StreamInfo(width=w, height=h, fps=fps, time_base=TIME_BASE, frames=0, codec="", duration=0.0)
+
+
+class _EncodedOutput:
+    """An encoder feeding one container; reopened when the frame size changes.
+
+    Args:
+        encoder: codec settings.
+        fps: nominal frame rate (frames per second), for the encoder's rate control.
+        gop_seconds: keyframe interval in seconds.
+    """
+
+    name = "output"
+
+    def __init__(self, encoder: EncoderConfig, fps: float, gop_seconds: float = 1.0) -> None:
+        self.encoder = encoder
+        self.fps = fps
+        self.gop = max(1, int(round(fps * gop_seconds)))
+        self.container = None
+        self.stream = None
+        self.frames_written = 0
+        self._last_pts = -1
+
+    def _open_container(self):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _open(self, frame: Frame) -> None:
+        container = self._open_container()
+        try:
+            stream = open_video_encoder(container, self.encoder.codec, _info(frame, self.fps), self.encoder)
+            stream.codec_context.gop_size = self.gop
+            stream.codec_context.max_b_frames = 0
+            if self.encoder.codec in ("libx264", "libx265"):
+                stream.codec_context.options = {**stream.codec_context.options, "tune": "zerolatency"}
+        except BaseException:
+            container.close()
+            raise
+        self.container, self.stream = container, stream
+        self._last_pts = -1
+
+    def write(self, frame: Frame) -> None:
+        """Encode and send one anonymized frame (its pts is in ``TIME_BASE`` units)."""
+        h, w = frame.image.shape[:2]
+        if self.stream is not None and (self.stream.width, self.stream.height) != (w - w % 2, h - h % 2):
+            self.close()
+        if self.stream is None:
+            self._open(frame)
+        if frame.pts <= self._last_pts:
+            return
+        self._last_pts = frame.pts
+        image = frame.image[: self.stream.height, : self.stream.width]
+        vf = av.VideoFrame.from_ndarray(image, format="rgb24")
+        vf.pts, vf.time_base = frame.pts, TIME_BASE
+        for packet in self.stream.encode(vf):
+            self.container.mux(packet)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Flush the encoder and finalize the container (idempotent)."""
+        container, stream = self.container, self.stream
+        self.container = self.stream = None
+        if container is None:
+            return
+        try:
+            for packet in stream.encode(None):
+                container.mux(packet)
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            log.warning("%s: flushing failed (%s)", self.name, exc)
+        finally:
+            try:
+                container.close()
+            except (av.FFmpegError, OSError, ValueError) as exc:
+                log.warning("%s: closing failed (%s)", self.name, exc)
+
+
+class Publisher(_EncodedOutput):
+    """Publishes to an RTSP (ANNOUNCE/RECORD) or RTMP server, reconnecting on failure.
+
+    Args:
+        url: rtsp:// or rtmp:// target.
+        transport: RTSP lower transport ("tcp" or "udp").
+        connect_timeout: seconds allowed to connect.
+        backoff: delays between reconnect attempts.
+
+    Attributes:
+        frames_dropped: frames not published because the server was unreachable.
+        reconnects: successful reconnections after a failure.
+        last_error: the latest failure ("" if none).
+    """
+
+    def __init__(self, url: str, encoder: EncoderConfig, fps: float, transport: str = "tcp",
+                 connect_timeout: float = 5.0, backoff: Backoff | None = None) -> None:
+        super().__init__(encoder, fps)
+        self.url = self.name = url
+        self.transport = transport
+        self.connect_timeout = connect_timeout
+        self.backoff = backoff or Backoff(0.5, 10.0)
+        self.frames_dropped = 0
+        self.reconnects = 0
+        self.last_error = ""
+        self._retry_at = 0.0
+        self._failed_before = False
+
+    def _open_container(self):
+        rtsp = self.url.startswith("rtsp://")
+        options = {"rtsp_transport": self.transport} if rtsp else {}
+        try:
+            return av.open(self.url, mode="w", format="rtsp" if rtsp else "flv", options=options,
+                           timeout=(self.connect_timeout, self.connect_timeout))
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise OutputError(f"{self.url}: cannot publish ({str(exc).split(';')[0]})") from None
+
+    def write(self, frame: Frame) -> None:
+        """Publish a frame; while the server is unreachable the frame is dropped and counted."""
+        if self.stream is None and time.monotonic() < self._retry_at:
+            self.frames_dropped += 1
+            return
+        try:
+            super().write(frame)
+        except (OutputError, av.FFmpegError, OSError) as exc:
+            self.frames_dropped += 1
+            self.last_error = str(exc).split(";")[0]
+            self.close()
+            delay = self.backoff.next()
+            self._retry_at = time.monotonic() + delay
+            self._failed_before = True
+            log.warning("publishing to %s failed (%s); retrying in %.1f s", self.url, self.last_error, delay)
+            return
+        if self._failed_before and self.frames_written:
+            self._failed_before = False
+            self.reconnects += 1
+            self.backoff.reset()
+
+
+class SegmentRecorder(_EncodedOutput):
+    """Records to fixed-length fragmented-MP4 segments in a folder.
+
+    Args:
+        folder: where the segments go (created if missing).
+        camera: file name prefix.
+        segment_seconds: segment length in seconds (cut at the first keyframe after it).
+    """
+
+    def __init__(self, folder: str, camera: str, encoder: EncoderConfig, fps: float,
+                 segment_seconds: float = 60.0) -> None:
+        super().__init__(encoder, fps, gop_seconds=min(1.0, segment_seconds))
+        self.folder = Path(folder)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create recording folder {folder}: {exc.strerror}") from None
+        self.camera = self.name = camera
+        self.segment_seconds = segment_seconds
+
+    def _open_container(self):
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        pattern = str(self.folder / f"{self.camera}-{stamp}-%05d.mp4")
+        options = {"segment_time": f"{self.segment_seconds:g}", "segment_format": "mp4",
+                   "reset_timestamps": "1",
+                   "segment_format_options": "movflags=+frag_keyframe+empty_moov+default_base_moof"}
+        try:
+            return av.open(pattern, mode="w", format="segment", options=options)
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise OutputError(f"cannot record to {self.folder}: {exc}") from None
+
+    def segments(self) -> list[Path]:
+        """The segment files written so far, oldest first."""
+        return sorted(self.folder.glob(f"{self.camera}-*.mp4"))

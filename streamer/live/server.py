@@ -1,0 +1,96 @@
+"""Many cameras, one process: a shared batching detector, one worker per camera, metrics, signals.
+
+Example:
+    >>> from streamer.config import load_config
+    >>> server = LiveServer(load_config("configs/rtsp-camera.yaml"))   # doctest: +SKIP
+    >>> server.run()          # until SIGINT/SIGTERM; recordings are finalized  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from streamer.config import Config
+from streamer.factory import build_detector
+from streamer.live.batcher import SharedDetector
+from streamer.live.camera import CameraWorker
+from streamer.live.metrics import CameraStats, MetricsServer
+from streamer.live.settings import CameraSpec, ServerSettings, parse_live
+
+log = logging.getLogger(__name__)
+
+
+class LiveServer:
+    """Runs every camera of a config until stopped.
+
+    Args:
+        config: a config with ``cameras`` (and optionally ``server``) sections.
+        specs, settings: already-parsed cameras/server settings (instead of reading ``config.extra``).
+        detector: replaces the shared detector (tests).
+
+    Attributes:
+        workers: one CameraWorker per camera, by name.
+        metrics: the HTTP endpoint (None when ``server.metrics_port`` is -1).
+        stop: set it (or send SIGINT/SIGTERM) to shut down.
+    """
+
+    def __init__(self, config: Config, specs: list[CameraSpec] | None = None,
+                 settings: ServerSettings | None = None, detector=None) -> None:
+        if specs is None:
+            settings, specs = parse_live(config)
+        self.settings = settings or ServerSettings()
+        self.stop = threading.Event()
+        self.detector = SharedDetector(detector or build_detector(config), self.settings.max_batch,
+                                       self.settings.batch_window_ms / 1000)
+        self.workers = {s.name: CameraWorker(s, self.settings, self.detector, self.stop) for s in specs}
+        self.stats: dict[str, CameraStats] = {n: w.stats for n, w in self.workers.items()}
+        self.metrics = None
+        if self.settings.metrics_port >= 0:
+            self.metrics = MetricsServer(self.stats, self.settings.metrics_host, self.settings.metrics_port)
+
+    def start(self) -> "LiveServer":
+        """Start the metrics endpoint and every camera (returns at once)."""
+        if self.metrics is not None:
+            self.metrics.start()
+            log.info("metrics on http://%s:%d/metrics, health on /health", self.settings.metrics_host,
+                     self.metrics.port)
+        for worker in self.workers.values():
+            worker.start()
+        return self
+
+    def run(self, duration: float | None = None) -> dict[str, dict]:
+        """Start, wait for SIGINT/SIGTERM (or ``duration`` seconds), shut down; returns per-camera snapshots."""
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, self._on_signal)
+        try:
+            self.start()
+            deadline = None if duration is None else time.monotonic() + duration
+            while not self.stop.wait(0.5):
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                if all(w.error is not None for w in self.workers.values()):
+                    break
+        finally:
+            self.shutdown()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return {name: stats.snapshot() for name, stats in self.stats.items()}
+
+    def _on_signal(self, signum, _frame) -> None:
+        log.info("received %s: finalizing recordings", signal.Signals(signum).name)
+        self.stop.set()
+
+    def shutdown(self, timeout: float = 15.0) -> None:
+        """Stop every camera, finalize outputs, stop the detector and the endpoint."""
+        self.stop.set()
+        deadline = time.monotonic() + timeout
+        for worker in self.workers.values():
+            worker.join(max(0.1, deadline - time.monotonic()))
+        self.detector.close()
+        if self.metrics is not None:
+            self.metrics.close()

@@ -1,0 +1,182 @@
+"""The ``cameras`` and ``server`` sections of a live config, validated with one-line errors.
+
+Example YAML (see configs/rtsp-camera.yaml)::
+
+    server: {metrics_port: 9108}
+    cameras:
+      - name: door
+        input: rtsp://10.0.0.5/stream1
+        output: rtsp://127.0.0.1:8554/door-anon
+        record: {dir: /var/lib/streamer/door, segment_seconds: 60}
+        mode: blur
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamer.config import Config, ConfigError, apply_overrides
+
+#: URL schemes accepted as live inputs / publish targets.
+INPUT_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "srt://", "udp://", "http://", "https://")
+OUTPUT_SCHEMES = ("rtsp://", "rtmp://")
+TRANSPORTS = ("tcp", "udp")
+
+
+@dataclass
+class ServerSettings:
+    """Process-wide live settings (the ``server`` section).
+
+    Attributes:
+        metrics_host: address the HTTP metrics/health endpoint binds to.
+        metrics_port: its port (0 = pick a free one, -1 = no endpoint).
+        connect_timeout: seconds allowed to open an input or output.
+        stall_seconds: an input that yields no frame for this long is reconnected.
+        backoff_initial: first reconnect delay in seconds (doubles per failure).
+        backoff_max: largest reconnect delay in seconds.
+        queue_size: bound (frames) of each per-camera queue; when full the oldest frame is dropped.
+        batch_window_ms: how long the shared detector waits for frames of other cameras (ms).
+        max_batch: most frames per detector call.
+    """
+
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9108
+    connect_timeout: float = 5.0
+    stall_seconds: float = 5.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    queue_size: int = 4
+    batch_window_ms: float = 5.0
+    max_batch: int = 16
+
+
+@dataclass
+class CameraSpec:
+    """One camera (an entry of ``cameras``).
+
+    Attributes:
+        name: label used in metrics, logs and recording file names.
+        input: the camera URL.
+        transport: RTSP transport, tcp or udp.
+        output: RTSP/RTMP URL to publish the anonymized stream to ("" = none).
+        record_dir: folder for segmented recordings ("" = none).
+        segment_seconds: length of each recorded segment (seconds).
+        stall_seconds: per-camera override of ``server.stall_seconds``.
+        config: the camera's pipeline config (global config + mode + overrides).
+    """
+
+    name: str
+    input: str
+    transport: str = "tcp"
+    output: str = ""
+    output_transport: str = "tcp"
+    record_dir: str = ""
+    segment_seconds: float = 60.0
+    stall_seconds: float = 5.0
+    config: Config = field(default_factory=Config)
+
+
+_CAMERA_KEYS = {"name", "input", "transport", "output", "output_transport", "record", "mode", "overrides",
+                "stall_seconds"}
+_RECORD_KEYS = {"dir", "segment_seconds"}
+
+
+def _number(value: Any, key: str, minimum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise ConfigError(f"{key}: must be a number >= {minimum}, got {value!r}")
+    return float(value)
+
+
+def parse_server(data: Any) -> ServerSettings:
+    """Validate the ``server`` mapping."""
+    settings = ServerSettings()
+    if data is None:
+        return settings
+    if not isinstance(data, dict):
+        raise ConfigError("server: must be a mapping")
+    for key, value in data.items():
+        if not hasattr(settings, key):
+            raise ConfigError(f"server.{key}: unknown key")
+        if key == "metrics_host":
+            if not isinstance(value, str):
+                raise ConfigError(f"server.{key}: must be a string")
+            settings.metrics_host = value
+            continue
+        number = _number(value, f"server.{key}", -1 if key == "metrics_port" else 0)
+        setattr(settings, key, int(number) if key in ("metrics_port", "queue_size", "max_batch") else number)
+    if settings.queue_size < 1 or settings.max_batch < 1:
+        raise ConfigError("server.queue_size/max_batch: must be >= 1")
+    return settings
+
+
+def parse_camera(i: int, data: Any, base: Config, server: ServerSettings) -> CameraSpec:
+    """Validate one ``cameras[i]`` entry; errors name the key, e.g. ``cameras[1].input: missing``."""
+    where = f"cameras[{i}]"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: must be a mapping")
+    unknown = set(data) - _CAMERA_KEYS
+    if unknown:
+        raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown key (known: {', '.join(sorted(_CAMERA_KEYS))})")
+    url = data.get("input")
+    if not url:
+        raise ConfigError(f"{where}.input: missing")
+    if not isinstance(url, str) or not url.startswith(INPUT_SCHEMES):
+        raise ConfigError(f"{where}.input: must be a stream URL ({', '.join(INPUT_SCHEMES)}), got {url!r}")
+    name = str(data.get("name") or f"cam{i + 1}")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ConfigError(f"{where}.name: use letters, digits, '.', '_' or '-' only, got {name!r}")
+    spec = CameraSpec(name=name, input=url, stall_seconds=server.stall_seconds)
+    for key in ("transport", "output_transport"):
+        value = data.get(key, "tcp")
+        if value not in TRANSPORTS:
+            raise ConfigError(f"{where}.{key}: must be one of {TRANSPORTS}, got {value!r}")
+        setattr(spec, key, value)
+    output = data.get("output") or ""
+    if output and (not isinstance(output, str) or not output.startswith(OUTPUT_SCHEMES)):
+        raise ConfigError(f"{where}.output: must be an rtsp:// or rtmp:// URL, got {output!r}")
+    spec.output = output
+    record = data.get("record")
+    if record is not None:
+        if isinstance(record, str):
+            record = {"dir": record}
+        if not isinstance(record, dict) or not record.get("dir"):
+            raise ConfigError(f"{where}.record.dir: missing")
+        bad = set(record) - _RECORD_KEYS
+        if bad:
+            raise ConfigError(f"{where}.record.{sorted(bad)[0]}: unknown key")
+        spec.record_dir = str(record["dir"])
+        spec.segment_seconds = _number(record.get("segment_seconds", 60), f"{where}.record.segment_seconds", 1)
+    if not spec.output and not spec.record_dir:
+        raise ConfigError(f"{where}: needs an output URL and/or record.dir")
+    if "stall_seconds" in data:
+        spec.stall_seconds = _number(data["stall_seconds"], f"{where}.stall_seconds", 0.5)
+    overrides = data.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{where}.overrides: must be a mapping of dotted keys")
+    for key in overrides:
+        if str(key).startswith("detector."):
+            raise ConfigError(f"{where}.overrides.{key}: the detector is shared by all cameras; "
+                              "set it in the top-level detector section")
+    try:
+        spec.config = apply_overrides(base, {**overrides, "anonymizer.mode": data.get("mode")})
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.overrides: {exc}") from None
+    return spec
+
+
+def parse_live(config: Config) -> tuple[ServerSettings, list[CameraSpec]]:
+    """Validate ``config.extra['server']`` and ``config.extra['cameras']``."""
+    server = parse_server(config.extra.get("server"))
+    cameras = config.extra.get("cameras")
+    if not cameras:
+        raise ConfigError("cameras: missing (list the cameras to anonymize)")
+    if not isinstance(cameras, list):
+        raise ConfigError("cameras: must be a list")
+    specs = [parse_camera(i, c, config, server) for i, c in enumerate(cameras)]
+    names = [s.name for s in specs]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ConfigError(f"cameras[{i}].name: duplicate name {name!r}")
+    return server, specs

@@ -1,0 +1,63 @@
+"""Test helpers that read real media files back with PyAV."""
+
+from __future__ import annotations
+
+import hashlib
+
+import av
+import numpy as np
+
+
+def video_frames(path: str, limit: int | None = None) -> list[np.ndarray]:
+    """Decode the first video stream to RGB arrays."""
+    with av.open(path) as c:
+        out = []
+        for frame in c.decode(c.streams.video[0]):
+            out.append(frame.to_ndarray(format="rgb24"))
+            if limit and len(out) >= limit:
+                break
+        return out
+
+
+def video_times(path: str) -> list[float]:
+    """Presentation time (seconds) of every decoded video frame."""
+    with av.open(path) as c:
+        return [float(f.pts * f.time_base) for f in c.decode(c.streams.video[0])]
+
+
+def audio_digest(path: str) -> tuple[int, float, str]:
+    """(packets, duration in seconds, md5 of all audio packet bytes) of the first audio stream."""
+    with av.open(path) as c:
+        stream = c.streams.audio[0]
+        md5 = hashlib.md5()
+        count, end = 0, 0.0
+        for packet in c.demux(stream):
+            if packet.size == 0:
+                continue
+            md5.update(bytes(packet))
+            count += 1
+            end = max(end, float((packet.pts + packet.duration) * packet.time_base))
+        return count, end, md5.hexdigest()
+
+
+def stream_types(path: str) -> list[str]:
+    """Stream types in container order, e.g. ['video', 'audio']."""
+    with av.open(path) as c:
+        return [s.type for s in c.streams]
+
+
+def box_difference(a: np.ndarray, b: np.ndarray, box) -> float:
+    """Mean absolute difference (0..255) of two RGB frames inside a box (x1, y1, x2, y2)."""
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    h, w = a.shape[:2]
+    x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+    return float(np.abs(a[y1:y2, x1:x2].astype(np.int16) - b[y1:y2, x1:x2].astype(np.int16)).mean())
+
+
+def outside_mask(shape, boxes, grow: float) -> np.ndarray:
+    """Boolean mask of pixels outside every box grown by ``grow`` x its size about its centre."""
+    mask = np.ones(shape[:2], bool)
+    for x1, y1, x2, y2 in boxes:
+        cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2 * grow, (y2 - y1) / 2 * grow
+        mask[max(int(cy - hh), 0):int(cy + hh) + 1, max(int(cx - hw), 0):int(cx + hw) + 1] = False
+    return mask

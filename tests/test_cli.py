@@ -1,0 +1,123 @@
+"""The command line as a user meets it: bad inputs give one clear line and an exit code."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import av
+import pytest
+
+from streamer.sample import make_sample_clip
+from tests.conftest import run_cli
+from tests.media import video_times
+
+
+def assert_one_line_error(proc, fragment: str, code: int) -> None:
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("streamer: error:")]
+    assert len(errors) == 1, proc.stderr
+    assert fragment in errors[0], errors[0]
+
+
+def test_missing_input(tmp_path):
+    proc = run_cli("anonymize", str(tmp_path / "nope.mp4"), str(tmp_path / "o.mp4"), "-q")
+    assert_one_line_error(proc, "input not found", 3)
+
+
+def test_not_a_video(tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 50)
+    proc = run_cli("anonymize", str(text), str(tmp_path / "o.mp4"), "-q")
+    assert_one_line_error(proc, "not a readable video file", 3)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_random_bytes(tmp_path):
+    junk = tmp_path / "junk.mkv"
+    junk.write_bytes(os.urandom(200_000))
+    proc = run_cli("anonymize", str(junk), str(tmp_path / "o.mkv"), "-q")
+    assert_one_line_error(proc, "junk.mkv", 3)
+
+
+def test_unwritable_output(small_clip, tmp_path):
+    proc = run_cli("anonymize", small_clip.path, str(tmp_path / "no" / "such" / "dir" / "o.mp4"), "-q")
+    assert_one_line_error(proc, "does not exist", 4)
+
+
+def test_unknown_encoder(small_clip, tmp_path):
+    cfg = tmp_path / "bad-codec.yaml"
+    cfg.write_text("encoder:\n  codec: no_such_codec\n")
+    proc = run_cli("anonymize", small_clip.path, str(tmp_path / "o.mp4"), "-c", str(cfg), "-q")
+    assert_one_line_error(proc, "no_such_codec", 4)
+
+
+def test_bad_config_key_is_named(small_clip, tmp_path):
+    cfg = tmp_path / "typo.yaml"
+    cfg.write_text("detector:\n  treshold: 0.3\n")
+    proc = run_cli("anonymize", small_clip.path, str(tmp_path / "o.mp4"), "-c", str(cfg), "-q")
+    assert_one_line_error(proc, "detector.treshold", 2)
+    assert "did you mean 'threshold'" in proc.stderr
+
+
+def test_unknown_preset(small_clip, tmp_path):
+    proc = run_cli("anonymize", small_clip.path, str(tmp_path / "o.mp4"), "-c", "no-such-preset", "-q")
+    assert_one_line_error(proc, "dashcam-offline", 2)  # lists the presets that exist
+
+
+def test_cuda_unavailable_is_an_error_not_a_fallback(small_clip, tmp_path):
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    proc = run_cli("anonymize", small_clip.path, str(tmp_path / "o.mp4"), "--device", "cuda", "-q")
+    assert_one_line_error(proc, "--device cuda", 5)
+
+
+def test_truncated_faststart_mp4_keeps_decodable_frames(tmp_path):
+    src = make_sample_clip(str(tmp_path / "full.mp4"), seconds=2.0, width=640, height=360,
+                           container_options={"movflags": "faststart"})
+    cut = tmp_path / "cut.mp4"
+    data = Path(src.path).read_bytes()
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    out = tmp_path / "cut-anon.mp4"
+    proc = run_cli("anonymize", str(cut), str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "warning" in proc.stderr.lower()
+    times = video_times(str(out))  # finalized and playable
+    assert 10 <= len(times) < len(src.pts)
+    assert times == pytest.approx(src.pts[: len(times)] and [p * float(src.time_base) for p in src.pts[: len(times)]],
+                                  abs=1e-3)
+
+
+def test_truncated_mp4_without_index_is_a_clear_error(small_clip, tmp_path):
+    cut = tmp_path / "cut.mp4"
+    data = Path(small_clip.path).read_bytes()
+    cut.write_bytes(data[: len(data) // 2])  # moov atom (at the end) is gone
+    proc = run_cli("anonymize", str(cut), str(tmp_path / "o.mp4"), "-q")
+    assert_one_line_error(proc, "cut.mp4", 3)
+
+
+def test_folder_in_folder_out(small_clip, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(small_clip.path, folder / "a.mp4")
+    (folder / "readme.txt").write_text("not a video")
+    proc = run_cli("anonymize", str(folder), str(tmp_path / "out"), "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert len(video_times(str(tmp_path / "out" / "a.mp4"))) == len(small_clip.pts)
+
+
+def test_demo_runs_on_a_fresh_machine(tmp_path):
+    proc = run_cli("demo", "--output-dir", str(tmp_path), "--detector-width", "640")
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "streamer-demo-output.mp4"
+    assert str(out) in proc.stdout
+    assert "0 dropped" in proc.stderr
+    with av.open(str(out)) as c:
+        assert [s.type for s in c.streams] == ["video", "audio"]
+    assert len(video_times(str(out))) == 100
