@@ -1,0 +1,157 @@
+"""Fixtures: a real RTSP server (npm rtsp-streaming-server on node), a looping H.264 publisher.
+
+The server binary comes from .ci/install-rtsp-server.sh; tests skip with the reason when absent.
+Everything listens on 127.0.0.1, on free ports; servers are killed at teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from streamer.sample import make_sample_clip
+
+HERE = Path(__file__).resolve().parent
+MODULES = os.environ.get("RTSP_SERVER_MODULES", "/opt/rtsp-server/node_modules")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"port {port} not listening after {timeout} s")
+
+
+class RtspServer:
+    """One rtsp-streaming-server process: publish on ``publish_port``, play on ``play_port``."""
+
+    def __init__(self) -> None:
+        self.publish_port, self.play_port = free_port(), free_port()
+        self.rtp_port = 20000 + (os.getpid() * 7 + self.publish_port) % 20000 // 2 * 2
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "RtspServer":
+        self.proc = subprocess.Popen(
+            ["node", str(HERE / "rtsp_server.js"), str(self.publish_port), str(self.play_port), str(self.rtp_port)],
+            env={**os.environ, "RTSP_SERVER_MODULES": MODULES}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.publish_port)
+        wait_port(self.play_port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def publish_url(self, path: str) -> str:
+        return f"rtsp://127.0.0.1:{self.publish_port}/{path}"
+
+    def play_url(self, path: str) -> str:
+        return f"rtsp://127.0.0.1:{self.play_port}/{path}"
+
+
+@pytest.fixture
+def rtsp_server_factory():
+    """Start RTSP servers on demand; all are killed at teardown."""
+    if shutil.which("node") is None or not Path(MODULES, "rtsp-streaming-server").is_dir():
+        pytest.skip("RTSP server absent: run .ci/install-rtsp-server.sh (npm rtsp-streaming-server + node)")
+    servers: list[RtspServer] = []
+
+    def start() -> RtspServer:
+        servers.append(RtspServer().start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def face_clip(tmp_path_factory):
+    """A 4 s 640x360 25 fps H.264 clip with the real astronaut face moving (ground truth boxes)."""
+    path = tmp_path_factory.mktemp("clip") / "faces.mp4"
+    return make_sample_clip(str(path), seconds=4.0, fps=25, width=640, height=360, faces=1, audio=False)
+
+
+class LoopPublisher:
+    """Publishes ``clip`` to ``url`` in a loop at real-time pace (packets remuxed, not re-encoded).
+
+    Reconnects every 0.3 s while the server is down. Stop with ``close()``.
+    """
+
+    def __init__(self, clip_path: str, url: str) -> None:
+        self.clip_path, self.url = clip_path, url
+        self.stop = threading.Event()
+        self.sent = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self._session()
+            except (av.FFmpegError, OSError, ValueError):
+                self.stop.wait(0.3)
+
+    def _session(self) -> None:
+        out = av.open(self.url, "w", format="rtsp", options={"rtsp_transport": "udp"}, timeout=(3, 3))
+        try:
+            vout, offset, start = None, 0, time.monotonic()
+            while not self.stop.is_set():
+                with av.open(self.clip_path) as src:  # fresh packets each loop: mux() rescales them in place
+                    vin = src.streams.video[0]
+                    vout = vout or out.add_stream_from_template(vin)
+                    step = int(round(1 / (float(vin.average_rate) * vin.time_base)))
+                    last = 0
+                    for p in src.demux(vin):
+                        if not p.size:
+                            continue
+                        last = max(last, p.pts)
+                        p.pts += offset
+                        p.dts += offset
+                        delay = start + float(p.pts * vin.time_base) - time.monotonic()
+                        if delay > 0:
+                            time.sleep(delay)
+                        p.stream = vout
+                        out.mux(p)
+                        self.sent += 1
+                        if self.stop.is_set():
+                            return
+                    offset += last + 2 * step
+        finally:
+            out.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def publisher_factory():
+    pubs: list[LoopPublisher] = []
+
+    def start(clip_path: str, url: str) -> LoopPublisher:
+        pubs.append(LoopPublisher(clip_path, url))
+        return pubs[-1]
+
+    yield start
+    for pub in pubs:
+        pub.close()

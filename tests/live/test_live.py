@@ -1,0 +1,159 @@
+"""Live cameras against real RTSP servers: anonymized output, reconnect, unreachable camera,
+metrics, SIGTERM finalizing recordings."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import yaml
+
+from conftest import free_port
+from streamer.config import ConfigError, config_from_dict, load_config
+from streamer.live.camera import put_latest
+from streamer.live.rtsp_source import Backoff
+from streamer.live.settings import parse_live
+
+
+def test_camera_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match=r"cameras\[1\]\.input: missing"):
+        parse_live(config_from_dict({"cameras": [{"input": "rtsp://a/b", "record": "/tmp/x"}, {"record": "/tmp"}]}))
+    with pytest.raises(ConfigError, match=r"cameras\[0\]: needs an output"):
+        parse_live(config_from_dict({"cameras": [{"input": "rtsp://a/b"}]}))
+    with pytest.raises(ConfigError, match=r"server\.stall_seconds"):
+        parse_live(config_from_dict({"server": {"stall_seconds": "x"}, "cameras": [{"input": "rtsp://a"}]}))
+    server, cams = parse_live(load_config("rtsp-camera"))
+    assert [c.config.anonymizer.mode for c in cams] == ["blur", "pixelate"]
+
+
+def test_backoff_grows_with_jitter_and_input_queue_drops_oldest():
+    b = Backoff(0.5, 4.0, random.Random(1))
+    delays = [b.next() for _ in range(6)]
+    assert 0.25 <= delays[0] <= 0.5 and all(2.0 <= d <= 4.0 for d in delays[3:])
+    q: queue.Queue = queue.Queue(maxsize=2)
+    drops = [put_latest(q, i) for i in range(5)]
+    assert drops == [False, False, True, True, True] and [q.get(), q.get()] == [3, 4]
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def _health(port: int) -> dict:
+    return json.loads(_get(f"http://127.0.0.1:{port}/health")[1])["cameras"]
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except (urllib.error.URLError, ConnectionError, KeyError):
+            value = None  # endpoint not up yet
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _read_frames(url: str, n: int, timeout: float = 20.0) -> list[np.ndarray]:
+    frames = []
+    with av.open(url, options={"rtsp_transport": "udp"}, timeout=(timeout, 5)) as c:
+        for vf in c.decode(video=0):
+            frames.append(vf.to_ndarray(format="rgb24"))
+            if len(frames) >= n:
+                break
+    return frames
+
+
+def _decode_count(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def test_live_server_end_to_end(tmp_path, face_clip, rtsp_server_factory, publisher_factory):
+    from streamer.factory import build_detector
+
+    source, sink = rtsp_server_factory(), rtsp_server_factory()
+    publisher_factory(face_clip.path, source.publish_url("cam"))
+    metrics_port = free_port()
+    rec = tmp_path / "rec"
+    config = {
+        "detector": {"input_width": 640}, "encoder": {"preset": "ultrafast", "crf": 28},
+        "pipeline": {"threads": 1},
+        "server": {"metrics_port": metrics_port, "stall_seconds": 2, "connect_timeout": 3,
+                   "backoff_initial": 0.3, "backoff_max": 1.0, "queue_size": 2},
+        "cameras": [
+            {"name": "door", "input": source.play_url("cam"), "transport": "udp",
+             "output": sink.publish_url("door"), "output_transport": "udp",
+             "record": {"dir": str(rec), "segment_seconds": 2}},
+            {"name": "dead", "input": f"rtsp://127.0.0.1:{free_port()}/none", "record": str(tmp_path / "dead")},
+        ],
+    }
+    cfg_path = tmp_path / "live.yaml"
+    cfg_path.write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen([sys.executable, "-m", "streamer.cli", "serve", "--config", str(cfg_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(lambda: _health(metrics_port)["door"]["frames_out"] > 10 if proc.poll() is None else
+              pytest.fail(proc.communicate()[1]), 60, "anonymized frames")
+
+        # 1. the anonymized stream arrives at the output server, and its faces are gone
+        out = _read_frames(sink.play_url("door"), 25)
+        detector = build_detector(load_config(None))
+        faces_out = [len(d[d.scores > 0.5]) for d in detector(out)]
+        with av.open(face_clip.path) as c:
+            raw = [vf.to_ndarray(format="rgb24") for _, vf in zip(range(25), c.decode(video=0))]
+        faces_in = [len(d[d.scores > 0.5]) for d in detector(raw)]
+        assert sum(faces_in) >= 20, "the input clip must show faces"
+        assert sum(faces_out) <= 1, f"faces still recognizable in the output: {faces_out}"
+        assert _health(metrics_port)["door"]["faces"] > 0
+
+        # 2. unreachable camera: reported, the other keeps flowing
+        dead = _health(metrics_port)["dead"]
+        assert dead["state"] == "failed" and "cannot connect" in dead["detail"], dead
+        assert _get(f"http://127.0.0.1:{metrics_port}/health")[0] == 503
+
+        # 3. input server killed and restarted -> reconnect, output continues
+        before_outage = sorted(rec.glob("door-*.mp4"))
+        frames_before = _health(metrics_port)["door"]["frames_out"]
+        port_pub, port_play = source.publish_port, source.play_port
+        source.stop()
+        time.sleep(3)
+        source.start()
+        assert (source.publish_port, source.play_port) == (port_pub, port_play)
+        _wait(lambda: _health(metrics_port)["door"]["reconnects"] >= 1, 40, "a reconnect")
+        _wait(lambda: _health(metrics_port)["door"]["frames_out"] > frames_before + 25, 30, "frames after outage")
+
+        # 4. metrics report reconnects and drops
+        text = _get(f"http://127.0.0.1:{metrics_port}/metrics")[1]
+        assert 'streamer_reconnects_total{camera="door"} 1.0' in text or \
+            'streamer_reconnects_total{camera="door"} 2.0' in text, text
+        assert 'streamer_frames_dropped_total{camera="door",reason="input_queue"}' in text
+        assert 'streamer_latency_seconds{camera="door",quantile="0.95"}' in text
+    finally:
+        # 5. SIGTERM finalizes the recordings
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    segments = sorted(rec.glob("door-*.mp4"))
+    assert len(before_outage) >= 1 and len(segments) > len(before_outage), (before_outage, segments)
+    counts = [_decode_count(p) for p in segments]
+    assert all(n > 0 for n in counts), dict(zip(segments, counts))
+    assert sum(counts[len(before_outage):]) >= 25  # recorded after the outage
