@@ -2,18 +2,33 @@
 
 ``auto`` picks TensorRT when ``tensorrt`` imports and a CUDA GPU is present,
 else PyTorch CUDA when a GPU is present, else the CPU. Asking for a device
-that is not available is an error, never a silent fallback.
+that is not available is an error, never a silent fallback. Besides the
+config's ``auto``/``cpu``/``cuda`` (``cuda`` = the best GPU backend), the
+backends can be named directly: ``tensorrt``, ``torch-cuda``.
+
+On the CPU the networks run on ONNX Runtime or PyTorch FP32
+(:func:`cpu_runtime`); ONNX Runtime is the default because it measured much
+faster on the CI machine (see ``DEFAULT_CPU_RUNTIME``).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from dataclasses import dataclass
 
 from streamer.errors import BackendError
 
 log = logging.getLogger(__name__)
+
+#: Devices/backends :func:`select_backend` accepts.
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "tensorrt", "torch-cuda")
+#: CPU inference runtimes.
+CPU_RUNTIMES = ("onnxruntime", "torch")
+#: Measured 2026-11-23 on the 2-core CI machine (CenterFace, batch 1, 2 threads):
+#: ONNX Runtime is many times faster than PyTorch FP32 (README, "Engines").
+DEFAULT_CPU_RUNTIME = "onnxruntime"
 
 
 @dataclass(frozen=True)
@@ -50,26 +65,44 @@ def tensorrt_available() -> bool:
 
 
 def select_backend(device: str, has_cuda: bool | None = None, has_tensorrt: bool | None = None) -> BackendChoice:
-    """Choose the backend for ``device`` (auto, cpu, cuda).
+    """Choose the backend for ``device`` (auto, cpu, cuda, tensorrt, torch-cuda).
 
     Args:
         device: what the user asked for.
         has_cuda, has_tensorrt: override detection (tests).
 
     Raises:
-        BackendError: ``cuda`` was asked for and no CUDA GPU is usable.
+        BackendError: the device is unknown, or asks for something that is
+            not usable here (no CUDA GPU, tensorrt not installed).
     """
+    if device not in DEVICE_CHOICES:
+        raise BackendError(f"unknown device '{device}' (use {', '.join(DEVICE_CHOICES)})")
     if device == "cpu":
         return BackendChoice("cpu", "--device cpu was asked for")
     cuda = cuda_available() if has_cuda is None else has_cuda
-    if device == "cuda" and not cuda:
-        raise BackendError("--device cuda: no CUDA GPU is usable here (PyTorch with CUDA not installed "
+    if device != "auto" and not cuda:
+        raise BackendError(f"--device {device}: no CUDA GPU is usable here (PyTorch with CUDA not installed "
                            "or no GPU visible); use --device cpu or auto")
-    if device not in ("auto", "cuda"):
-        raise BackendError(f"unknown device '{device}' (use auto, cpu or cuda)")
     if not cuda:
         return BackendChoice("cpu", "no CUDA GPU found")
+    if device == "torch-cuda":
+        return BackendChoice("torch-cuda", "--device torch-cuda was asked for")
     trt = tensorrt_available() if has_tensorrt is None else has_tensorrt
+    if device == "tensorrt" and not trt:
+        raise BackendError("--device tensorrt: tensorrt not installed (or it fails to import); "
+                           "use --device torch-cuda or auto")
     if trt:
         return BackendChoice("tensorrt", "a CUDA GPU is present and tensorrt imports")
     return BackendChoice("torch-cuda", "a CUDA GPU is present; tensorrt is not installed")
+
+
+def cpu_runtime(requested: str | None = None) -> str:
+    """CPU runtime to use: ``requested``, else ``$STREAMER_CPU_RUNTIME``, else DEFAULT_CPU_RUNTIME.
+
+    Raises:
+        BackendError: the name is not one of CPU_RUNTIMES.
+    """
+    name = requested or os.environ.get("STREAMER_CPU_RUNTIME") or DEFAULT_CPU_RUNTIME
+    if name not in CPU_RUNTIMES:
+        raise BackendError(f"unknown CPU runtime '{name}' (use {' or '.join(CPU_RUNTIMES)})")
+    return name

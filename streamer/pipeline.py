@@ -331,7 +331,8 @@ def anonymize_file(input_path: str, output_path: str, config: Config, progress: 
     start = time.perf_counter()
     try:
         run.run()
-    except StreamerError:
+    except (StreamerError, KeyboardInterrupt):
+        # every frame written so far is anonymized: keep a finalized, playable partial output
         _finish_sink(sink, output_path, keep=True)
         raise
     except BaseException:
