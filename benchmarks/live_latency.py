@@ -1,0 +1,163 @@
+"""Added latency of a live camera through ``streamer serve`` (real RTSP servers, real H.264).
+
+publisher (x264 ultrafast, frame number as a 16-bit barcode in the top rows, paced at --fps)
+  -> RTSP server A -> streamer LiveServer (decode, detect, track, blur, encode)
+  -> RTSP server B -> reader (decodes, reads the barcode)
+
+Latency of a frame = time the reader decoded it at the output server - time the publisher
+handed it to its encoder, so it includes the publisher's encode, both RTSP hops and the reader's
+decode (an upper bound of the latency streamer adds). streamer's own share (its decode done ->
+its output muxed) is reported too, with the detector/anonymizer stage times and drop counts.
+Needs node + the npm rtsp-streaming-server (.ci/install-rtsp-server.sh).
+
+    python benchmarks/live_latency.py --width 1920 --height 1080 --fps 30 --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "live"))
+
+from conftest import RtspServer  # noqa: E402  (the tests' server launcher)
+
+BITS, BLOCK = 16, 40
+
+
+def stamp(image: np.ndarray, n: int) -> None:
+    """Write ``n`` as 16 black/white 40x40 blocks in the top-left corner."""
+    for b in range(BITS):
+        image[:BLOCK, b * BLOCK:(b + 1) * BLOCK] = 255 if (n >> b) & 1 else 0
+
+
+def read_stamp(image: np.ndarray) -> int:
+    """Read the barcode written by :func:`stamp`."""
+    row = image[BLOCK // 4: 3 * BLOCK // 4]
+    return sum(1 << b for b in range(BITS)
+               if row[:, b * BLOCK + BLOCK // 4: (b + 1) * BLOCK - BLOCK // 4].mean() > 128)
+
+
+def publish(url: str, frames: list[np.ndarray], fps: int, sent: dict, stop: threading.Event) -> None:
+    out = av.open(url, "w", format="rtsp", options={"rtsp_transport": "udp"}, timeout=(5, 5))
+    s = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "tune": "zerolatency",
+                                                       "crf": "23", "g": str(fps)})
+    s.height, s.width = frames[0].shape[:2]
+    s.pix_fmt = "yuv420p"
+    start, n = time.monotonic(), 0
+    while not stop.is_set():
+        delay = start + n / fps - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        image = frames[n % len(frames)].copy()
+        stamp(image, n % (1 << BITS))
+        vf = av.VideoFrame.from_ndarray(image, format="rgb24")
+        vf.pts, vf.time_base = n, Fraction(1, fps)
+        sent[n % (1 << BITS)] = time.monotonic()
+        for p in s.encode(vf):
+            out.mux(p)
+        n += 1
+    out.close()
+
+
+def read(url: str, sent: dict, latencies: list, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            with av.open(url, options={"rtsp_transport": "udp"}, timeout=(10, 5)) as c:
+                for vf in c.decode(video=0):
+                    now = time.monotonic()
+                    t0 = sent.get(read_stamp(vf.to_ndarray(format="rgb24")))
+                    if t0 is not None:
+                        latencies.append(now - t0)
+                    if stop.is_set():
+                        return
+        except av.FFmpegError:
+            time.sleep(0.2)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--width", type=int, default=1920)
+    ap.add_argument("--height", type=int, default=1080)
+    ap.add_argument("--fps", type=int, default=30)
+    ap.add_argument("--seconds", type=float, default=30.0, help="measured duration after a 5 s warm-up")
+    ap.add_argument("--detector-width", type=int, default=640, help="detector input width (px)")
+    ap.add_argument("--preset", default="ultrafast", help="x264 preset of streamer's output")
+    args = ap.parse_args()
+
+    from streamer.config import config_from_dict
+    from streamer.live.server import LiveServer
+    from streamer.live.settings import parse_live
+    from streamer.sample import make_sample_clip
+
+    clip = make_sample_clip(f"/tmp/live-bench-{args.width}x{args.height}.mp4", seconds=2.0, fps=args.fps,
+                            width=args.width, height=args.height, faces=1, audio=False)
+    with av.open(clip.path) as c:
+        frames = [vf.to_ndarray(format="rgb24") for vf in c.decode(video=0)]
+    src, dst = RtspServer().start(), RtspServer().start()
+    stop, sent, latencies = threading.Event(), {}, []
+    config = config_from_dict({
+        "detector": {"input_width": args.detector_width}, "encoder": {"preset": args.preset, "crf": 23},
+        "server": {"metrics_port": -1, "queue_size": 2},
+        "cameras": [{"name": "cam", "input": src.play_url("in"), "transport": "udp",
+                     "output": dst.publish_url("out"), "output_transport": "udp"}]})
+    settings, specs = parse_live(config)
+    server = LiveServer(config, specs, settings)
+    threads = [threading.Thread(target=publish, args=(src.publish_url("in"), frames, args.fps, sent, stop),
+                                daemon=True)]
+    try:
+        threads[0].start()
+        server.start()
+        time.sleep(3)
+        threads.append(threading.Thread(target=read, args=(dst.play_url("out"), sent, latencies, stop),
+                                        daemon=True))
+        threads[1].start()
+        time.sleep(5)
+        latencies.clear()
+        stats = server.stats["cam"]
+        worker = server.workers["cam"]
+        worker.run_stats.stage_seconds.clear()
+        in0, out0, drop0 = stats.frames_in, stats.frames_out, dict(stats.dropped)
+        stats.latencies.clear()
+        time.sleep(args.seconds)
+        snap = stats.snapshot()
+        processed = max(1, snap["frames_out"] - out0)
+        result = {
+            "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+            "machine": f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), no GPU",
+            "stream": f"{args.width}x{args.height}@{args.fps}", "mode": "blur",
+            "detector_width": args.detector_width,
+            "input_fps": round((snap["frames_in"] - in0) / args.seconds, 1),
+            "output_fps": round(processed / args.seconds, 1),
+            "dropped": {k: v - drop0.get(k, 0) for k, v in snap["dropped"].items()},
+            "end_to_end_latency_s": {"p50": round(float(np.percentile(latencies, 50)), 3),
+                                     "p95": round(float(np.percentile(latencies, 95)), 3),
+                                     "frames": len(latencies)} if latencies else None,
+            "streamer_latency_s": {"p50": snap["latency_p50_s"], "p95": snap["latency_p95_s"]},
+            "stage_ms_per_frame": {k: round(1000 * v / processed, 1)
+                                   for k, v in worker.run_stats.stage_seconds.items()},
+        }
+    finally:
+        stop.set()
+        server.shutdown()
+        for t in threads:
+            t.join(timeout=10)
+        src.stop()
+        dst.stop()
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
