@@ -54,9 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("anonymize", help="anonymize a video file or a folder of videos")
-    p.add_argument("input", help="video file, or a folder of videos")
-    p.add_argument("output", help="output file (container from its extension), or a folder")
+    p = sub.add_parser("anonymize", help="anonymize a video file, a folder of videos, or RTSP cameras",
+                       usage="streamer anonymize INPUT [INPUT ...] OUTPUT [options]")
+    p.add_argument("paths", nargs="+", metavar="INPUT... OUTPUT",
+                   help="a video file and an output file (container from its extension); a folder and an "
+                        "output folder; or rtsp:// camera URLs and an rtsp://|rtmp:// publish URL or a "
+                        "recording folder")
     _add_run_options(p)
 
     p = sub.add_parser("demo", help="make a short clip with a real face and anonymize it")
@@ -82,6 +85,15 @@ def _anonymize_one(src: str, dst: str, config: Config, quiet: bool):
 
 def cmd_anonymize(args: argparse.Namespace) -> int:
     """Anonymize one file, or every video of a folder into an output folder."""
+    if len(args.paths) < 2:
+        raise InputError("give an input and an output: streamer anonymize INPUT OUTPUT")
+    if args.paths[0].startswith(("rtsp://", "rtmp://")):
+        from streamer.live.cli import run_urls
+
+        return run_urls(args.paths, args)
+    if len(args.paths) > 2:
+        raise InputError("several inputs are only supported for rtsp:// cameras; for files give a folder")
+    args.input, args.output = args.paths
     config = _config_from_args(args)
     src = Path(args.input)
     if not src.is_dir():

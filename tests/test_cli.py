@@ -121,3 +121,8 @@ def test_demo_runs_on_a_fresh_machine(tmp_path):
     with av.open(str(out)) as c:
         assert [s.type for s in c.streams] == ["video", "audio"]
     assert len(video_times(str(out))) == 100
+
+
+def test_several_file_inputs_are_refused(small_clip, tmp_path):
+    proc = run_cli("anonymize", small_clip.path, small_clip.path, str(tmp_path / "o.mp4"), "-q")
+    assert_one_line_error(proc, "several inputs", 3)
