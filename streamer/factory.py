@@ -50,8 +50,13 @@ def build_detector(config: Config, cpu_runtime_name: str | None = None) -> Cente
 
 
 def build_compositor(config: Config) -> Compositor:
-    """Create the anonymizer stage for ``config.anonymizer.mode``."""
+    """Create the anonymizer stage for ``config.anonymizer.mode``.
+
+    ``gan`` loads the face generator (FP16 on CUDA, FP32 on the CPU); faces it
+    cannot take (too small, no keypoints) go to ``anonymizer.fallback_mode``.
+    """
     if config.anonymizer.mode == "gan":
-        raise BackendError("mode 'gan' needs the face generator's weights, which this build does not ship "
-                           "yet; use --mode blur, pixelate or mask")
+        from streamer.stages.gan import build_gan_anonymizer
+
+        return Compositor(config.anonymizer, anonymizer=build_gan_anonymizer(config.pipeline.device))
     return Compositor(config.anonymizer)

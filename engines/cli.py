@@ -1,0 +1,129 @@
+"""``streamer engines export|build|info``: ONNX export, TensorRT engine build, backend report."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from streamer.errors import BackendError
+
+log = logging.getLogger("streamer")
+
+
+def _parse_sizes(text: str) -> list[tuple[int, int]]:
+    """'640x384,1280x736' -> [(640, 384), (1280, 736)] as (W, H) pixels."""
+    sizes = []
+    for item in text.split(","):
+        try:
+            w, h = (int(v) for v in item.lower().split("x"))
+        except ValueError:
+            raise BackendError(f"--sizes: '{item}' is not WxH (e.g. 1280x736)") from None
+        if w % 32 or h % 32 or w <= 0 or h <= 0:
+            raise BackendError(f"--sizes: {item} must be positive multiples of 32")
+        sizes.append((w, h))
+    return sizes
+
+
+def add_commands(subparsers) -> dict:
+    """Add ``engines`` with its sub-commands to the ``streamer`` parser; returns {name: handler}."""
+    p = subparsers.add_parser("engines", help="export models to ONNX, build TensorRT engines, show backends")
+    sub = p.add_subparsers(dest="engines_command", required=True)
+
+    e = sub.add_parser("export", help="export a model to ONNX (dynamic batch; dynamic size for the detector)")
+    e.add_argument("--model", default="centerface", help="registered model name (default centerface)")
+    e.add_argument("--output", "-o", help="ONNX file to write (default <model>.onnx)")
+    e.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    e.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
+
+    b = sub.add_parser("build", help="build (or load from cache) a TensorRT FP16 engine; needs a GPU + tensorrt")
+    b.add_argument("--model", default="centerface")
+    b.add_argument("--config", "-c", metavar="NAME|PATH", help="config whose detector.input_width sets the sizes")
+    b.add_argument("--sizes", help="detector input sizes WxH,... (overrides the config)")
+    b.add_argument("--max-batch", type=int, default=32)
+    b.add_argument("--cache-dir", help="engine cache folder (default $STREAMER_ENGINE_CACHE or ~/.cache)")
+    b.add_argument("--fp32", action="store_true", help="build FP32 instead of FP16")
+
+    sub.add_parser("info", help="which backend --device auto picks here, and why")
+    return {"engines": cmd_engines}
+
+
+def cmd_engines(args: argparse.Namespace) -> int:
+    """Dispatch ``streamer engines <sub-command>``; returns the exit code."""
+    return {"export": cmd_export, "build": cmd_build, "info": cmd_info}[args.engines_command](args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export the model, run onnx.checker and (unless --no-parity) an ORT vs PyTorch parity check."""
+    import torch
+
+    from engines.export import DEFAULT_OPSET, export_onnx, get_model_spec, parity
+    from engines.runner import OnnxRuntimeRunner
+
+    spec = get_model_spec(args.model)
+    output = Path(args.output or f"{spec.name}.onnx")
+    module = spec.build()
+    export_onnx(spec, output, module, opset=args.opset or DEFAULT_OPSET)
+    print(f"wrote {output} (onnx.checker: ok)")
+    if not args.no_parity:
+        x = spec.random_input(2, seed=None)
+        with torch.no_grad():
+            ref = [t.numpy() for t in _as_list(module(torch.from_numpy(x)))]
+        errs = parity(ref, OnnxRuntimeRunner(str(output), spec.input_name, spec.output_names)(x))
+        worst = max(errs)
+        print(f"parity ONNX Runtime vs PyTorch FP32, random batch of 2: max relative error {worst:.2e}")
+        if not worst < 1e-4:
+            raise BackendError(f"exported model disagrees with PyTorch (relative error {worst:.2e} >= 1e-4)")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build the TensorRT engine into the cache (or report it is already there)."""
+    from engines.engine_cache import default_cache_dir
+    from engines.export import get_model_spec
+    from engines.select import select_backend, tensorrt_available
+    from engines.tensorrt_runner import (detector_profiles, detector_profiles_for_config, exported_onnx_path,
+                                         build_cached_engine)
+    from streamer.config import load_config
+
+    if not tensorrt_available():
+        raise BackendError("`streamer engines build` needs TensorRT 10: tensorrt not installed "
+                           "(pip install tensorrt on a machine with an NVIDIA GPU)")
+    select_backend("tensorrt")  # clear error when there is no usable GPU
+    spec = get_model_spec(args.model)
+    if args.sizes:
+        profiles = detector_profiles(_parse_sizes(args.sizes), args.max_batch)
+    elif spec.dynamic_hw:
+        profiles = detector_profiles_for_config(load_config(args.config).detector.input_width, args.max_batch)
+    else:
+        h, w = spec.example_hw
+        profiles = detector_profiles([(w, h)], args.max_batch, channels=spec.channels)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    onnx_path = exported_onnx_path(spec, cache_dir)
+    _, built = build_cached_engine(onnx_path, spec.name, spec.input_name, profiles, cache_dir, not args.fp32)
+    print(f"{'built' if built else 'cached'}: {spec.name} engine in {cache_dir} "
+          f"(profiles {', '.join(p.text() for p in profiles)})")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print the versions, GPU, the backend ``auto`` picks and why, and the CPU runtime."""
+    import torch
+
+    from engines.engine_cache import default_cache_dir
+    from engines.select import cpu_runtime, cuda_available, select_backend, tensorrt_available
+
+    choice = select_backend("auto")
+    print(f"torch {torch.__version__}; CUDA GPU: "
+          f"{torch.cuda.get_device_name(0) if cuda_available() else 'none'}")
+    print(f"tensorrt: {'installed' if tensorrt_available() else 'not installed'}")
+    print(f"--device auto -> {choice.name} ({choice.reason})")
+    print(f"CPU runtime: {cpu_runtime()} (set STREAMER_CPU_RUNTIME=onnxruntime|torch to change)")
+    cache = default_cache_dir()
+    engines = sorted(cache.glob("*.engine")) if cache.is_dir() else []
+    print(f"engine cache: {cache} ({len(engines)} engine(s))")
+    return 0
+
+
+def _as_list(out) -> list:
+    return list(out) if isinstance(out, (tuple, list)) else [out]

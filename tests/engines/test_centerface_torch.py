@@ -1,0 +1,71 @@
+"""The native PyTorch CenterFace against ONNX Runtime on the shipped model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engines.centerface_onnx import load_centerface_onnx
+from engines.centerface_torch import CenterFace, load_centerface_weights
+from engines.export import parity
+from engines.torch_runner import TorchRunner
+from streamer.config import DetectorConfig
+from streamer.errors import BackendError
+from streamer.stages.detector import CenterFaceDetector
+from tests.engines.conftest import frame_batch, torch_outputs
+
+
+def test_only_native_layers(centerface_torch):
+    kinds = {type(m).__name__ for m in centerface_torch.modules() if not list(m.children())}
+    assert kinds <= {"Conv2d", "ConvTranspose2d", "ReLU"}
+    assert sum(isinstance(m, torch.nn.ConvTranspose2d) for m in centerface_torch.modules()) == 3
+
+
+@pytest.mark.parametrize("seed,shape", [(1, (2, 3, 96, 128)), (2, (1, 3, 160, 64))])
+def test_parity_random_inputs(centerface_torch, ort_runner, seed, shape):
+    x = np.random.default_rng(seed).uniform(0, 255, shape).astype(np.float32)
+    errors = parity(ort_runner(x), torch_outputs(centerface_torch, x))
+    assert max(errors) < 1e-4, errors
+
+
+def test_parity_real_frames(centerface_torch, ort_runner, real_frames):
+    for frame, size in zip(real_frames, [(512, 512), (640, 384)]):
+        x = frame_batch(frame, size)
+        ref = ort_runner(x)
+        assert ref[0].max() > 0.5  # a face is there, so the heatmap comparison means something
+        errors = parity(ref, torch_outputs(centerface_torch, x))
+        assert max(errors) < 1e-4, errors
+
+
+def test_batched_equals_single(centerface_torch, real_frames):
+    x = np.concatenate([frame_batch(f, (256, 192)) for f in real_frames])
+    batched = torch_outputs(centerface_torch, x)
+    for i in range(len(x)):
+        single = torch_outputs(centerface_torch, x[i:i + 1])
+        assert max(parity(single, [o[i:i + 1] for o in batched])) < 1e-5
+
+
+def test_detections_match_onnxruntime_within_one_pixel(centerface_torch, ort_runner, real_frames):
+    config = DetectorConfig(input_width=640)
+    by_ort = CenterFaceDetector(config, runner=ort_runner)(real_frames[1:])
+    by_torch = CenterFaceDetector(config, runner=TorchRunner(centerface_torch, "cpu"))(real_frames[1:])
+    astro = DetectorConfig(input_width=512)
+    by_ort += CenterFaceDetector(astro, runner=ort_runner)(real_frames[:1])
+    by_torch += CenterFaceDetector(astro, runner=TorchRunner(centerface_torch, "cpu"))(real_frames[:1])
+    assert [len(d) for d in by_ort] == [2, 1]
+    for a, b in zip(by_ort, by_torch):
+        assert len(a) == len(b)
+        assert np.abs(a.xyxy - b.xyxy).max() <= 1.0
+        assert np.abs(a.keypoints - b.keypoints).max() <= 1.0
+        assert np.abs(a.scores - b.scores).max() < 1e-3
+
+
+def test_mismatched_onnx_is_refused():
+    model = load_centerface_onnx()
+    stem = model.graph.node[0]
+    for attr in stem.attribute:  # a stride-1 stem is not the network the module describes
+        if attr.name == "strides":
+            attr.ints[:] = [1, 1]
+    with pytest.raises(BackendError, match="does not match.*strides"):
+        load_centerface_weights(CenterFace(), model)

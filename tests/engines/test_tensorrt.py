@@ -1,0 +1,56 @@
+"""TensorRT backend: profile/key helpers everywhere; engine build and run only with tensorrt + GPU."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from engines.engine_cache import unpack_entry
+from engines.export import CENTERFACE, parity
+from engines.select import cuda_available, tensorrt_available
+from engines.tensorrt_runner import (Profile, detector_profiles, detector_profiles_for_config,
+                                     detector_sizes_for_config)
+from streamer.errors import BackendError
+from tests.engines.conftest import frame_batch, torch_outputs
+
+
+def test_detector_profiles_from_config():
+    assert detector_sizes_for_config(1280) == [(1280, 736), (1280, 960)]
+    profiles = detector_profiles([(640, 384)], max_batch=32)
+    assert profiles == [Profile((1, 3, 384, 640), (8, 3, 384, 640), (32, 3, 384, 640))]
+    assert profiles[0].contains((5, 3, 384, 640)) and not profiles[0].contains((33, 3, 384, 640))
+    assert profiles[0].text() == "1x3x384x640:8x3x384x640:32x3x384x640"
+    native = detector_profiles_for_config(0, 16)
+    assert native[0].contains((16, 3, 1088, 1920)) and native[0].max[0] == 16
+    with pytest.raises(BackendError):
+        detector_sizes_for_config(0)
+
+
+_SKIP = "tensorrt not installed" if not tensorrt_available() else None if cuda_available() else "no CUDA GPU"
+
+
+@pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")
+def test_build_cache_and_run(tmp_path, centerface_torch, real_frames):
+    from engines.tensorrt_runner import build_cached_engine, exported_onnx_path, tensorrt_cache_key, \
+        tensorrt_runner_for
+
+    profiles = detector_profiles([(640, 384)], max_batch=8)
+    onnx_path = exported_onnx_path(CENTERFACE, tmp_path)
+    plan, built = build_cached_engine(onnx_path, "centerface", "input", profiles, tmp_path)
+    assert built
+    again, built = build_cached_engine(onnx_path, "centerface", "input", profiles, tmp_path)
+    assert not built and again == plan
+    key = tensorrt_cache_key(onnx_path, profiles)
+    path = tmp_path / key.filename("centerface")
+    path.write_bytes(path.read_bytes()[:-100])  # corrupt -> rebuilt
+    _, built = build_cached_engine(onnx_path, "centerface", "input", profiles, tmp_path)
+    assert built and unpack_entry(path.read_bytes(), key)[0] is not None
+    assert dataclasses.replace(key, precision="fp32").filename("centerface") != path.name
+
+    runner = tensorrt_runner_for(CENTERFACE, profiles, tmp_path)
+    x = np.concatenate([frame_batch(f, (640, 384)) for f in real_frames])
+    got = runner(x)
+    assert all(np.isfinite(g).all() for g in got)
+    assert max(parity(torch_outputs(centerface_torch, x), got)) < 1e-2
