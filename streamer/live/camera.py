@@ -72,11 +72,13 @@ class CameraWorker:
                                          daemon=True) for fn in (self._read, self._process, self._write)]
 
     def _on_state(self, state: str, detail: str) -> None:
-        if state == "reconnecting" and self.stats.state in ("starting", "connecting") \
-                and not self.source.reconnects and self.stats.frames_in == 0:
-            state = "failed"  # never came up yet: report it, keep retrying
-            log.error("camera %s: %s", self.spec.name, detail)
-        elif state == "connecting" and self.stats.state == "failed":
+        never_up = self.stats.frames_in == 0
+        if never_up and (state == "reconnecting" or (state == "connecting" and self.stats.state == "failed")):
+            # never came up: report it as failed (once in the log) and keep retrying
+            if self.stats.state != "failed":
+                log.error("camera %s: %s", self.spec.name, detail)
+            if state == "connecting":  # keep showing why the last attempt failed
+                detail = self.stats.detail or detail
             state = "failed"
         self.stats.state, self.stats.detail = state, detail
         self.stats.reconnects = self.source.reconnects
