@@ -1,0 +1,37 @@
+"""The face generator (DeepPrivacy-style conditional U-Net GAN).
+
+This package is importable without torch: it only knows where the shipped
+weights live and which anonymizer mode is the default. The model, the data
+builder, training and evaluation live in submodules that import torch.
+
+Example:
+    >>> default_mode() in ("gan", "blur")
+    True
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: The shipped generator weights (FP16 safetensors), committed with a model card.
+WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "generator.safetensors"
+#: Environment variable that points the pipeline at other weights (a training run's export).
+WEIGHTS_ENV = "STREAMER_GENERATOR_WEIGHTS"
+#: The mode used when no weights exist and none is configured.
+CLASSIC_DEFAULT_MODE = "blur"
+
+
+def weights_path() -> Path:
+    """The generator weights the pipeline uses: ``$STREAMER_GENERATOR_WEIGHTS`` or the shipped file."""
+    override = os.environ.get(WEIGHTS_ENV)
+    return Path(override) if override else WEIGHTS_PATH
+
+
+def default_mode() -> str:
+    """``"gan"`` when generator weights are present, else ``"blur"``.
+
+    The CLI/config calls this for the default anonymizer mode, so the GAN
+    becomes the default as soon as trained weights are committed.
+    """
+    return "gan" if weights_path().is_file() else CLASSIC_DEFAULT_MODE

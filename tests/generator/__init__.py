@@ -1,0 +1,1 @@
+"""Tests of the face generator (engines/generator, streamer/stages/gan.py)."""
