@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import logging
 import platform
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                "wider": lambda: wider_images(args.wider),
                "videos": lambda: video_frames(args.frames_per_video)}
     results: dict = {"date": dt.date.today().isoformat(), "machine": f"{platform.machine()} {platform.processor()}",
-                     "modes": args.modes, "command": "python -m engines.generator.evaluate " + " ".join(argv or []),
+                     "modes": args.modes, "command": "python -m engines.generator.evaluate " + " ".join(sys.argv[1:] if argv is None else argv),
                      "sets": {}}
     start = time.perf_counter()
     for name in args.sets:
