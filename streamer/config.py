@@ -79,12 +79,20 @@ class TrackerConfig:
         _check(0 < self.max_distance <= 1, "tracker.max_distance", "must be in (0, 1]")
 
 
+def _default_mode() -> str:
+    """``gan`` when generator weights are installed, else ``blur`` (see engines.generator)."""
+    from engines.generator import default_mode
+
+    return default_mode()
+
+
 @dataclass
 class AnonymizerConfig:
     """How faces are replaced.
 
     Attributes:
-        mode: one of blur, pixelate, mask, gan.
+        mode: one of blur, pixelate, mask, gan; defaults to gan when the
+            generator's weights are present, else blur.
         box_scale: the anonymized ellipse spans the face box scaled by this.
         feather: width of the soft edge, as a fraction of the face size.
         blur_strength: Gaussian sigma as a fraction of the face size.
@@ -95,7 +103,7 @@ class AnonymizerConfig:
             fallback mode.
     """
 
-    mode: str = "blur"
+    mode: str = field(default_factory=_default_mode)
     box_scale: float = 1.5
     feather: float = 0.1
     blur_strength: float = 0.25

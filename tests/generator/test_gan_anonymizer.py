@@ -102,6 +102,15 @@ def test_default_mode_is_gan_only_when_weights_exist(weights_file, tmp_path, mon
     assert default_mode() == "blur"
 
 
+def test_config_default_follows_the_weights(weights_file, monkeypatch):
+    from streamer.config import load_config
+
+    monkeypatch.setenv(WEIGHTS_ENV, str(weights_file))
+    assert load_config(None).anonymizer.mode == "gan"
+    assert load_config("dashcam-offline").anonymizer.mode == "gan"
+    assert load_config("benchmark").anonymizer.mode == "blur"  # explicit in the preset
+
+
 def test_build_compositor_loads_the_weights_or_explains(weights_file, tmp_path, monkeypatch):
     from streamer.factory import build_compositor
 
