@@ -202,9 +202,13 @@ def _check(ok: bool, key: str, message: str) -> None:
 _EXTRA_SECTIONS = ("cameras", "server", "bench")
 
 
-def _build_section(cls, data: Any, prefix: str):
+def build_section(cls, data: Any, prefix: str):
+    """Build dataclass ``cls`` from a YAML mapping, checking keys and value types.
+
+    Errors name the key as ``prefix.key``; a ``validate()`` method, if any, is run.
+    """
     if data is None:
-        return cls()
+        return _validated(cls())
     if not isinstance(data, dict):
         raise ConfigError(f"config key '{prefix}' must be a mapping, got {type(data).__name__}")
     names = {f.name: f for f in dataclasses.fields(cls)}
@@ -218,7 +222,13 @@ def _build_section(cls, data: Any, prefix: str):
         if default is dataclasses.MISSING:
             default = names[key].default_factory()  # type: ignore[misc]
         kwargs[key] = _coerce(value, default, f"{prefix}.{key}")
-    return cls(**kwargs)
+    return _validated(cls(**kwargs))
+
+
+def _validated(section):
+    if hasattr(section, "validate"):
+        section.validate()
+    return section
 
 
 def _coerce(value: Any, default: Any, key: str) -> Any:
@@ -252,7 +262,7 @@ def config_from_dict(data: dict, source: str = "config") -> Config:
     try:
         for key, value in data.items():
             if key in sections:
-                kwargs[key] = _build_section(sections[key].default_factory, value, key)  # type: ignore[arg-type]
+                kwargs[key] = build_section(sections[key].default_factory, value, key)  # type: ignore[arg-type]
             elif key in _EXTRA_SECTIONS:
                 kwargs["extra"][key] = value
             else:

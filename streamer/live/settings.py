@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamer.config import Config, ConfigError, apply_overrides
+from streamer.config import Config, ConfigError, apply_overrides, build_section
 
 #: URL schemes accepted as live inputs / publish targets.
 INPUT_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "srt://", "udp://", "http://", "https://")
@@ -50,6 +50,17 @@ class ServerSettings:
     queue_size: int = 4
     batch_window_ms: float = 5.0
     max_batch: int = 16
+
+    def validate(self) -> None:
+        """Check ranges; raises ConfigError naming the key."""
+        for key in ("connect_timeout", "stall_seconds", "backoff_initial", "backoff_max", "batch_window_ms"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"config key 'server.{key}' must be >= 0")
+        for key in ("queue_size", "max_batch"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key 'server.{key}' must be >= 1")
+        if not -1 <= self.metrics_port <= 65535:
+            raise ConfigError("config key 'server.metrics_port' must be -1 (off), 0 (any free port) or a port")
 
 
 @dataclass
@@ -91,24 +102,7 @@ def _number(value: Any, key: str, minimum: float) -> float:
 
 def parse_server(data: Any) -> ServerSettings:
     """Validate the ``server`` mapping."""
-    settings = ServerSettings()
-    if data is None:
-        return settings
-    if not isinstance(data, dict):
-        raise ConfigError("server: must be a mapping")
-    for key, value in data.items():
-        if not hasattr(settings, key):
-            raise ConfigError(f"server.{key}: unknown key")
-        if key == "metrics_host":
-            if not isinstance(value, str):
-                raise ConfigError(f"server.{key}: must be a string")
-            settings.metrics_host = value
-            continue
-        number = _number(value, f"server.{key}", -1 if key == "metrics_port" else 0)
-        setattr(settings, key, int(number) if key in ("metrics_port", "queue_size", "max_batch") else number)
-    if settings.queue_size < 1 or settings.max_batch < 1:
-        raise ConfigError("server.queue_size/max_batch: must be >= 1")
-    return settings
+    return build_section(ServerSettings, data, "server")
 
 
 def parse_camera(i: int, data: Any, base: Config, server: ServerSettings) -> CameraSpec:

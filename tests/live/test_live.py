@@ -34,6 +34,10 @@ def test_camera_config_errors_name_the_key():
         parse_live(config_from_dict({"cameras": [{"input": "rtsp://a/b"}]}))
     with pytest.raises(ConfigError, match=r"server\.stall_seconds"):
         parse_live(config_from_dict({"server": {"stall_seconds": "x"}, "cameras": [{"input": "rtsp://a"}]}))
+    with pytest.raises(ConfigError, match=r"server\.queue_sise' \(did you mean 'queue_size'"):
+        parse_live(config_from_dict({"server": {"queue_sise": 2}, "cameras": [{"input": "rtsp://a"}]}))
+    with pytest.raises(ConfigError, match=r"server\.max_batch' must be >= 1"):
+        parse_live(config_from_dict({"server": {"max_batch": 0}, "cameras": [{"input": "rtsp://a"}]}))
     server, cams = parse_live(load_config("rtsp-camera"))
     assert [c.config.anonymizer.mode for c in cams] == ["blur", "pixelate"]
 
