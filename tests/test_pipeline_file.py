@@ -153,3 +153,19 @@ def test_real_clip_with_audio(tmp_path):
     assert video_times(out) == pytest.approx(video_times(src), abs=1e-3)
     assert audio_digest(out)[2] == audio_digest(src)[2]
     assert stats.faces_detected > stats.frames_in  # several performers on stage
+
+
+def test_avi_without_presentation_timestamps_to_mp4(tmp_path):
+    """AVI stores decode order only: H.264 with B-frames decodes to out-of-order pts."""
+    src = make_sample_clip(str(tmp_path / "bframes.avi"), seconds=1.0, fps=25, width=640, height=360)
+    import av
+
+    with av.open(src.path) as c:
+        raw = [f.pts for f in c.decode(video=0)]
+    assert raw != sorted(raw)  # the input really is faulty
+    out = str(tmp_path / "bframes.mp4")
+    stats = anonymize_file(src.path, out, fast_config(), progress=False)
+    times = video_times(out)
+    assert len(times) == stats.frames_in == len(src.pts) and not stats.truncated
+    assert all(b > a for a, b in zip(times, times[1:]))
+    assert times[-1] == pytest.approx(times[0] + (len(times) - 1) / 25, abs=0.1)

@@ -24,6 +24,7 @@ import av
 
 from streamer.detections import Frame
 from streamer.errors import InputError
+from streamer.sources.timestamps import TimestampRepair
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class VideoFileSource:
             self.stream.thread_count = threads
         self.copy_streams = [s for s in self.container.streams if s.type in COPIED_STREAM_TYPES]
         self.info = self._stream_info()
+        self.timestamps = TimestampRepair(round(1 / (self.info.fps * self.info.time_base)))
         self.decode_errors = 0
         self.truncated = False
 
@@ -165,14 +167,20 @@ class VideoFileSource:
                     index += 1
             except (av.FFmpegError, ValueError):
                 pass
-        indexed = int(self.stream.frames or 0)
+        # only MP4/MOV sample tables count frames reliably (AVI headers may count twice)
+        indexed = int(self.stream.frames or 0) if "mp4" in self.container.format.name else 0
         if not self.truncated and indexed and index < indexed:
             self.truncated = True
             log.warning("%s: input ends after %d of the %d frames its index lists (file cut off?); "
                         "the output holds the %d decodable frames", self.path, index, indexed, index)
 
     def _to_frame(self, vf: av.VideoFrame, index: int) -> Frame:
-        return Frame(index=index, pts=vf.pts, time_base=vf.time_base or self.info.time_base,
+        repaired = self.timestamps.repaired
+        pts = self.timestamps(vf.pts, vf.dts)
+        if self.timestamps.repaired and not repaired:
+            log.warning("%s: the video's timestamps are out of order or missing (e.g. AVI); using decode "
+                        "timestamps so every frame keeps its place", self.path)
+        return Frame(index=index, pts=pts, time_base=vf.time_base or self.info.time_base,
                      image=vf.to_ndarray(format="rgb24"))
 
     def close(self) -> None:
