@@ -51,6 +51,8 @@ class RunStats:
         packets_copied: audio/other packets copied through.
         seconds: wall time of the run.
         stage_seconds: time spent in each stage (seconds, summed over frames).
+        stage_ms: per stage, the time each frame spent in it (milliseconds; a
+            batched stage's time is shared equally by the batch's frames).
     """
 
     frames_in: int = 0
@@ -66,7 +68,13 @@ class RunStats:
     packets_copied: int = 0
     seconds: float = 0.0
     stage_seconds: Counter = field(default_factory=Counter)
+    stage_ms: dict = field(default_factory=dict)
     backend: str = ""
+
+    def stage_percentiles(self) -> dict[str, tuple[float, float]]:
+        """Per stage, the (p50, p95) time per frame in milliseconds."""
+        return {stage: (float(np.percentile(v, 50)), float(np.percentile(v, 95)))
+                for stage, v in self.stage_ms.items() if v}
 
     @property
     def fps(self) -> float:
@@ -84,6 +92,10 @@ class RunStats:
             f"anonymized  {modes}",
             f"speed       {self.fps:.1f} fps ({self.seconds:.1f} s, backend {self.backend or 'n/a'})",
         ]
+        stages = self.stage_percentiles()
+        if stages:
+            lines.append("per frame   " + ", ".join(f"{name} {p50:.1f}/{p95:.1f}" for name, (p50, p95)
+                                                    in stages.items()) + " ms (p50/p95)")
         if self.packets_copied:
             lines.append(f"copied      {self.packets_copied} audio/other packets")
         if self.decode_errors or self.truncated:
@@ -135,13 +147,16 @@ class FrameProcessor:
             return frames
         t1 = time.perf_counter()
         self.stats.stage_seconds["detect"] += t1 - t0
+        self.stats.stage_ms.setdefault("detect", []).extend([(t1 - t0) * 1000 / len(frames)] * len(frames))
         for frame, detections in zip(frames, found):
+            t2 = time.perf_counter()
             try:
                 self._finish(frame, detections)
             except FrameAbort:
                 raise
             except Exception as exc:  # noqa: BLE001
                 self._fail(frame, "anonymizer", exc)
+            self.stats.stage_ms.setdefault("anonymize", []).append((time.perf_counter() - t2) * 1000)
         self.stats.stage_seconds["track+anonymize"] += time.perf_counter() - t1
         return frames
 
@@ -182,10 +197,13 @@ class ThreadedRun:
         batch_size: frames per ``process`` call.
         queue_size: bound of each queue (items).
         on_written: called after each written frame (progress bars).
+        samples: if given, per-frame decode and encode times (ms) are appended
+            to ``samples["decode"]`` and ``samples["encode"]``.
     """
 
     def __init__(self, items: Iterable, process: Callable, write_frame: Callable, write_packet: Callable,
-                 batch_size: int = 1, queue_size: int = 8, on_written: Callable | None = None) -> None:
+                 batch_size: int = 1, queue_size: int = 8, on_written: Callable | None = None,
+                 samples: dict | None = None) -> None:
         self.items = items
         self.process = process
         self.write_frame = write_frame
@@ -198,6 +216,9 @@ class ThreadedRun:
         self.on_written = on_written
         self.read_seconds = 0.0
         self.write_seconds = 0.0
+        self.samples = samples if samples is not None else {}
+        self._decode_ms = self.samples.setdefault("decode", [])
+        self._encode_ms = self.samples.setdefault("encode", [])
 
     def _reader(self) -> None:
         try:
@@ -205,7 +226,10 @@ class ThreadedRun:
             while True:
                 t = time.perf_counter()
                 item = next(iterator, _END)
-                self.read_seconds += time.perf_counter() - t
+                elapsed = time.perf_counter() - t
+                self.read_seconds += elapsed
+                if isinstance(item, Frame):
+                    self._decode_ms.append(elapsed * 1000)
                 if item is _END or not _put(self.in_q, item, self.stop):
                     break
         except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread
@@ -224,6 +248,7 @@ class ThreadedRun:
                 if isinstance(item, Frame):
                     if not item.dropped:
                         self.write_frame(item)
+                        self._encode_ms.append((time.perf_counter() - t) * 1000)
                         if self.on_written:
                             self.on_written(item)
                 else:
@@ -293,27 +318,60 @@ def anonymize_file(input_path: str, output_path: str, config: Config, progress: 
         The run's counters. Frames in equals frames out unless frames were
         dropped by ``on_error: drop`` (counted in ``frames_dropped``).
     """
-    from streamer.factory import build_compositor, build_detector
     from streamer.sinks.video_file import VideoFileSink, check_output_path
     from streamer.sources.video_file import VideoFileSource
-    from streamer.stages.tracker import FaceTracker
 
     check_output_path(output_path)
     source = VideoFileSource(input_path)
-    stats = RunStats()
     try:
-        detector = detector or build_detector(config)
-        stats.backend = getattr(getattr(detector, "runner", None), "backend", "custom")
-        compositor = compositor or build_compositor(config)
-        tracker = FaceTracker(config.tracker, fps=source.info.fps) if config.tracker.enabled else None
-        processor = FrameProcessor(config, detector, tracker, compositor, stats)
-        processor.fps = source.info.fps
         sink = VideoFileSink(output_path, source.info, source.copy_streams, config.encoder)
     except BaseException:
         source.close()
         raise
+    return run_pipeline(source, sink, config, progress=progress, detector=detector, compositor=compositor)
 
-    bar = _progress_bar(progress, source.info.frames, input_path)
+
+def run_pipeline(source, sink, config: Config, progress: bool = False, detector=None, compositor=None,
+                 anonymize: bool = True) -> RunStats:
+    """Drive a source's frames through detect/track/anonymize into a sink, on three threads.
+
+    Args:
+        source: iterable of Frames and pass-through packets with ``info`` (StreamInfo),
+            ``path``, ``decode_errors``, ``truncated`` and ``close()``.
+        sink: has ``write_frame``, ``write_packet``, ``close()``, ``discard()``,
+            ``frames_written`` and ``packets_copied`` (a file, or a null sink for benchmarks).
+        config: the run's configuration.
+        progress: show a progress bar on stderr.
+        detector, compositor: replace the default stages.
+        anonymize: False runs decode -> encode only (a plain transcode, for benchmarks).
+
+    Returns:
+        The run's counters; the source and sink are closed. On a user-facing
+        error or Ctrl-C the sink is finalized (every frame in it is anonymized)
+        and the error re-raised; on any other error the sink's output is discarded.
+    """
+    from streamer.factory import build_compositor, build_detector
+    from streamer.stages.tracker import FaceTracker
+
+    stats = RunStats()
+    try:
+        if anonymize:
+            detector = detector or build_detector(config)
+            stats.backend = getattr(getattr(detector, "runner", None), "backend", "custom")
+            compositor = compositor or build_compositor(config)
+            tracker = FaceTracker(config.tracker, fps=source.info.fps) if config.tracker.enabled else None
+            processor = FrameProcessor(config, detector, tracker, compositor, stats)
+            processor.fps = source.info.fps
+            process = processor.process
+        else:
+            process = _unchanged
+    except BaseException:
+        source.close()
+        sink.close()
+        sink.discard()
+        raise
+
+    bar = _progress_bar(progress, source.info.frames, source.path)
 
     def counted(items):
         for item in items:
@@ -325,18 +383,18 @@ def anonymize_file(input_path: str, output_path: str, config: Config, progress: 
         if bar is not None:
             bar.update(1)
 
-    run = ThreadedRun(counted(source), processor.process, sink.write_frame, sink.write_packet,
+    run = ThreadedRun(counted(source), process, sink.write_frame, sink.write_packet,
                       batch_size=config.detector.batch_size, queue_size=config.pipeline.queue_size,
-                      on_written=on_written)
+                      on_written=on_written, samples=stats.stage_ms)
     start = time.perf_counter()
     try:
         run.run()
     except (StreamerError, KeyboardInterrupt):
         # every frame written so far is anonymized: keep a finalized, playable partial output
-        _finish_sink(sink, output_path, keep=True)
+        _finish_sink(sink, keep=True)
         raise
     except BaseException:
-        _finish_sink(sink, output_path, keep=False)
+        _finish_sink(sink, keep=False)
         raise
     finally:
         if bar is not None:
@@ -353,19 +411,18 @@ def anonymize_file(input_path: str, output_path: str, config: Config, progress: 
     return stats
 
 
-def _finish_sink(sink, path: str, keep: bool) -> None:
-    """Finalize (keep=True) or discard a partly written output."""
-    import os
+def _unchanged(frames: list[Frame]) -> list[Frame]:
+    return frames
 
+
+def _finish_sink(sink, keep: bool) -> None:
+    """Finalize (keep=True) or discard a partly written output."""
     try:
         sink.close()
     except Exception:  # noqa: BLE001 - the original error matters more
         pass
     if not keep:
-        try:
-            os.remove(path)
-        except OSError:
-            pass
+        sink.discard()
 
 
 def _progress_bar(enabled: bool, total: int, label: str):

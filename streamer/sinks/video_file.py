@@ -111,6 +111,10 @@ class VideoFileSink:
         self.container.mux(packet)
         self.packets_copied += 1
 
+    def discard(self) -> None:
+        """Delete the output file (after a failure that makes it worthless)."""
+        _remove_quietly(self.path)
+
     def close(self) -> None:
         """Flush the encoder and finalize the file (index, moov atom)."""
         try:

@@ -1,0 +1,1 @@
+"""Benchmarks: `streamer bench` (cli.py) and standalone measurement scripts."""

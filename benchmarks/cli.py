@@ -1,0 +1,239 @@
+"""``streamer bench``: how many frames per second this machine sustains, stage by stage.
+
+Runs one clip (a synthetic clip with moving real faces when none is given)
+through, in one process and one run:
+
+* ``decode``      demux + decode + conversion to RGB, frames dropped;
+* ``transcode``   decode -> encode with the configured encoder, no anonymization;
+* ``null-<mode>`` decode -> detect -> track -> anonymize, frames dropped (no encode);
+* ``full-<mode>`` the whole pipeline into a file, as ``streamer anonymize``;
+* ``deface``      the ``deface`` command on the same clip at the same detector input.
+
+``--streams N`` runs N copies of ``null-<first mode>`` concurrently with one
+shared, batching detector, and reports the aggregate and whether each stream
+kept real time at the clip's frame rate. Results: a table on stdout, JSON
+and a PNG bar chart.
+
+Example:
+    streamer bench --seconds 4 --json benchmarks/results/bench.json --png benchmarks/results/bench.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from streamer.config import Config, apply_overrides, load_config
+from streamer.errors import InputError
+from streamer.pipeline import RunStats, run_pipeline
+
+
+def add_commands(subparsers) -> dict:
+    """Add ``bench`` to the ``streamer`` command line."""
+    p = subparsers.add_parser("bench", help="measure fps per stage on this machine (and vs deface)")
+    p.add_argument("clip", nargs="?", help="video to measure (default: a synthetic clip with moving faces)")
+    p.add_argument("--config", "-c", default="benchmark", help="preset or YAML file (default: benchmark)")
+    p.add_argument("--modes", default="blur", help="comma-separated anonymizer modes to time (e.g. blur,gan)")
+    p.add_argument("--device", "-d", choices=("auto", "cpu", "cuda"), help="where models run")
+    p.add_argument("--seconds", type=float, default=4.0, help="length of the synthetic clip, seconds")
+    p.add_argument("--size", default="1920x1080", help="synthetic clip size WxH (default 1920x1080)")
+    p.add_argument("--fps", type=int, default=30, help="synthetic clip frame rate")
+    p.add_argument("--faces", type=int, default=4, help="faces in the synthetic clip")
+    p.add_argument("--streams", type=int, default=1, help="also run N concurrent streams (null sink)")
+    p.add_argument("--no-deface", action="store_true", help="skip the deface comparison")
+    p.add_argument("--json", help="write results here")
+    p.add_argument("--png", help="write a bar chart here")
+    return {"bench": cmd_bench}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _gpu_mb() -> float | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
+def _row(name: str, stats: RunStats, frames: int) -> dict:
+    return {
+        "variant": name, "frames": stats.frames_out, "seconds": round(stats.seconds, 3),
+        "fps": round(stats.frames_out / stats.seconds, 2) if stats.seconds else 0.0,
+        "stages_ms": {k: [round(a, 2), round(b, 2)] for k, (a, b) in stats.stage_percentiles().items()},
+        "faces_per_frame": round(stats.faces_detected / max(frames, 1), 3),
+        "peak_rss_mb": round(_peak_rss_mb(), 1), "gpu_mb": _gpu_mb(), "backend": stats.backend,
+    }
+
+
+def _run(path: str, config: Config, sink_path: str | None, anonymize: bool) -> RunStats:
+    from streamer.sinks.null import NullSink
+    from streamer.sinks.video_file import VideoFileSink
+    from streamer.sources.video_file import VideoFileSource
+
+    source = VideoFileSource(path)
+    sink = (VideoFileSink(sink_path, source.info, source.copy_streams, config.encoder) if sink_path
+            else NullSink())
+    return run_pipeline(source, sink, config, anonymize=anonymize)
+
+
+def _decode_only(path: str, config: Config) -> RunStats:
+    return _run(path, config, None, anonymize=False)
+
+
+def _streams(path: str, config: Config, n: int, fps: float) -> dict:
+    """Run n null-sink pipelines at once with one shared detector; real time = each >= fps."""
+    from streamer.factory import build_detector
+    from streamer.live.batcher import SharedDetector
+
+    shared = SharedDetector(build_detector(config), max_batch=max(1, n))
+    results: list[RunStats | None] = [None] * n
+
+    def one(i: int) -> None:
+        from streamer.sinks.null import NullSink
+        from streamer.sources.video_file import VideoFileSource
+
+        results[i] = run_pipeline(VideoFileSource(path), NullSink(), config, detector=shared)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    shared.close()
+    per_stream = [r.frames_out / r.seconds for r in results if r]
+    return {"variant": f"{n} streams null-{config.anonymizer.mode}", "streams": n,
+            "aggregate_fps": round(sum(r.frames_out for r in results if r) / wall, 2),
+            "per_stream_fps": [round(f, 2) for f in per_stream], "native_fps": fps,
+            "all_real_time": all(f >= fps for f in per_stream),
+            "mean_detector_batch": round(shared.images / max(shared.calls, 1), 2)}
+
+
+def _deface(path: str, config: Config, workdir: str) -> dict:
+    import av
+
+    from streamer.stages.detector import detector_input_size
+
+    with av.open(path) as c:
+        s = c.streams.video[0]
+        w, h, frames = s.codec_context.width, s.codec_context.height, sum(1 for _ in c.decode(s))
+    size = detector_input_size(w, h, config.detector.input_width)
+    cmd = ["deface", path, "-o", os.path.join(workdir, "deface.mp4"), "--thresh", str(config.detector.threshold),
+           "--scale", f"{size[0]}x{size[1]}", "--replacewith", "blur"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode:
+        return {"variant": "deface", "error": proc.stderr.strip().splitlines()[-1:]}
+    return {"variant": "deface", "frames": frames, "seconds": round(seconds, 3),
+            "fps": round(frames / seconds, 2), "note": "wall time of the deface command, model load included"}
+
+
+def write_chart(rows: list[dict], path: str) -> None:
+    """Draw a horizontal bar chart of fps per variant to a PNG (OpenCV, no plotting library)."""
+    bars = [(r["variant"], r.get("fps", r.get("aggregate_fps", 0.0))) for r in rows
+            if r.get("fps") or r.get("aggregate_fps")]
+    height, width, left = 40 + 36 * len(bars), 900, 260
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    top = max((v for _, v in bars), default=1.0) or 1.0
+    cv2.putText(canvas, "frames per second (higher is better)", (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1,
+                cv2.LINE_AA)
+    for i, (name, value) in enumerate(bars):
+        y = 40 + 36 * i
+        length = int((width - left - 80) * value / top)
+        cv2.rectangle(canvas, (left, y), (left + max(length, 1), y + 24), (200, 120, 40), -1)
+        cv2.putText(canvas, name[:30], (10, y + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(canvas, f"{value:.1f}", (left + length + 6, y + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    cv2.imwrite(path, canvas)
+
+
+def format_table(rows: list[dict]) -> str:
+    """Markdown table of the rows."""
+    lines = ["| variant | fps | frames | per-frame ms p50/p95 | faces/frame | peak RSS MB | GPU MB |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "aggregate_fps" in r:
+            lines.append(f"| {r['variant']} | {r['aggregate_fps']} total; per stream "
+                         f"{min(r['per_stream_fps'])}-{max(r['per_stream_fps'])} vs {r['native_fps']} native; "
+                         f"real time: {'yes' if r['all_real_time'] else 'no'} | | mean detector batch "
+                         f"{r['mean_detector_batch']} | | | |")
+            continue
+        if "error" in r:
+            lines.append(f"| {r['variant']} | failed: {r['error']} | | | | | |")
+            continue
+        stages = ", ".join(f"{k} {a}/{b}" for k, (a, b) in r.get("stages_ms", {}).items())
+        lines.append(f"| {r['variant']} | {r['fps']} | {r['frames']} | {stages} | {r.get('faces_per_frame', '')} "
+                     f"| {r.get('peak_rss_mb', '')} | {r.get('gpu_mb') or 'n/a'} |")
+    return "\n".join(lines)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark variants and print/write the results."""
+    from streamer.sample import make_sample_clip
+
+    base = apply_overrides(load_config(args.config), {"pipeline.device": args.device})
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = args.clip
+        if clip is None:
+            w, h = (int(v) for v in args.size.lower().split("x"))
+            clip = os.path.join(tmp, "bench.mp4")
+            print(f"streamer: writing a {args.seconds:g} s {w}x{h}@{args.fps} clip with {args.faces} faces",
+                  file=sys.stderr)
+            make_sample_clip(clip, seconds=args.seconds, fps=args.fps, width=w, height=h, faces=args.faces)
+        elif not Path(clip).is_file():
+            raise InputError(f"input not found: {clip}")
+        rows = []
+        decoded = _decode_only(clip, base)
+        frames = decoded.frames_out
+        rows.append(_row("decode", decoded, frames))
+        rows.append(_row("transcode", _run(clip, base, os.path.join(tmp, "transcode.mp4"), False), frames))
+        for mode in modes:
+            config = apply_overrides(base, {"anonymizer.mode": mode})
+            rows.append(_row(f"null-{mode}", _run(clip, config, None, True), frames))
+            rows.append(_row(f"full-{mode}", _run(clip, config, os.path.join(tmp, f"{mode}.mp4"), True), frames))
+        if args.streams > 1:
+            import av
+
+            with av.open(clip) as c:
+                native = float(c.streams.video[0].average_rate or args.fps)
+            rows.append(_streams(clip, apply_overrides(base, {"anonymizer.mode": modes[0]}), args.streams, native))
+        if not args.no_deface:
+            rows.append(_deface(clip, base, tmp))
+    meta = {"date": dt.date.today().isoformat(), "command": "streamer " + " ".join(sys.argv[1:]),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "gpu": _gpu_name()}
+    print(format_table(rows))
+    print(f"\n{meta['date']}, {meta['machine']}, GPU: {meta['gpu'] or 'none'}: `{meta['command']}`")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    if args.png:
+        write_chart(rows, args.png)
+    return 0
+
+
+def _gpu_name() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
