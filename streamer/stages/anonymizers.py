@@ -6,6 +6,11 @@ face, same size. They never composite: :mod:`streamer.stages.compositor`
 blends the result back with a feathered elliptical mask. The GAN generator
 implements the same interface with ``context > 1`` and a fixed input size.
 
+``anonymize`` works on NumPy crops (the CPU compositor); ``anonymize_tensor``
+does the same on torch ``(3, h, w)`` float crops on any device (the GPU
+compositor, :mod:`streamer.stages.torch_compositor`). Both share one
+parameter computation, so the two paths differ only by rounding.
+
 Example:
     >>> import numpy as np
     >>> crops = FaceCrops(images=[np.full((40, 30, 3), 200, np.uint8)],
@@ -31,13 +36,15 @@ class FaceCrops:
     """A batch of face crops handed to an anonymizer.
 
     Attributes:
-        images: RGB uint8 crops, (h_i, w_i, 3) each.
+        images: RGB uint8 crops, (h_i, w_i, 3) each; for ``anonymize_tensor``,
+            torch float (3, h_i, w_i) crops, values 0..255 (a list, or one
+            (N, 3, s, s) tensor when all have one size).
         boxes: (N, 4) the face region inside each crop, crop pixels.
         keypoints: (N, 5, 2) keypoints in crop pixels, NaN when unknown.
         track_ids: (N,) track id of each face (-1 when untracked).
     """
 
-    images: list[np.ndarray]
+    images: list
     boxes: np.ndarray
     keypoints: np.ndarray | None = None
     track_ids: np.ndarray | None = None
@@ -72,6 +79,10 @@ class Anonymizer(Protocol):
         """Return one anonymized crop per input crop, same shape and dtype."""
         ...
 
+    def anonymize_tensor(self, crops: FaceCrops) -> list:
+        """Same on torch float (3, h, w) crops (0..255, any device); returns float crops, same shapes."""
+        ...
+
 
 def _face_size(box: np.ndarray) -> float:
     return float(max(1.0, min(box[2] - box[0], box[3] - box[1])))
@@ -90,17 +101,34 @@ class Blur:
     context: float = 1.0
     input_size: int | None = None
 
+    def plan(self, box: np.ndarray, width: int, height: int) -> tuple[float, tuple[int, int]]:
+        """Blur of a ``width`` x ``height`` crop with face ``box``: (sigma on the down-scaled
+        copy, that copy's (width, height)), pixels."""
+        sigma = max(1.0, self.strength * _face_size(box))
+        factor = max(1.0, sigma / 3.0)
+        return sigma / factor, (max(1, round(width / factor)), max(1, round(height / factor)))
+
     def anonymize(self, crops: FaceCrops) -> list[np.ndarray]:
         """Blur each crop with a sigma proportional to its face size."""
         out = []
         for image, box in zip(crops.images, crops.boxes):
-            sigma = max(1.0, self.strength * _face_size(box))
-            factor = max(1.0, sigma / 3.0)
             h, w = image.shape[:2]
-            small_size = (max(1, round(w / factor)), max(1, round(h / factor)))
+            sigma, small_size = self.plan(box, w, h)
             small = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
-            small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma / factor, borderType=cv2.BORDER_REPLICATE)
+            small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REPLICATE)
             out.append(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR))
+        return out
+
+    def anonymize_tensor(self, crops: FaceCrops) -> list:
+        """:meth:`anonymize` on torch float (3, h, w) crops."""
+        from streamer.stages import frame_ops
+
+        out = []
+        for image, box in zip(crops.images, crops.boxes):
+            h, w = image.shape[-2:]
+            sigma, small_size = self.plan(box, w, h)
+            small = frame_ops.gaussian_blur(frame_ops.resize_area(image, small_size), sigma)
+            out.append(frame_ops.resize_bilinear(small, (w, h)))
         return out
 
 
@@ -113,15 +141,29 @@ class Pixelate:
     context: float = 1.0
     input_size: int | None = None
 
+    def plan(self, box: np.ndarray, width: int, height: int) -> tuple[int, int]:
+        """(width, height) in blocks of a ``width`` x ``height`` crop with face ``box``."""
+        block = max(1.0, _face_size(box) / self.blocks)
+        return max(1, math.ceil(width / block)), max(1, math.ceil(height / block))
+
     def anonymize(self, crops: FaceCrops) -> list[np.ndarray]:
         """Average each crop over square blocks of face_size / blocks pixels."""
         out = []
         for image, box in zip(crops.images, crops.boxes):
-            block = max(1.0, _face_size(box) / self.blocks)
             h, w = image.shape[:2]
-            small_size = (max(1, math.ceil(w / block)), max(1, math.ceil(h / block)))
-            small = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
+            small = cv2.resize(image, self.plan(box, w, h), interpolation=cv2.INTER_AREA)
             out.append(cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST))
+        return out
+
+    def anonymize_tensor(self, crops: FaceCrops) -> list:
+        """:meth:`anonymize` on torch float (3, h, w) crops."""
+        from streamer.stages import frame_ops
+
+        out = []
+        for image, box in zip(crops.images, crops.boxes):
+            h, w = image.shape[-2:]
+            small = frame_ops.resize_area(image, self.plan(box, w, h))
+            out.append(frame_ops.resize_nearest(small, (w, h)))
         return out
 
 
@@ -138,3 +180,11 @@ class Mask:
         """Return crops filled with ``color``."""
         fill = np.asarray(self.color, dtype=np.uint8)
         return [np.broadcast_to(fill, image.shape).copy() for image in crops.images]
+
+    def anonymize_tensor(self, crops: FaceCrops) -> list:
+        """:meth:`anonymize` on torch float (3, h, w) crops."""
+        out = []
+        for image in crops.images:
+            fill = image.new_tensor([float(c) for c in self.color]).view(3, 1, 1)
+            out.append(fill.expand(image.shape).clone())
+        return out

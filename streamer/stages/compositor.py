@@ -43,20 +43,44 @@ def classic_anonymizer(mode: str, config: AnonymizerConfig) -> Anonymizer:
 
 
 @dataclass
-class _Placement:
-    """Where one face's crop sits in the frame (integer pixel rectangle)."""
+class Placement:
+    """Where one face's crop sits in the frame.
+
+    Attributes:
+        x0, y0, x1, y1: the crop, integer pixels (``x1``, ``y1`` exclusive); may leave the frame.
+        region: the ellipse's box in crop pixels (x1, y1, x2, y2).
+        feather: width of the soft edge in pixels.
+    """
 
     x0: int
     y0: int
     x1: int
     y1: int
-    region: np.ndarray  # ellipse box in crop pixels (x1, y1, x2, y2)
-    feather: float  # pixels
+    region: np.ndarray
+    feather: float
+
+    @property
+    def rect(self) -> tuple[int, int, int, int]:
+        """The crop rectangle (x0, y0, x1, y1), pixels."""
+        return self.x0, self.y0, self.x1, self.y1
+
+    @property
+    def width(self) -> int:
+        """Crop width in pixels."""
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        """Crop height in pixels."""
+        return self.y1 - self.y0
 
 
-def feathered_ellipse_mask(width: int, height: int, region: np.ndarray, feather: float) -> np.ndarray:
-    """Float32 (height, width) mask: 1 inside the ellipse inscribed in ``region``, fading to 0
-    over ``feather`` pixels outside it."""
+def ellipse_mask_work(width: int, height: int, region: np.ndarray, feather: float) -> np.ndarray:
+    """The feathered ellipse mask of a ``width`` x ``height`` crop, drawn at most ``_MASK_WORK_SIZE`` across.
+
+    :func:`feathered_ellipse_mask` up-scales it to the crop size (bilinear);
+    the GPU compositor uploads this small mask and up-scales it there.
+    """
     scale = max(1.0, max(width, height) / _MASK_WORK_SIZE)
     w, h = max(1, round(width / scale)), max(1, round(height / scale))
     canvas = np.zeros((h, w), np.float32)
@@ -68,9 +92,49 @@ def feathered_ellipse_mask(width: int, height: int, region: np.ndarray, feather:
     sigma = feather / scale / 2
     if sigma >= 0.3:
         canvas = np.clip(2.0 * cv2.GaussianBlur(canvas, (0, 0), sigma), 0.0, 1.0)
-    if (w, h) != (width, height):
+    return canvas
+
+
+def feathered_ellipse_mask(width: int, height: int, region: np.ndarray, feather: float) -> np.ndarray:
+    """Float32 (height, width) mask: 1 inside the ellipse inscribed in ``region``, fading to 0
+    over ``feather`` pixels outside it."""
+    canvas = ellipse_mask_work(width, height, region, feather)
+    if canvas.shape != (height, width):
         canvas = cv2.resize(canvas, (width, height), interpolation=cv2.INTER_LINEAR)
     return canvas
+
+
+def place_face(box: np.ndarray, config: AnonymizerConfig, context: float = 1.0) -> Placement:
+    """Where the crop of face ``box`` (x1, y1, x2, y2 pixels) sits in the frame, for an anonymizer
+    wanting ``context`` x the face size (see the module docstring for the geometry)."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    half_w = max(1.0, (box[2] - box[0]) / 2 * config.box_scale)
+    half_h = max(1.0, (box[3] - box[1]) / 2 * config.box_scale)
+    feather = config.feather * 2 * max(half_w, half_h)
+    if context > 1.0:
+        half = max(context * max(box[2] - box[0], box[3] - box[1]) / 2, max(half_w, half_h) + feather)
+        half_w = half_h = half - feather
+    x0, y0 = int(np.floor(cx - half_w - feather)), int(np.floor(cy - half_h - feather))
+    x1, y1 = int(np.ceil(cx + half_w + feather)), int(np.ceil(cy + half_h + feather))
+    # the ellipse always spans the scaled face box, whatever the crop size
+    ew = (box[2] - box[0]) / 2 * config.box_scale
+    eh = (box[3] - box[1]) / 2 * config.box_scale
+    region = np.array([cx - ew - x0, cy - eh - y0, cx + ew - x0, cy + eh - y0], np.float32)
+    return Placement(x0, y0, x1, y1, region, feather)
+
+
+def face_in_crop(p: Placement, box: np.ndarray, keypoints: np.ndarray, input_size: int | None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The face box (4,) and keypoints (5, 2) in the pixels of the crop ``p``, resized to
+    ``input_size`` square when the anonymizer takes a fixed size."""
+    offset = np.array([p.x0, p.y0], np.float32)
+    face_box = (box.reshape(2, 2) - offset).reshape(4)
+    face_kps = keypoints - offset
+    if input_size:
+        fx, fy = input_size / p.width, input_size / p.height
+        face_box = face_box * np.array([fx, fy, fx, fy], np.float32)
+        face_kps = face_kps * np.array([fx, fy], np.float32)
+    return face_box, face_kps
 
 
 class Compositor:
@@ -95,6 +159,11 @@ class Compositor:
         small = np.minimum(detections.widths, detections.heights) < self.config.min_gan_size
         return small | ~detections.has_keypoints
 
+    def assign(self, detections: Detections) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of the faces for the main anonymizer and for the fallback (applied in that order)."""
+        fallback = self._needs_fallback(detections)
+        return np.flatnonzero(~fallback), np.flatnonzero(fallback)
+
     def __call__(self, image: np.ndarray, detections: Detections) -> Counter:
         """Anonymize every face of ``detections`` in ``image`` (RGB uint8, modified in place).
 
@@ -103,32 +172,14 @@ class Compositor:
         counts: Counter = Counter()
         if not len(detections):
             return counts
-        fallback = self._needs_fallback(detections)
-        for anonymizer, selected in ((self.anonymizer, ~fallback), (self.fallback, fallback)):
-            if selected.any():
-                self._apply(image, detections[np.flatnonzero(selected)], anonymizer)
-                counts[anonymizer.name] += int(selected.sum())
+        for anonymizer, selected in zip((self.anonymizer, self.fallback), self.assign(detections)):
+            if len(selected):
+                self._apply(image, detections[selected], anonymizer)
+                counts[anonymizer.name] += len(selected)
         return counts
 
-    def _place(self, box: np.ndarray, anonymizer: Anonymizer) -> _Placement:
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        half_w = max(1.0, (box[2] - box[0]) / 2 * self.config.box_scale)
-        half_h = max(1.0, (box[3] - box[1]) / 2 * self.config.box_scale)
-        feather = self.config.feather * 2 * max(half_w, half_h)
-        if anonymizer.context > 1.0:
-            half = max(anonymizer.context * max(box[2] - box[0], box[3] - box[1]) / 2,
-                       max(half_w, half_h) + feather)
-            half_w = half_h = half - feather
-        x0, y0 = int(np.floor(cx - half_w - feather)), int(np.floor(cy - half_h - feather))
-        x1, y1 = int(np.ceil(cx + half_w + feather)), int(np.ceil(cy + half_h + feather))
-        # the ellipse always spans the scaled face box, whatever the crop size
-        ew = (box[2] - box[0]) / 2 * self.config.box_scale
-        eh = (box[3] - box[1]) / 2 * self.config.box_scale
-        region = np.array([cx - ew - x0, cy - eh - y0, cx + ew - x0, cy + eh - y0], np.float32)
-        return _Placement(x0, y0, x1, y1, region, feather)
-
     @staticmethod
-    def _cut(image: np.ndarray, p: _Placement) -> np.ndarray:
+    def _cut(image: np.ndarray, p: Placement) -> np.ndarray:
         h, w = image.shape[:2]
         cx0, cy0, cx1, cy1 = max(p.x0, 0), max(p.y0, 0), min(p.x1, w), min(p.y1, h)
         crop = image[cy0:cy1, cx0:cx1]
@@ -138,19 +189,14 @@ class Compositor:
         return np.ascontiguousarray(crop)
 
     def _apply(self, image: np.ndarray, faces: Detections, anonymizer: Anonymizer) -> None:
-        placements = [self._place(box, anonymizer) for box in faces.xyxy]
+        placements = [place_face(box, self.config, anonymizer.context) for box in faces.xyxy]
         crops, boxes, keypoints = [], [], []
         for p, box, kps in zip(placements, faces.xyxy, faces.keypoints):
             crop = self._cut(image, p)
-            offset = np.array([p.x0, p.y0], np.float32)
-            face_box = (box.reshape(2, 2) - offset).reshape(4)
-            face_kps = kps - offset
             if anonymizer.input_size:
                 s = anonymizer.input_size
-                fx, fy = s / crop.shape[1], s / crop.shape[0]
                 crop = cv2.resize(crop, (s, s), interpolation=cv2.INTER_AREA)
-                face_box = face_box * np.array([fx, fy, fx, fy], np.float32)
-                face_kps = face_kps * np.array([fx, fy], np.float32)
+            face_box, face_kps = face_in_crop(p, box, kps, anonymizer.input_size)
             crops.append(crop)
             boxes.append(face_box)
             keypoints.append(face_kps)
@@ -159,7 +205,7 @@ class Compositor:
         results = anonymizer.anonymize(batch)
         h, w = image.shape[:2]
         for p, result in zip(placements, results):
-            cw, ch = p.x1 - p.x0, p.y1 - p.y0
+            cw, ch = p.width, p.height
             if result.shape[1] != cw or result.shape[0] != ch:
                 result = cv2.resize(result, (cw, ch), interpolation=cv2.INTER_LINEAR)
             mask = feathered_ellipse_mask(cw, ch, p.region, p.feather)

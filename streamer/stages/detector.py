@@ -125,13 +125,27 @@ class CenterFaceDetector:
             batch[i] = image.transpose(2, 0, 1)
         return batch
 
-    def __call__(self, images: list[np.ndarray]) -> list[Detections]:
-        """Detect faces in same-sized RGB uint8 frames; boxes in frame pixels."""
-        if not images:
+    def _run(self, images: list, input_size: tuple[int, int]) -> list[np.ndarray]:
+        """The network's outputs (host arrays) for host frames or device (torch) frames."""
+        if isinstance(images[0], np.ndarray):
+            return self.runner(self.preprocess(images, input_size))
+        from streamer.stages import frame_ops
+
+        # frames already on a device: resize there, hand the runner a device tensor when it takes one
+        batch = frame_ops.detector_input([frame_ops.nchw(image) for image in images], input_size)
+        run_tensor = getattr(self.runner, "run_tensor", None)
+        if run_tensor is not None:
+            return [o.float().cpu().numpy() for o in run_tensor(batch)]
+        return self.runner(batch.cpu().numpy())
+
+    def __call__(self, images: list) -> list[Detections]:
+        """Detect faces in same-sized RGB uint8 frames, (H, W, 3) NumPy arrays or torch tensors
+        (on any device); boxes in frame pixels."""
+        if not len(images):
             return []
         frame_h, frame_w = images[0].shape[:2]
         input_size = detector_input_size(frame_w, frame_h, self.config.input_width)
-        outputs = self.runner(self.preprocess(images, input_size))
+        outputs = self._run(images, input_size)
         sx, sy = frame_w / input_size[0], frame_h / input_size[1]
         results = []
         for b in range(len(images)):

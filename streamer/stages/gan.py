@@ -80,20 +80,34 @@ class GanAnonymizer:
 
         if not len(crops):
             return []
+        images = torch.from_numpy(np.stack(crops.images)).permute(0, 3, 1, 2)
+        faces = self.anonymize_tensor(FaceCrops(images=images, boxes=crops.boxes, keypoints=crops.keypoints,
+                                                track_ids=crops.track_ids))
+        return list(faces.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+
+    def anonymize_tensor(self, crops: FaceCrops):
+        """Generate a face into each crop of a (N, 3, s, s) tensor (or list of (3, s, s)), values 0..255.
+
+        The crops may live on any device (they are moved to the generator's);
+        returns (N, 3, s, s) float32 0..255 on the generator's device.
+        """
+        import torch
+
+        images = crops.images if torch.is_tensor(crops.images) else torch.stack(list(crops.images))
+        if not len(images):
+            return images.new_zeros((0, 3, self.input_size, self.input_size), dtype=torch.float32)
         z_all = self.latents(np.asarray(crops.track_ids))
-        out: list[np.ndarray] = []
+        out = []
         with torch.inference_mode():
-            for start in range(0, len(crops), self.batch_size):
+            for start in range(0, len(images), self.batch_size):
                 sl = slice(start, start + self.batch_size)
-                images = np.stack(crops.images[sl])
-                x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).to(self.dtype) / 127.5 - 1
+                x = images[sl].to(self.device).to(self.dtype) / 127.5 - 1
                 boxes = torch.from_numpy(np.asarray(crops.boxes[sl], np.float32)).to(self.device)
                 kps = torch.from_numpy(np.asarray(crops.keypoints[sl], np.float32)).to(self.device)
                 z = torch.from_numpy(z_all[sl]).to(self.device, self.dtype)
                 y = self.generator(x, boxes, kps, z)
-                y = ((y.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
-                out.extend(y.cpu().numpy())
-        return out
+                out.append((y.float().clamp(-1, 1) + 1) * 127.5)
+        return torch.cat(out)
 
 
 def build_gan_anonymizer(device: str = "auto", weights: str | Path | None = None, seed: int = 0) -> GanAnonymizer:
