@@ -130,16 +130,22 @@ class EncoderConfig:
     """Video encoder settings (audio and other streams are always copied).
 
     Attributes:
-        codec: FFmpeg encoder name (libx264, libx265, h264_nvenc, ...).
-        crf: constant rate factor (quality; lower is better).
-        preset: encoder speed preset.
+        codec: FFmpeg encoder name (libx264, libx265, h264_nvenc, hevc_nvenc,
+            ...), or ``auto``: h264_nvenc where the GPU has NVENC, else libx264.
+            NVENC is detected by opening the encoder.
+        crf: constant rate factor (quality; lower is better); NVENC's ``cq``.
+        preset: encoder speed preset (x264/x265 names; NVENC uses ``p1``..``p7``
+            and maps the others to ``p4``).
         pix_fmt: output pixel format (yuv420p plays everywhere).
+        fallback: when an NVENC encoder cannot be opened, use libx264 /
+            libx265 with a warning (true) or fail (false).
     """
 
     codec: str = "libx264"
     crf: int = 20
     preset: str = "veryfast"
     pix_fmt: str = "yuv420p"
+    fallback: bool = True
 
     def validate(self) -> None:
         _check(0 <= self.crf <= 51, "encoder.crf", "must be in 0..51")

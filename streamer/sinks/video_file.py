@@ -9,6 +9,8 @@ type and order whatever their index in the input.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import os
 from fractions import Fraction
@@ -26,6 +28,12 @@ log = logging.getLogger(__name__)
 
 #: Encoder options for codecs that understand CRF/preset.
 _CRF_CODECS = ("libx264", "libx265")
+#: Hardware (NVENC) encoders and the software encoder of the same format used when one cannot be opened.
+NVENC_FALLBACKS = {"h264_nvenc": "libx264", "hevc_nvenc": "libx265"}
+#: What ``encoder.codec: auto`` tries first.
+AUTO_CODEC = "h264_nvenc"
+#: NVENC's presets (fastest p1 .. best p7); other preset names map to p4.
+_NVENC_PRESETS = tuple(f"p{i}" for i in range(1, 8))
 
 
 def check_output_path(path: str) -> None:
@@ -40,9 +48,72 @@ def check_output_path(path: str) -> None:
         raise OutputError(f"cannot write {path}: permission denied")
 
 
+def _encoder_options(codec: str, config: EncoderConfig) -> dict:
+    if codec in _CRF_CODECS:
+        return {"crf": str(config.crf), "preset": config.preset}
+    if codec in NVENC_FALLBACKS:  # constant quality, NVENC's counterpart of CRF
+        preset = config.preset if config.preset in _NVENC_PRESETS else "p4"
+        return {"rc": "vbr", "cq": str(config.crf), "b": "0", "preset": preset}
+    return {}
+
+
+@functools.lru_cache(maxsize=32)
+def encoder_open_error(codec: str, width: int, height: int, pix_fmt: str = "yuv420p") -> str | None:
+    """Try to open encoder ``codec`` for ``width`` x ``height`` frames; None if it opens, else why not.
+
+    The only reliable NVENC test: the encoder is compiled into most FFmpeg
+    builds, but opens only where a GPU with NVENC and its driver are present.
+    Cached per process.
+    """
+    try:
+        ctx = av.CodecContext.create(codec, "w")
+        ctx.width, ctx.height = max(2, width - width % 2), max(2, height - height % 2)
+        ctx.pix_fmt = pix_fmt
+        ctx.time_base = Fraction(1, 25)
+        ctx.framerate = Fraction(25)
+        ctx.open()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not usable here"
+        return f"{type(exc).__name__}: {exc}".strip()
+    return None
+
+
+def resolve_video_codec(config: EncoderConfig, width: int, height: int) -> str:
+    """The encoder to use for ``config.codec`` on this machine, logged.
+
+    ``auto`` is h264_nvenc when it opens, else libx264. An NVENC encoder that
+    cannot be opened falls back to libx264 / libx265 with a warning, or is an
+    error when ``config.fallback`` is false. Other names are used as given.
+
+    Raises:
+        OutputError: an NVENC encoder cannot be opened and fallback is off.
+    """
+    codec = config.codec
+    if codec == "auto":
+        error = encoder_open_error(AUTO_CODEC, width, height, config.pix_fmt)
+        chosen = AUTO_CODEC if error is None else NVENC_FALLBACKS[AUTO_CODEC]
+        log.info("encoder: %s (encoder auto: %s)", chosen,
+                 "NVENC opened" if error is None else f"{AUTO_CODEC} cannot be opened here: {error}")
+        return chosen
+    if codec not in NVENC_FALLBACKS:
+        return codec
+    error = encoder_open_error(codec, width, height, config.pix_fmt)
+    if error is None:
+        log.info("encoder: %s (NVENC opened)", codec)
+        return codec
+    if not config.fallback:
+        raise OutputError(f"cannot open video encoder '{codec}' ({error}); set encoder.fallback: true "
+                          f"to use {NVENC_FALLBACKS[codec]} instead")
+    log.warning("video encoder %s cannot be opened here (%s); using %s", codec, error, NVENC_FALLBACKS[codec])
+    return NVENC_FALLBACKS[codec]
+
+
 def open_video_encoder(container, codec: str, info: StreamInfo, config: EncoderConfig):
-    """Add a video stream to ``container`` encoding ``info``-sized frames with ``codec``."""
-    options = {"crf": str(config.crf), "preset": config.preset} if codec in _CRF_CODECS else {}
+    """Add a video stream to ``container`` encoding ``info``-sized frames with ``codec``
+    (``auto`` and NVENC names resolved by :func:`resolve_video_codec`)."""
+    if codec != config.codec:
+        config = dataclasses.replace(config, codec=codec)
+    codec = resolve_video_codec(config, info.width, info.height)
+    options = _encoder_options(codec, config)
     try:
         stream = container.add_stream(codec, rate=Fraction(info.fps).limit_denominator(100000), options=options)
     except (av.FFmpegError, ValueError) as exc:
