@@ -84,11 +84,11 @@ def _row(name: str, stats: RunStats, frames: int) -> dict:
 
 
 def _run(path: str, config: Config, sink_path: str | None, anonymize: bool) -> RunStats:
+    from streamer.factory import build_source
     from streamer.sinks.null import NullSink
     from streamer.sinks.video_file import VideoFileSink
-    from streamer.sources.video_file import VideoFileSource
 
-    source = VideoFileSource(path)
+    source = build_source(path, config)  # NVDEC on a GPU with PyNvVideoCodec, else PyAV
     sink = (VideoFileSink(sink_path, source.info, source.copy_streams, config.encoder) if sink_path
             else NullSink())
     return run_pipeline(source, sink, config, anonymize=anonymize)
@@ -107,10 +107,10 @@ def _streams(path: str, config: Config, n: int, fps: float) -> dict:
     results: list[RunStats | None] = [None] * n
 
     def one(i: int) -> None:
+        from streamer.factory import build_source
         from streamer.sinks.null import NullSink
-        from streamer.sources.video_file import VideoFileSource
 
-        results[i] = run_pipeline(VideoFileSource(path), NullSink(), config, detector=shared)
+        results[i] = run_pipeline(build_source(path, config), NullSink(), config, detector=shared)
 
     start = time.perf_counter()
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]

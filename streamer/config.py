@@ -32,6 +32,8 @@ PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs"
 ANONYMIZER_MODES = ("blur", "pixelate", "mask", "gan")
 ERROR_POLICIES = ("mask_frame", "drop", "abort")
 DEVICES = ("auto", "cpu", "cuda")
+DECODERS = ("auto", "cpu", "nvdec")
+COMPOSITORS = ("auto", "numpy", "torch")
 
 
 @dataclass
@@ -161,15 +163,26 @@ class PipelineConfig:
             mask_frame (the whole frame is blacked out), drop, abort.
         queue_size: bound (frames) of each queue between threads.
         threads: CPU threads for model inference (0 = all cores).
+        decoder: ``auto`` (NVDEC when the device is a CUDA GPU, PyNvVideoCodec
+            is installed and the codec suits it; else PyAV on the CPU),
+            ``cpu`` or ``nvdec`` (an error when unusable).
+        compositor: where faces are cut, anonymized and blended: ``auto``
+            (``torch`` on a CUDA device, else ``numpy``), ``numpy`` (OpenCV on
+            the CPU) or ``torch`` (on the pipeline's torch device, the CPU
+            included).
     """
 
     device: str = "auto"
     on_error: str = "mask_frame"
     queue_size: int = 8
     threads: int = 0
+    decoder: str = "auto"
+    compositor: str = "auto"
 
     def validate(self) -> None:
         _check(self.device in DEVICES, "pipeline.device", f"must be one of {DEVICES}")
+        _check(self.decoder in DECODERS, "pipeline.decoder", f"must be one of {DECODERS}")
+        _check(self.compositor in COMPOSITORS, "pipeline.compositor", f"must be one of {COMPOSITORS}")
         _check(self.on_error in ERROR_POLICIES, "pipeline.on_error", f"must be one of {ERROR_POLICIES}")
         _check(self.queue_size >= 1, "pipeline.queue_size", "must be >= 1")
         _check(self.threads >= 0, "pipeline.threads", "must be >= 0")

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -116,25 +117,58 @@ class Detections:
 class Frame:
     """One decoded video frame travelling through the pipeline.
 
+    The pixels live on the host (``image``), on a GPU (``device_image``), or
+    both. When both are set they hold the same pixels: whoever changes one
+    updates or clears the other, so a stale copy (the original faces) can
+    never be written.
+
     Attributes:
         index: 0-based decode order of the frame in its stream.
         pts: presentation timestamp in ``time_base`` units (None if unknown).
         time_base: seconds per pts tick, as a ``fractions.Fraction``.
-        image: (H, W, 3) uint8 RGB pixels; stages modify it in place.
+        image: (H, W, 3) uint8 RGB pixels on the host, or None while they are
+            only on the device; stages modify it in place.
         detections: faces found or covered on this frame.
         dropped: set when the frame must not be written (``on_error: drop``).
         error: a short description of a stage failure on this frame.
+        device_image: (H, W, 3) uint8 RGB torch tensor on the GPU (GPU decode,
+            or uploaded by the GPU compositor), else None.
     """
 
     index: int
     pts: int | None
     time_base: object
-    image: np.ndarray
+    image: np.ndarray | None
     detections: Detections = field(default_factory=Detections.empty)
     dropped: bool = False
     error: str | None = None
+    device_image: Any = None
 
     @property
     def time(self) -> float:
         """Presentation time in seconds (index-based fallback is the caller's job)."""
         return float(self.pts * self.time_base) if self.pts is not None else float("nan")
+
+    @property
+    def pixels(self):
+        """The frame where it is most useful: ``device_image`` if set, else ``image`` ((H, W, 3) both)."""
+        return self.device_image if self.device_image is not None else self.image
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(height, width, 3) of the frame, pixels."""
+        return tuple(self.pixels.shape)  # type: ignore[return-value]
+
+    def to_host(self) -> np.ndarray:
+        """The host image, downloaded from the device once if it is only there."""
+        if self.image is None:
+            self.image = self.device_image.cpu().numpy()
+        return self.image
+
+    def blackout(self) -> None:
+        """Replace every pixel by black, on the host; the device copy is dropped."""
+        if self.image is None:
+            self.image = np.zeros(self.shape, np.uint8)
+        else:
+            self.image[...] = 0
+        self.device_image = None

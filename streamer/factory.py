@@ -49,14 +49,74 @@ def build_detector(config: Config, cpu_runtime_name: str | None = None) -> Cente
                               runner=tensorrt_runner_for(CENTERFACE, profiles, default_cache_dir()))
 
 
-def build_compositor(config: Config) -> Compositor:
+def torch_device(config: Config) -> str:
+    """``cuda`` when ``config.pipeline.device`` resolves to a GPU backend, else ``cpu``."""
+    return "cpu" if select_backend(config.pipeline.device).name == "cpu" else "cuda"
+
+
+def build_compositor(config: Config, download: bool = True) -> Compositor:
     """Create the anonymizer stage for ``config.anonymizer.mode``.
 
     ``gan`` loads the face generator (FP16 on CUDA, FP32 on the CPU); faces it
     cannot take (too small, no keypoints) go to ``anonymizer.fallback_mode``.
+    Where: ``pipeline.compositor`` ``auto`` picks the GPU compositor
+    (:class:`~streamer.stages.torch_compositor.TorchCompositor`) when the
+    device is a CUDA GPU and the OpenCV one on the CPU; ``torch`` forces the
+    GPU compositor on whatever device the pipeline uses (the CPU included).
+    The choice is logged.
+
+    Args:
+        config: the run's configuration.
+        download: GPU compositor only: put anonymized frames back into
+            ``Frame.image`` (True), or leave them on the device for a sink
+            that takes device frames (False).
     """
+    requested = config.pipeline.compositor
+    device = torch_device(config) if requested != "numpy" else "cpu"
+    use_torch = requested == "torch" or (requested == "auto" and device == "cuda")
+    anonymizer = None
     if config.anonymizer.mode == "gan":
         from streamer.stages.gan import build_gan_anonymizer
 
-        return Compositor(config.anonymizer, anonymizer=build_gan_anonymizer(config.pipeline.device))
-    return Compositor(config.anonymizer)
+        anonymizer = build_gan_anonymizer(config.pipeline.device)
+    if not use_torch:
+        log.info("compositor: numpy/OpenCV on the CPU (%s)", "pipeline.compositor: numpy" if requested == "numpy"
+                 else "no CUDA device")
+        return Compositor(config.anonymizer, anonymizer=anonymizer)
+    from streamer.stages.torch_compositor import TorchCompositor
+
+    log.info("compositor: torch on %s (%s)", device, "pipeline.compositor: torch" if requested == "torch"
+             else "a CUDA device is in use")
+    return TorchCompositor(config.anonymizer, device=device, anonymizer=anonymizer, download=download)
+
+
+def build_source(path: str, config: Config):
+    """Open a video file for decoding on the path ``config.pipeline.decoder`` and the machine allow.
+
+    NVDEC (:class:`~streamer.sources.nvdec.NvdecSource`: frames decoded into
+    GPU memory) when the pipeline's device is a CUDA GPU, PyNvVideoCodec is
+    installed and NVDEC takes the stream's codec and pixel format; otherwise
+    PyAV on the CPU (:class:`~streamer.sources.video_file.VideoFileSource`).
+    The path and the reason are logged.
+
+    Raises:
+        InputError: the file cannot be opened.
+        BackendError: ``decoder: nvdec`` (or ``device: cuda``) asked for but not usable.
+    """
+    from streamer.sources.nvdec import NvdecSource, pynvvideocodec_status, select_decoder
+    from streamer.sources.video_file import VideoFileSource
+
+    source = VideoFileSource(path)
+    try:
+        requested = config.pipeline.decoder
+        gpu = requested != "cpu" and torch_device(config) == "cuda"
+        library = pynvvideocodec_status() if requested != "cpu" and gpu else None
+        choice = select_decoder(requested, source.info.codec, source.stream.codec_context.pix_fmt,
+                                cuda=gpu, library_error=library)
+        log.info("decode: %s (%s)", choice.name, choice.reason)
+        if choice.name == "cpu":
+            return source
+        return NvdecSource(path, container=source.container)
+    except BaseException:
+        source.close()
+        raise

@@ -133,14 +133,24 @@ class FrameProcessor:
             frame.dropped = True
             self.stats.frames_dropped += 1
         else:
-            frame.image[...] = 0
+            frame.blackout()
             self.stats.frames_masked += 1
 
     def process(self, frames: list[Frame]) -> list[Frame]:
-        """Anonymize a batch of frames in place; returns them in order."""
+        """Anonymize a batch of frames in place; returns them in order.
+
+        A compositor with ``upload(frames)`` (the GPU compositor) gets the
+        frames first, so the detector reads the same device copy; one with
+        ``anonymize_frames(frames)`` anonymizes the whole batch at once (faces
+        batched across frames). Any other compositor is called per frame on
+        the host image.
+        """
         t0 = time.perf_counter()
+        upload = getattr(self.compositor, "upload", None)
         try:
-            found = self.detector([f.image for f in frames])
+            if upload is not None:
+                upload(frames)
+            found = self.detector([f.pixels for f in frames])
         except Exception as exc:  # noqa: BLE001 - any stage failure goes through the policy
             for frame in frames:
                 self._fail(frame, "detector", exc)
@@ -148,19 +158,47 @@ class FrameProcessor:
         t1 = time.perf_counter()
         self.stats.stage_seconds["detect"] += t1 - t0
         self.stats.stage_ms.setdefault("detect", []).extend([(t1 - t0) * 1000 / len(frames)] * len(frames))
+        if getattr(self.compositor, "anonymize_frames", None) is not None:
+            self._anonymize_batch(frames, found)
+        else:
+            for frame, detections in zip(frames, found):
+                t2 = time.perf_counter()
+                try:
+                    self._track(frame, detections)
+                    image = frame.to_host()
+                    frame.device_image = None  # anonymized on the host: a device copy would be stale
+                    self.stats.anonymized.update(self.compositor(image, frame.detections))
+                except FrameAbort:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    self._fail(frame, "anonymizer", exc)
+                self.stats.stage_ms.setdefault("anonymize", []).append((time.perf_counter() - t2) * 1000)
+        self.stats.stage_seconds["track+anonymize"] += time.perf_counter() - t1
+        return frames
+
+    def _anonymize_batch(self, frames: list[Frame], found: list[Detections]) -> None:
+        t = time.perf_counter()
         for frame, detections in zip(frames, found):
-            t2 = time.perf_counter()
             try:
-                self._finish(frame, detections)
+                self._track(frame, detections)
             except FrameAbort:
                 raise
             except Exception as exc:  # noqa: BLE001
                 self._fail(frame, "anonymizer", exc)
-            self.stats.stage_ms.setdefault("anonymize", []).append((time.perf_counter() - t2) * 1000)
-        self.stats.stage_seconds["track+anonymize"] += time.perf_counter() - t1
-        return frames
+        todo = [f for f in frames if f.error is None]
+        try:
+            for counts in self.compositor.anonymize_frames(todo):
+                self.stats.anonymized.update(counts)
+        except FrameAbort:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the batch failed: every frame of it goes through the policy
+            for frame in todo:
+                self._fail(frame, "anonymizer", exc)
+        elapsed_ms = (time.perf_counter() - t) * 1000
+        self.stats.stage_ms.setdefault("anonymize", []).extend([elapsed_ms / len(frames)] * len(frames))
 
-    def _finish(self, frame: Frame, detections: Detections) -> None:
+    def _track(self, frame: Frame, detections: Detections) -> None:
+        """Count the detections, add the tracker's coverage, store them on the frame."""
         self.stats.faces_detected += len(detections)
         if self.tracker is not None:
             t = frame.time
@@ -170,7 +208,6 @@ class FrameProcessor:
             self.stats.faces_tracked_only += int((~detections.detected).sum())
             self.stats.tracks = max(self.stats.tracks, self.tracker.track_count)
         frame.detections = detections
-        self.stats.anonymized.update(self.compositor(frame.image, detections))
 
     fps: float = 25.0
 
@@ -318,11 +355,11 @@ def anonymize_file(input_path: str, output_path: str, config: Config, progress: 
         The run's counters. Frames in equals frames out unless frames were
         dropped by ``on_error: drop`` (counted in ``frames_dropped``).
     """
+    from streamer.factory import build_source
     from streamer.sinks.video_file import VideoFileSink, check_output_path
-    from streamer.sources.video_file import VideoFileSource
 
     check_output_path(output_path)
-    source = VideoFileSource(input_path)
+    source = build_source(input_path, config)
     try:
         sink = VideoFileSink(output_path, source.info, source.copy_streams, config.encoder)
     except BaseException:
@@ -340,6 +377,9 @@ def run_pipeline(source, sink, config: Config, progress: bool = False, detector=
             ``path``, ``decode_errors``, ``truncated`` and ``close()``.
         sink: has ``write_frame``, ``write_packet``, ``close()``, ``discard()``,
             ``frames_written`` and ``packets_copied`` (a file, or a null sink for benchmarks).
+            Frames may reach it with their pixels only on the GPU (``Frame.image``
+            None, ``Frame.device_image`` set): it reads them with ``Frame.to_host()``
+            or converts them on the device.
         config: the run's configuration.
         progress: show a progress bar on stderr.
         detector, compositor: replace the default stages.
@@ -358,7 +398,8 @@ def run_pipeline(source, sink, config: Config, progress: bool = False, detector=
         if anonymize:
             detector = detector or build_detector(config)
             stats.backend = getattr(getattr(detector, "runner", None), "backend", "custom")
-            compositor = compositor or build_compositor(config)
+            # sinks here take frames left on the GPU (converted to the encoder's format there)
+            compositor = compositor or build_compositor(config, download=False)
             tracker = FaceTracker(config.tracker, fps=source.info.fps) if config.tracker.enabled else None
             processor = FrameProcessor(config, detector, tracker, compositor, stats)
             processor.fps = source.info.fps

@@ -175,3 +175,16 @@ def test_avi_without_presentation_timestamps_to_mp4(tmp_path):
     assert len(times) == stats.frames_in == len(src.pts) and not stats.truncated
     assert all(b > a for a, b in zip(times, times[1:]))
     assert times[-1] == pytest.approx(times[0] + (len(times) - 1) / 25, abs=0.1)
+
+
+@pytest.mark.parametrize("name, codec", [("hevc.mkv", "libx265"), ("vp9.mkv", "libvpx-vp9"),
+                                         ("mpeg4.avi", "mpeg4"), ("h264.mov", "libx264")])
+def test_other_codecs_and_containers(tmp_path, name, codec):
+    """HEVC, VP9, MPEG-4 Part 2 and QuickTime inputs: every frame once, same times, audio copied."""
+    src = make_sample_clip(str(tmp_path / name), seconds=0.6, fps=25, width=320, height=240, codec=codec)
+    out = str(tmp_path / f"out-{name}")
+    stats = anonymize_file(src.path, out, fast_config(), progress=False)
+    assert stats.frames_out == stats.frames_in == len(src.pts) and stats.frames_dropped == 0
+    assert video_times(out) == pytest.approx(video_times(src.path), abs=1e-3)
+    assert stream_types(out) == ["video", "audio"]
+    assert audio_digest(out)[2] == audio_digest(src.path)[2]

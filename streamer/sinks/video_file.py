@@ -162,16 +162,29 @@ class VideoFileSink:
         self.packets_copied = 0
 
     def write_frame(self, frame: Frame) -> None:
-        """Encode one anonymized frame with its original timestamp."""
-        image = frame.image
-        if image.shape[1] != self.video.width or image.shape[0] != self.video.height:
-            image = np.ascontiguousarray(image[: self.video.height, : self.video.width])
-        vf = av.VideoFrame.from_ndarray(image, format="rgb24")
+        """Encode one anonymized frame with its original timestamp.
+
+        A frame only on the GPU (``Frame.image`` None) is converted to the
+        encoder's yuv420p there and crosses to the host at half the size of RGB.
+        """
+        if frame.image is None and frame.device_image is not None and self.video.pix_fmt == "yuv420p":
+            vf = av.VideoFrame.from_ndarray(self._device_yuv420p(frame.device_image), format="yuv420p")
+        else:
+            image = frame.to_host()
+            if image.shape[1] != self.video.width or image.shape[0] != self.video.height:
+                image = np.ascontiguousarray(image[: self.video.height, : self.video.width])
+            vf = av.VideoFrame.from_ndarray(image, format="rgb24")
         vf.pts = frame.pts
         vf.time_base = frame.time_base
         for packet in self.video.encode(vf):
             self.container.mux(packet)
         self.frames_written += 1
+
+    def _device_yuv420p(self, device_image) -> np.ndarray:
+        from streamer.stages import frame_ops
+
+        rgb = frame_ops.nchw(device_image[: self.video.height, : self.video.width])
+        return frame_ops.rgb_to_yuv420p(rgb)[0].cpu().numpy()
 
     def write_packet(self, packet: av.Packet) -> None:
         """Copy a packet of an audio/subtitle/data stream unchanged."""

@@ -132,6 +132,9 @@ class VideoFileSource:
             duration=duration,
         )
 
+    #: Exceptions of :meth:`_decode` that mean "this packet is undecodable" (skipped and counted).
+    DECODE_ERRORS: tuple = (av.FFmpegError, ValueError)
+
     def __iter__(self) -> Iterator[Frame | av.Packet]:
         """Yield decoded frames and pass-through packets in demux order."""
         index = 0
@@ -152,20 +155,20 @@ class VideoFileSource:
                     yield packet
                 continue
             try:
-                decoded = packet.decode()
-            except (av.FFmpegError, ValueError) as exc:
+                decoded = self._decode(packet)
+            except self.DECODE_ERRORS as exc:
                 self.decode_errors += 1
                 log.warning("%s: skipped an undecodable video packet (%s)", self.path, _describe(exc))
                 continue
-            for vf in decoded:
-                yield self._to_frame(vf, index)
+            for picture in decoded:
+                yield self._to_frame(picture, index)
                 index += 1
         if self.truncated:  # drain frames still buffered in the decoder
             try:
-                for vf in self.stream.codec_context.decode(None):
-                    yield self._to_frame(vf, index)
+                for picture in self._flush():
+                    yield self._to_frame(picture, index)
                     index += 1
-            except (av.FFmpegError, ValueError):
+            except self.DECODE_ERRORS:
                 pass
         # only MP4/MOV sample tables count frames reliably (AVI headers may count twice)
         indexed = int(self.stream.frames or 0) if "mp4" in self.container.format.name else 0
@@ -174,13 +177,25 @@ class VideoFileSource:
             log.warning("%s: input ends after %d of the %d frames its index lists (file cut off?); "
                         "the output holds the %d decodable frames", self.path, index, indexed, index)
 
-    def _to_frame(self, vf: av.VideoFrame, index: int) -> Frame:
+    def _decode(self, packet: av.Packet) -> list:
+        """Decode one video packet (an empty one flushes the decoder) into pictures for :meth:`_to_frame`."""
+        return packet.decode()
+
+    def _flush(self) -> list:
+        """The pictures still buffered in the decoder."""
+        return self.stream.codec_context.decode(None)
+
+    def _timestamp(self, pts: int | None, dts: int | None) -> int:
+        """The repaired presentation timestamp of the next frame in output order (warns once on repairs)."""
         repaired = self.timestamps.repaired
-        pts = self.timestamps(vf.pts, vf.dts)
+        out = self.timestamps(pts, dts)
         if self.timestamps.repaired and not repaired:
             log.warning("%s: the video's timestamps are out of order or missing (e.g. AVI); using decode "
                         "timestamps so every frame keeps its place", self.path)
-        return Frame(index=index, pts=pts, time_base=vf.time_base or self.info.time_base,
+        return out
+
+    def _to_frame(self, vf: av.VideoFrame, index: int) -> Frame:
+        return Frame(index=index, pts=self._timestamp(vf.pts, vf.dts), time_base=vf.time_base or self.info.time_base,
                      image=vf.to_ndarray(format="rgb24"))
 
     def close(self) -> None:

@@ -69,8 +69,8 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 # -- colour -----------------------------------------------------------------------------------------
-def _split_420(planes: torch.Tensor, interleaved: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Y (N, H, W) and the two chroma planes (N, H/2, W/2) of I420 or NV12 ``(N, H*3/2, W)``."""
+def _split_420(planes: torch.Tensor, interleaved: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Y ``(N, H, W)`` and chroma ``(N, H/2, W/2, 2)`` (U, V) of I420 or NV12 ``(N, H*3/2, W)`` planes."""
     if planes.dim() == 2:
         planes = planes[None]
     n, rows, width = planes.shape
@@ -78,27 +78,22 @@ def _split_420(planes: torch.Tensor, interleaved: bool) -> tuple[torch.Tensor, t
     if rows != height * 3 // 2 or height % 2 or width % 2:
         raise ValueError(f"expected (N, H*3/2, W) planes with even H and W, got {tuple(planes.shape)}")
     y = planes[:, :height]
-    chroma = planes[:, height:]
     if interleaved:  # NV12: rows of U, V, U, V, ...
-        uv = chroma.reshape(n, height // 2, width // 2, 2)
-        return y, uv[..., 0], uv[..., 1]
-    flat = chroma.reshape(n, -1)
-    size = (height // 2) * (width // 2)
-    return (y, flat[:, :size].reshape(n, height // 2, width // 2),
-            flat[:, size:2 * size].reshape(n, height // 2, width // 2))
+        return y, planes[:, height:].reshape(n, height // 2, width // 2, 2)
+    flat = planes[:, height:].reshape(n, 2, height // 2, width // 2)  # I420: the U plane, then the V plane
+    return y, flat.permute(0, 2, 3, 1)
 
 
-def _ycbcr_to_rgb(y: torch.Tensor, cb: torch.Tensor, cr: torch.Tensor) -> torch.Tensor:
+def _ycbcr_to_rgb(y: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
     n, height, width = y.shape
-    luma = (y.float() - 16.0) / _Y_SCALE
-    # chroma up-sampled by replication: each sample covers its 2x2 block
-    cb = (cb.float() - 128.0).repeat_interleave(2, dim=1).repeat_interleave(2, dim=2) / _C_SCALE
-    cr = (cr.float() - 128.0).repeat_interleave(2, dim=1).repeat_interleave(2, dim=2) / _C_SCALE
-    r = luma + 2 * (1 - _KR) * cr
-    b = luma + 2 * (1 - _KB) * cb
-    g = (luma - _KR * r - _KB * b) / _KG
-    out = torch.stack([r, g, b], dim=-1)  # (N, H, W, 3): channels-last storage
-    return nchw(out.round_().clamp_(0, 255).to(torch.uint8))
+    luma = (y.float() - 16.0) * (1.0 / _Y_SCALE)
+    # chroma's share of R, G, B at chroma resolution (one small matmul), added to each 2x2 luma block
+    kr, kb = 2 * (1 - _KR), 2 * (1 - _KB)
+    mix = torch.tensor([[0.0, kr], [-_KB * kb / _KG, -_KR * kr / _KG], [kb, 0.0]], device=y.device) / _C_SCALE
+    share = (chroma.float() - 128.0) @ mix.T  # (N, H/2, W/2, 3)
+    rgb = luma.view(n, height // 2, 2, width // 2, 2, 1) + share.view(n, height // 2, 1, width // 2, 1, 3)
+    # channels-last storage; clamp, then +0.5 and truncation rounds to nearest
+    return nchw(rgb.view(n, height, width, 3).clamp_(0, 255).add_(0.5).to(torch.uint8))
 
 
 def yuv420p_to_rgb(planes: torch.Tensor) -> torch.Tensor:
