@@ -1,0 +1,188 @@
+"""GPU decode: PyAV demuxes, NVDEC decodes into CUDA memory, torch takes the frame through DLPack.
+
+:class:`NvdecSource` is a :class:`~streamer.sources.video_file.VideoFileSource`
+(same containers, audio/subtitle pass-through, damaged-file handling and
+timestamp repair) whose video packets go to NVIDIA's hardware decoder via
+PyNvVideoCodec (``pip install -e .[gpu]``) instead of FFmpeg's software
+decoder:
+
+* H.264 / HEVC packets are turned into Annex B by FFmpeg's
+  ``h264_mp4toannexb`` / ``hevc_mp4toannexb`` bitstream filter (PyAV),
+  the format NVDEC parses;
+* each packet is submitted with a running packet number as its timestamp;
+  NVDEC hands every picture back in display order with the number of the
+  packet that carried it, which gives back that packet's pts; with the dts of
+  the packet whose submission let the picture out (FFmpeg's ``frame.dts``),
+  timestamps go through exactly the repair the CPU source applies (AVI with
+  B-frames included);
+* pictures come back as NV12 in GPU memory; ``torch.from_dlpack`` wraps them
+  without a copy and :func:`streamer.stages.frame_ops.nv12_to_rgb` converts
+  them (BT.601 limited range, like PyAV on the CPU) into the frame's
+  ``device_image``. ``Frame.image`` stays None: nothing crosses to the host.
+
+:func:`select_decoder` decides between this and the CPU source and says why;
+:func:`streamer.factory.build_source` applies it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+
+import av
+import numpy as np
+
+from engines.select import BackendChoice
+from streamer.detections import Frame
+from streamer.errors import BackendError
+from streamer.sources.video_file import VideoFileSource
+
+log = logging.getLogger(__name__)
+
+#: PyAV codec name -> (PyNvVideoCodec ``cudaVideoCodec`` member, bitstream filter to Annex B).
+NVDEC_CODECS = {"h264": ("H264", "h264_mp4toannexb"), "hevc": ("HEVC", "hevc_mp4toannexb")}
+#: Pixel formats NVDEC decodes to NV12 here (8-bit 4:2:0).
+NVDEC_PIX_FMTS = ("yuv420p", "yuvj420p", "nv12")
+
+
+def pynvvideocodec_status() -> str | None:
+    """None when PyNvVideoCodec imports, else why not (one line)."""
+    if importlib.util.find_spec("PyNvVideoCodec") is None:
+        return "PyNvVideoCodec not installed (pip install -e '.[gpu]')"
+    try:
+        importlib.import_module("PyNvVideoCodec")
+    except Exception as exc:  # noqa: BLE001 - a broken install (driver libraries) counts as absent
+        return f"PyNvVideoCodec fails to import ({type(exc).__name__}: {exc})"
+    return None
+
+
+def select_decoder(requested: str, codec: str, pix_fmt: str | None, cuda: bool,
+                   library_error: str | None) -> BackendChoice:
+    """Choose NVDEC or PyAV on the CPU for a video stream, with the reason.
+
+    Args:
+        requested: ``pipeline.decoder``: auto, cpu or nvdec.
+        codec: the stream's codec as PyAV names it (h264, hevc, vp9...).
+        pix_fmt: the stream's pixel format (yuv420p...), None if unknown.
+        cuda: the pipeline runs on a CUDA GPU.
+        library_error: :func:`pynvvideocodec_status` (None: PyNvVideoCodec imports).
+
+    Returns:
+        ``nvdec`` or ``cpu``, and why.
+
+    Raises:
+        BackendError: ``nvdec`` was asked for and cannot be used.
+    """
+    if requested == "cpu":
+        return BackendChoice("cpu", "PyAV on the CPU: pipeline.decoder is cpu")
+    if not cuda:
+        problem = "no CUDA GPU in use"
+    elif library_error:
+        problem = library_error
+    elif codec not in NVDEC_CODECS:
+        problem = f"the NVDEC path takes {', '.join(NVDEC_CODECS)}, this video is {codec}"
+    elif pix_fmt not in NVDEC_PIX_FMTS:
+        problem = f"the NVDEC path takes 8-bit 4:2:0 video, this one is {pix_fmt}"
+    else:
+        return BackendChoice("nvdec", f"NVDEC into GPU memory: a CUDA GPU, PyNvVideoCodec and {codec} {pix_fmt}")
+    if requested == "nvdec":
+        raise BackendError(f"pipeline.decoder nvdec: {problem}; use decoder auto or cpu")
+    return BackendChoice("cpu", f"PyAV on the CPU: {problem}")
+
+
+class PyNvVideoCodecDecoder:
+    """The NVDEC decoder behind :class:`NvdecSource` (PyNvVideoCodec's core ``CreateDecoder`` API).
+
+    Args:
+        codec: ``cudaVideoCodec`` member name (``H264``, ``HEVC``).
+        gpu: CUDA device ordinal.
+    """
+
+    def __init__(self, codec: str, gpu: int = 0) -> None:
+        import torch
+
+        nvc = importlib.import_module("PyNvVideoCodec")
+        self._nvc = nvc
+        self.device = torch.device("cuda", gpu)
+        stream = torch.cuda.current_stream(self.device).cuda_stream
+        # the CUDA primary context (0) is the one torch uses; decode on torch's current stream
+        self._decoder = nvc.CreateDecoder(gpuid=gpu, codec=getattr(nvc.cudaVideoCodec, codec), cudacontext=0,
+                                          cudastream=stream, usedevicememory=True)
+        self.errors: tuple = tuple(getattr(nvc, name) for name in ("PyNvVCExceptionDecode",) if hasattr(nvc, name))
+
+    def decode(self, data: bytes | None, key: int = 0) -> list[tuple[object, int]]:
+        """Submit one Annex B access unit tagged ``key`` (None: end of stream, flush).
+
+        Returns:
+            The pictures ready, in display order: (NV12 ``(H*3/2, W)`` uint8
+            CUDA tensor, the key of the packet that carried the picture).
+        """
+        import torch
+
+        packet = self._nvc.PacketData()
+        buffer = np.frombuffer(data, np.uint8) if data else None
+        if buffer is not None:
+            packet.bsl_data = buffer.ctypes.data
+            packet.bsl = buffer.size
+            packet.pts = key
+        else:
+            packet.bsl = 0  # an empty packet is NVDEC's end-of-stream: it returns what it still holds
+        out = []
+        for picture in self._decoder.Decode(packet):
+            planes = torch.from_dlpack(picture)  # zero copy; synchronised with the decoder's stream
+            out.append((planes.reshape(planes.shape[0], -1).clone(), int(picture.getPTS())))
+        return out
+
+
+class NvdecSource(VideoFileSource):
+    """Decodes the first video stream with NVDEC; frames carry only ``device_image`` (CUDA, RGB).
+
+    Args:
+        path: input file (any container PyAV demuxes; H.264 or HEVC, 8-bit 4:2:0).
+        gpu: CUDA device ordinal.
+        container: an already opened PyAV container of ``path``.
+        decoder: replaces the PyNvVideoCodec decoder (tests): an object with
+            ``decode(data, key) -> [(nv12_tensor, key), ...]`` and ``errors``.
+    """
+
+    def __init__(self, path: str, gpu: int = 0, container=None, decoder=None) -> None:
+        super().__init__(path, container=container)
+        try:
+            codec, bsf = NVDEC_CODECS[self.info.codec]
+            self.bsf = av.BitStreamFilterContext(bsf, self.stream)
+            self.decoder = decoder or PyNvVideoCodecDecoder(codec, gpu)
+        except BaseException:
+            self.container.close()
+            raise
+        self.DECODE_ERRORS = VideoFileSource.DECODE_ERRORS + tuple(getattr(self.decoder, "errors", ()))
+        self._pts: dict[int, int | None] = {}  # packet number -> its pts, until its picture comes out
+        self._next_key = 0
+
+    def _decode(self, packet: av.Packet) -> list:
+        if not packet.size:  # PyAV's end-of-stream packet: drain the filter and the decoder
+            return self._flush()
+        key = self._next_key
+        self._next_key += 1
+        self._pts[key] = packet.pts
+        dts = packet.dts  # read first: the bitstream filter takes the packet over
+        # like FFmpeg's frame.dts: the dts of the packet whose submission let the picture out
+        return [(planes, out_key, dts) for unit in self.bsf.filter(packet)
+                for planes, out_key in self.decoder.decode(bytes(unit), key)]
+
+    def _flush(self) -> list:
+        units = [bytes(unit) for unit in self.bsf.filter(None)]
+        pictures = [p for unit in units for p in self.decoder.decode(unit, self._next_key - 1)]
+        return [(planes, key, None) for planes, key in pictures + self.decoder.decode(None)]
+
+    def _to_frame(self, picture, index: int) -> Frame:
+        from streamer.stages import frame_ops
+
+        planes, key, dts = picture
+        pts = self._pts.pop(key, None)
+        for stale in [k for k in self._pts if k < key - 64]:  # packets that carried no picture
+            del self._pts[stale]
+        # the decoder's surface may be taller than the picture (coded size): convert, then crop
+        rgb = frame_ops.nhwc(frame_ops.nv12_to_rgb(planes[None])[0])
+        return Frame(index=index, pts=self._timestamp(pts, dts), time_base=self.info.time_base, image=None,
+                     device_image=rgb[: self.info.height, : self.info.width])

@@ -1,0 +1,160 @@
+"""GPU compositor: the anonymization of :class:`~streamer.stages.compositor.Compositor`, on the device.
+
+Same geometry (:func:`~streamer.stages.compositor.place_face`), same
+anonymizer parameters, same feathered ellipse and the same order of
+blending as the CPU compositor, so both give the same picture up to
+rounding. The difference is where the pixels are:
+
+* each frame is uploaded once (pinned host memory, asynchronous copy on
+  CUDA), or arrives on the GPU already (NVDEC); the detector reads the same
+  device copy (:attr:`streamer.detections.Frame.pixels`);
+* crops, anonymizers and blending run on the device with
+  :mod:`streamer.stages.frame_ops`; faces are batched across all frames of a
+  batch (one gather and one resize for every GAN crop, one generator call);
+* the result crosses back once: downloaded into ``Frame.image`` (the
+  default, what live outputs read), or left on the device
+  (``download=False``) for a sink that converts it to the encoder's pixel
+  format there and downloads that (:class:`streamer.sinks.video_file.VideoFileSink`).
+  Then ``Frame.image`` is cleared: the host copy still shows the original faces.
+
+Only the feathered masks are drawn on the host (at most 96 px across, by the
+CPU compositor's own function) and uploaded in one copy per batch.
+
+Example:
+    >>> import numpy as np
+    >>> from streamer.config import AnonymizerConfig
+    >>> image = np.full((120, 160, 3), 200, np.uint8)
+    >>> faces = Detections(xyxy=[[60, 40, 100, 80]], scores=[0.9])
+    >>> TorchCompositor(AnonymizerConfig(mode="mask"), device="cpu")(image, faces)
+    Counter({'mask': 1})
+    >>> int(image[60, 80].max()), int(image[5, 5].min())
+    (0, 200)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import torch
+
+from streamer.config import AnonymizerConfig
+from streamer.detections import Detections, Frame
+from streamer.stages import frame_ops
+from streamer.stages.anonymizers import Anonymizer, FaceCrops
+from streamer.stages.compositor import Compositor, ellipse_mask_work, face_in_crop, place_face
+
+_NONE = np.zeros(0, np.int64)
+
+
+class TorchCompositor(Compositor):
+    """Anonymizes the faces of frames on a torch device (CUDA, or the CPU for tests).
+
+    Args:
+        config: anonymizer settings.
+        device: torch device the frames and crops live on.
+        anonymizer: the main anonymizer (defaults to the config's classic mode);
+            must implement ``anonymize_tensor``.
+        fallback: for faces the main anonymizer cannot take.
+        download: put the result back into ``Frame.image`` (True), or leave it
+            on the device only and clear ``Frame.image`` (False).
+    """
+
+    def __init__(self, config: AnonymizerConfig, device: str | torch.device = "cpu",
+                 anonymizer: Anonymizer | None = None, fallback: Anonymizer | None = None,
+                 download: bool = True) -> None:
+        super().__init__(config, anonymizer=anonymizer, fallback=fallback)
+        self.device = torch.device(device)
+        self.download = download
+
+    def upload(self, frames: list[Frame]) -> None:
+        """Give every frame a ``device_image`` on this compositor's device (one copy, asynchronous on CUDA)."""
+        for frame in frames:
+            if frame.device_image is None:
+                frame.device_image = frame_ops.upload(frame.image, self.device)
+            elif frame.device_image.device != self.device:
+                frame.device_image = frame.device_image.to(self.device)
+
+    def __call__(self, image: np.ndarray, detections: Detections) -> Counter:
+        """Anonymize every face of ``detections`` in ``image`` (RGB uint8, modified in place), like
+        :class:`Compositor`. Returns how many faces each anonymizer handled."""
+        frame = Frame(index=0, pts=None, time_base=None, image=image, detections=detections)
+        return self.anonymize_frames([frame], download=True)[0]
+
+    def anonymize_frames(self, frames: list[Frame], download: bool | None = None) -> list[Counter]:
+        """Anonymize the faces in ``frame.detections`` of every frame, on the device.
+
+        Args:
+            frames: frames with their detections; uploaded first if they are not on the device.
+            download: override the compositor's ``download`` setting.
+
+        Returns:
+            Per frame, how many faces each anonymizer handled.
+        """
+        download = self.download if download is None else download
+        self.upload(frames)
+        images = [frame_ops.nchw(frame.device_image) for frame in frames]  # (3, H, W) views
+        counts = [Counter() for _ in frames]
+        assigned = [self.assign(f.detections) if len(f.detections) else (_NONE, _NONE) for f in frames]
+        for slot, anonymizer in enumerate((self.anonymizer, self.fallback)):
+            jobs = [(i, int(j)) for i, faces in enumerate(assigned) for j in faces[slot]]
+            if jobs:
+                self._apply_batch(frames, images, jobs, anonymizer)
+                for i, _ in jobs:
+                    counts[i][anonymizer.name] += 1
+        for frame in frames:
+            self._hand_back(frame, download)
+        return counts
+
+    def _apply_batch(self, frames: list[Frame], images: list[torch.Tensor], jobs: list[tuple[int, int]],
+                     anonymizer: Anonymizer) -> None:
+        placements, boxes, keypoints, track_ids = [], [], [], []
+        for i, j in jobs:
+            det = frames[i].detections
+            p = place_face(det.xyxy[j], self.config, anonymizer.context)
+            face_box, face_kps = face_in_crop(p, det.xyxy[j], det.keypoints[j], anonymizer.input_size)
+            placements.append(p)
+            boxes.append(face_box)
+            keypoints.append(face_kps)
+            track_ids.append(det.track_ids[j])
+        frame_index = np.array([i for i, _ in jobs])
+        rects = np.array([p.rect for p in placements], np.int64)
+        if anonymizer.input_size:  # every crop of the batch to one size, in one gather + resize
+            crops = frame_ops.crop_and_resize(images, frame_index, rects, anonymizer.input_size)
+        else:  # native size: one crop per face
+            crops = [frame_ops.cut_crops(images[i][None], [0], rects[k:k + 1])[0].float()
+                     for k, i in enumerate(frame_index)]
+        results = anonymizer.anonymize_tensor(FaceCrops(images=crops, boxes=np.stack(boxes),
+                                                        keypoints=np.stack(keypoints),
+                                                        track_ids=np.array(track_ids, np.int64)))
+        masks, mask_sizes = self._masks(placements)
+        # blend in order: where faces overlap, later faces blend over earlier anonymized pixels
+        for k, (i, p) in enumerate(zip(frame_index, placements)):
+            result = frame_ops.resize_bilinear(results[k].to(self.device).float(), (p.width, p.height))
+            small = masks[k, :, :mask_sizes[k][0], :mask_sizes[k][1]]
+            mask = frame_ops.resize_bilinear(small, (p.width, p.height))[0]
+            frame_ops.blend_into(images[i], p.rect, result, mask)
+
+    def _masks(self, placements) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """The small feathered masks of all faces, drawn on the host by the CPU compositor's function
+        and uploaded in one copy: (K, 1, h, w) padded, and each one's (height, width) in pixels."""
+        works = [ellipse_mask_work(p.width, p.height, p.region, p.feather) for p in placements]
+        sizes = [w.shape for w in works]
+        canvas = np.zeros((len(works), 1, max(h for h, _ in sizes), max(w for _, w in sizes)), np.float32)
+        for k, w in enumerate(works):
+            canvas[k, 0, :w.shape[0], :w.shape[1]] = w
+        return frame_ops.upload(canvas, self.device), sizes
+
+    @staticmethod
+    def _hand_back(frame: Frame, download: bool) -> None:
+        device_image = frame.device_image
+        if frame.image is not None and device_image.device.type == "cpu" \
+                and np.shares_memory(frame.image, device_image.numpy()):
+            return  # the CPU "device" worked on the host array itself
+        if download:
+            if frame.image is None:
+                frame.image = device_image.cpu().numpy()
+            else:
+                torch.from_numpy(frame.image).copy_(device_image)
+        else:
+            frame.image = None  # still the original faces: only the device copy is anonymized
