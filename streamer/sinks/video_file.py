@@ -32,6 +32,8 @@ _CRF_CODECS = ("libx264", "libx265")
 NVENC_FALLBACKS = {"h264_nvenc": "libx264", "hevc_nvenc": "libx265"}
 #: What ``encoder.codec: auto`` tries first.
 AUTO_CODEC = "h264_nvenc"
+#: Containers that store frames in decode order without presentation timestamps.
+_DECODE_ORDER_ONLY_FORMATS = ("avi",)
 #: NVENC's presets (fastest p1 .. best p7); other preset names map to p4.
 _NVENC_PRESETS = tuple(f"p{i}" for i in range(1, 8))
 
@@ -123,6 +125,9 @@ def open_video_encoder(container, codec: str, info: StreamInfo, config: EncoderC
     stream.pix_fmt = config.pix_fmt
     stream.time_base = info.time_base
     stream.codec_context.time_base = info.time_base
+    if container.format.name in _DECODE_ORDER_ONLY_FORMATS:
+        # the file keeps no presentation times: reordered (B-) frames would come back mistimed
+        stream.codec_context.max_b_frames = 0
     return stream
 
 
