@@ -48,7 +48,8 @@ SPLITS = ("train", "heldout")
 def context_rect(box: np.ndarray, context: float) -> tuple[int, int, int, int]:
     """Integer square ``x0, y0, x1, y1`` (pixels) of side ``context`` x the box's longer side, centred on it.
 
-    This is the compositor's GAN crop (``Compositor._place`` with context > 1).
+    This is the compositor's GAN crop (``streamer.stages.compositor.place_face`` with context > 1)
+    whenever the feathered face ellipse fits inside it.
     """
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     half = context * max(box[2] - box[0], box[3] - box[1]) / 2
