@@ -155,3 +155,100 @@ def publisher_factory():
     yield start
     for pub in pubs:
         pub.close()
+
+
+# --- GStreamer RTSP server: RTSP over TCP only (.ci/install-gst-rtsp-server.sh) -------------------
+
+GST_PYTHON = os.environ.get("GST_PYTHON", "/usr/bin/python3")  # the system Python that has python3-gi
+
+
+def _gst_missing() -> str:
+    """Why the GStreamer RTSP server cannot run here ("" when it can)."""
+    if not Path(GST_PYTHON).exists():
+        return f"{GST_PYTHON} not found"
+    try:
+        r = subprocess.run([GST_PYTHON, str(HERE / "gst_rtsp_server.py"), "--check"],
+                           capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return "" if r.returncode == 0 else (r.stdout + r.stderr).strip().splitlines()[-1]
+
+
+class GstRtspServer:
+    """One tests/live/gst_rtsp_server.py process (TCP-only RTSP) on a free port.
+
+    Attributes:
+        setups: the ``SETUP <path> <Transport header>`` lines the server printed, in order.
+    """
+
+    def __init__(self, play: dict[str, str], record: dict[str, str]) -> None:
+        self.port = free_port()
+        args = [GST_PYTHON, str(HERE / "gst_rtsp_server.py"), str(self.port)]
+        args += [a for name, path in play.items() for a in ("--play", f"{name}={path}")]
+        args += [a for name, path in record.items() for a in ("--record", f"{name}={path}")]
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._drain, daemon=True).start()
+        try:
+            wait_port(self.port)
+        except TimeoutError:
+            self.stop()
+            raise AssertionError("GStreamer RTSP server did not start:\n" + "\n".join(self.lines)) from None
+
+    def _drain(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def setups(self) -> list[str]:
+        return [line for line in self.lines if line.startswith("SETUP ")]
+
+    def url(self, path: str) -> str:
+        return f"rtsp://127.0.0.1:{self.port}/{path}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def gst_rtsp_server_factory():
+    """Start TCP-only GStreamer RTSP servers: ``start(play={name: mp4}, record={name: h264_out})``."""
+    missing = _gst_missing()
+    if missing:
+        pytest.skip(f"GStreamer RTSP server absent ({missing}): run .ci/install-gst-rtsp-server.sh")
+    servers: list[GstRtspServer] = []
+
+    def start(play: dict[str, str] | None = None, record: dict[str, str] | None = None) -> GstRtspServer:
+        servers.append(GstRtspServer(play or {}, record or {}))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def long_face_clip(tmp_path_factory, face_clip):
+    """``face_clip`` repeated 10 times (40 s, remuxed, not re-encoded): a server that plays a file
+    from its start for each client then never runs dry during a test."""
+    path = tmp_path_factory.mktemp("clip") / "faces-40s.mp4"
+    with av.open(face_clip.path) as src, av.open(str(path), "w") as out:
+        vin = src.streams.video[0]
+        vout = out.add_stream_from_template(vin)
+        step = int(round(1 / (float(vin.average_rate) * vin.time_base)))
+        packets = [p for p in src.demux(vin) if p.size]
+        span = len(packets) * step  # constant frame rate: the next copy starts one frame after the last
+        for i in range(10):
+            for p in packets:
+                copy = av.Packet(bytes(p))
+                copy.pts, copy.dts, copy.time_base = p.pts + i * span, p.dts + i * span, vin.time_base
+                copy.is_keyframe = p.is_keyframe
+                copy.stream = vout
+                out.mux(copy)
+    return str(path)
