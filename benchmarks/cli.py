@@ -32,13 +32,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-
-import cv2
-import numpy as np
+from typing import TYPE_CHECKING
 
 from streamer.config import Config, apply_overrides, load_config
 from streamer.errors import InputError
-from streamer.pipeline import RunStats, run_pipeline
+
+if TYPE_CHECKING:  # loaded with every ``streamer`` command: the heavy imports wait until ``bench`` runs
+    from streamer.pipeline import RunStats
 
 
 def add_commands(subparsers) -> dict:
@@ -85,6 +85,7 @@ def _row(name: str, stats: RunStats, frames: int) -> dict:
 
 def _run(path: str, config: Config, sink_path: str | None, anonymize: bool) -> RunStats:
     from streamer.factory import build_source
+    from streamer.pipeline import run_pipeline
     from streamer.sinks.null import NullSink
     from streamer.sinks.video_file import VideoFileSink
 
@@ -108,6 +109,7 @@ def _streams(path: str, config: Config, n: int, fps: float) -> dict:
 
     def one(i: int) -> None:
         from streamer.factory import build_source
+        from streamer.pipeline import run_pipeline
         from streamer.sinks.null import NullSink
 
         results[i] = run_pipeline(build_source(path, config), NullSink(), config, detector=shared)
@@ -150,6 +152,9 @@ def _deface(path: str, config: Config, workdir: str) -> dict:
 
 def write_chart(rows: list[dict], path: str) -> None:
     """Draw a horizontal bar chart of fps per variant to a PNG (OpenCV, no plotting library)."""
+    import cv2
+    import numpy as np
+
     bars = [(r["variant"], r.get("fps", r.get("aggregate_fps", 0.0))) for r in rows
             if r.get("fps") or r.get("aggregate_fps")]
     height, width, left = 40 + 36 * len(bars), 900, 260
