@@ -64,11 +64,13 @@ def _peak_rss_mb() -> float:
 
 
 def _gpu_mb() -> float | None:
-    try:
-        import torch
-    except ImportError:
-        return None
-    if not torch.cuda.is_available():
+    """Peak GPU memory torch allocated in this process (MiB); None when no CUDA GPU is in use.
+
+    Asks only if the runs loaded torch: importing it here on a CPU run would add
+    its memory (about 190 MB) to the peak RSS of every later row.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
         return None
     return torch.cuda.max_memory_allocated() / 2**20
 
