@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import threading
@@ -133,19 +132,14 @@ def _streams(path: str, config: Config, n: int, fps: float) -> dict:
 
 
 def _deface(path: str, config: Config, workdir: str) -> dict:
-    import av
-
+    from benchmarks.compare_deface import probe, timed
     from streamer.stages.detector import detector_input_size
 
-    with av.open(path) as c:
-        s = c.streams.video[0]
-        w, h, frames = s.codec_context.width, s.codec_context.height, sum(1 for _ in c.decode(s))
+    w, h, frames, _ = probe(path)
     size = detector_input_size(w, h, config.detector.input_width)
     cmd = ["deface", path, "-o", os.path.join(workdir, "deface.mp4"), "--thresh", str(config.detector.threshold),
            "--scale", f"{size[0]}x{size[1]}", "--replacewith", "blur"]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
+    seconds, proc = timed(cmd)
     if proc.returncode:
         return {"variant": "deface", "error": proc.stderr.strip().splitlines()[-1:]}
     return {"variant": "deface", "frames": frames, "seconds": round(seconds, 3),
