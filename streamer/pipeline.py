@@ -408,8 +408,7 @@ def run_pipeline(source, sink, config: Config, progress: bool = False, detector=
             process = _unchanged
     except BaseException:
         source.close()
-        sink.close()
-        sink.discard()
+        _finish_sink(sink, keep=False)
         raise
 
     bar = _progress_bar(progress, source.info.frames, source.path)
