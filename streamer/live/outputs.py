@@ -61,7 +61,7 @@ class _EncodedOutput:
     def _open(self, frame: Frame) -> None:
         container = self._open_container()
         try:
-            stream = open_video_encoder(container, self.encoder.codec, _info(frame, self.fps), self.encoder)
+            stream = open_video_encoder(container, _info(frame, self.fps), self.encoder)
             stream.codec_context.gop_size = self.gop
             stream.codec_context.max_b_frames = 0
             if self.encoder.codec in ("libx264", "libx265"):

@@ -9,7 +9,6 @@ type and order whatever their index in the input.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import os
@@ -109,11 +108,9 @@ def resolve_video_codec(config: EncoderConfig, width: int, height: int) -> str:
     return NVENC_FALLBACKS[codec]
 
 
-def open_video_encoder(container, codec: str, info: StreamInfo, config: EncoderConfig):
-    """Add a video stream to ``container`` encoding ``info``-sized frames with ``codec``
-    (``auto`` and NVENC names resolved by :func:`resolve_video_codec`)."""
-    if codec != config.codec:
-        config = dataclasses.replace(config, codec=codec)
+def open_video_encoder(container, info: StreamInfo, config: EncoderConfig):
+    """Add a video stream to ``container`` encoding ``info``-sized frames (width, height in
+    pixels) with ``config.codec`` (``auto`` and NVENC names resolved by :func:`resolve_video_codec`)."""
     codec = resolve_video_codec(config, info.width, info.height)
     options = _encoder_options(codec, config)
     try:
@@ -149,7 +146,7 @@ class VideoFileSink:
         except (av.FFmpegError, ValueError, OSError) as exc:
             raise OutputError(f"cannot write {path}: {exc}") from None
         try:
-            self.video = open_video_encoder(self.container, config.codec, info, config)
+            self.video = open_video_encoder(self.container, info, config)
             self.copied = {}
             supported = self.container.supported_codecs
             for stream in copy_streams:
