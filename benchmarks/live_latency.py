@@ -127,7 +127,7 @@ def main() -> int:
         latencies.clear()
         stats = server.stats["cam"]
         worker = server.workers["cam"]
-        worker.run_stats.stage_seconds.clear()
+        worker.run_stats.stage_ms.clear()
         in0, out0, drop0 = stats.frames_in, stats.frames_out, dict(stats.dropped)
         stats.latencies.clear()
         time.sleep(args.seconds)
@@ -145,8 +145,8 @@ def main() -> int:
                                      "p95": round(float(np.percentile(latencies, 95)), 3),
                                      "frames": len(latencies)} if latencies else None,
             "streamer_latency_s": {"p50": snap["latency_p50_s"], "p95": snap["latency_p95_s"]},
-            "stage_ms_per_frame": {k: round(1000 * v / processed, 1)
-                                   for k, v in worker.run_stats.stage_seconds.items()},
+            "stage_ms_per_frame": {k: round(float(np.mean(v)), 1)
+                                   for k, v in worker.run_stats.stage_ms.items() if v},
         }
     finally:
         stop.set()

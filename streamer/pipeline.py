@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -50,9 +50,11 @@ class RunStats:
         anonymized: faces per anonymizer mode.
         packets_copied: audio/other packets copied through.
         seconds: wall time of the run.
-        stage_seconds: time spent in each stage (seconds, summed over frames).
-        stage_ms: per stage, the time each frame spent in it (milliseconds; a
-            batched stage's time is shared equally by the batch's frames).
+        stage_ms: per stage (decode, detect, anonymize, encode), the time each
+            frame spent in it (milliseconds; a batched stage's time is shared
+            equally by the batch's frames). Only the last ``stage_window``
+            frames are kept when that is set (live streams run for days).
+        stage_window: how many recent frames ``stage_ms`` keeps per stage (None: all).
     """
 
     frames_in: int = 0
@@ -67,9 +69,16 @@ class RunStats:
     anonymized: Counter = field(default_factory=Counter)
     packets_copied: int = 0
     seconds: float = 0.0
-    stage_seconds: Counter = field(default_factory=Counter)
-    stage_ms: dict = field(default_factory=dict)
+    stage_ms: dict[str, deque] = field(default_factory=dict)
+    stage_window: int | None = None
     backend: str = ""
+
+    def add_stage_time(self, stage: str, seconds: float, frames: int = 1) -> None:
+        """Record ``seconds`` spent in ``stage`` on ``frames`` frames, shared equally among them."""
+        samples = self.stage_ms.get(stage)
+        if samples is None:
+            samples = self.stage_ms[stage] = deque(maxlen=self.stage_window)
+        samples.extend([seconds * 1000 / frames] * frames)
 
     def stage_percentiles(self) -> dict[str, tuple[float, float]]:
         """Per stage, the (p50, p95) time per frame in milliseconds."""
@@ -156,8 +165,7 @@ class FrameProcessor:
                 self._fail(frame, "detector", exc)
             return frames
         t1 = time.perf_counter()
-        self.stats.stage_seconds["detect"] += t1 - t0
-        self.stats.stage_ms.setdefault("detect", []).extend([(t1 - t0) * 1000 / len(frames)] * len(frames))
+        self.stats.add_stage_time("detect", t1 - t0, len(frames))
         if getattr(self.compositor, "anonymize_frames", None) is not None:
             self._anonymize_batch(frames, found)
         else:
@@ -172,8 +180,7 @@ class FrameProcessor:
                     raise
                 except Exception as exc:  # noqa: BLE001
                     self._fail(frame, "anonymizer", exc)
-                self.stats.stage_ms.setdefault("anonymize", []).append((time.perf_counter() - t2) * 1000)
-        self.stats.stage_seconds["track+anonymize"] += time.perf_counter() - t1
+                self.stats.add_stage_time("anonymize", time.perf_counter() - t2)
         return frames
 
     def _anonymize_batch(self, frames: list[Frame], found: list[Detections]) -> None:
@@ -194,8 +201,7 @@ class FrameProcessor:
         except Exception as exc:  # noqa: BLE001 - the batch failed: every frame of it goes through the policy
             for frame in todo:
                 self._fail(frame, "anonymizer", exc)
-        elapsed_ms = (time.perf_counter() - t) * 1000
-        self.stats.stage_ms.setdefault("anonymize", []).extend([elapsed_ms / len(frames)] * len(frames))
+        self.stats.add_stage_time("anonymize", time.perf_counter() - t, len(frames))
 
     def _track(self, frame: Frame, detections: Detections) -> None:
         """Count the detections, add the tracker's coverage, store them on the frame."""
@@ -234,13 +240,13 @@ class ThreadedRun:
         batch_size: frames per ``process`` call.
         queue_size: bound of each queue (items).
         on_written: called after each written frame (progress bars).
-        samples: if given, per-frame decode and encode times (ms) are appended
-            to ``samples["decode"]`` and ``samples["encode"]``.
+        on_stage_time: called as ``(stage, seconds)`` with each frame's decode
+            and encode time (e.g. :meth:`RunStats.add_stage_time`).
     """
 
     def __init__(self, items: Iterable, process: Callable, write_frame: Callable, write_packet: Callable,
                  batch_size: int = 1, queue_size: int = 8, on_written: Callable | None = None,
-                 samples: dict | None = None) -> None:
+                 on_stage_time: Callable[[str, float], None] | None = None) -> None:
         self.items = items
         self.process = process
         self.write_frame = write_frame
@@ -251,11 +257,7 @@ class ThreadedRun:
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
         self.on_written = on_written
-        self.read_seconds = 0.0
-        self.write_seconds = 0.0
-        self.samples = samples if samples is not None else {}
-        self._decode_ms = self.samples.setdefault("decode", [])
-        self._encode_ms = self.samples.setdefault("encode", [])
+        self.on_stage_time = on_stage_time or _ignore
 
     def _reader(self) -> None:
         try:
@@ -263,10 +265,8 @@ class ThreadedRun:
             while True:
                 t = time.perf_counter()
                 item = next(iterator, _END)
-                elapsed = time.perf_counter() - t
-                self.read_seconds += elapsed
                 if isinstance(item, Frame):
-                    self._decode_ms.append(elapsed * 1000)
+                    self.on_stage_time("decode", time.perf_counter() - t)
                 if item is _END or not _put(self.in_q, item, self.stop):
                     break
         except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread
@@ -285,12 +285,11 @@ class ThreadedRun:
                 if isinstance(item, Frame):
                     if not item.dropped:
                         self.write_frame(item)
-                        self._encode_ms.append((time.perf_counter() - t) * 1000)
+                        self.on_stage_time("encode", time.perf_counter() - t)
                         if self.on_written:
                             self.on_written(item)
                 else:
                     self.write_packet(item)
-                self.write_seconds += time.perf_counter() - t
         except BaseException as exc:  # noqa: BLE001
             self.errors.append(exc)
             self.stop.set()
@@ -425,7 +424,7 @@ def run_pipeline(source, sink, config: Config, progress: bool = False, detector=
 
     run = ThreadedRun(counted(source), process, sink.write_frame, sink.write_packet,
                       batch_size=config.detector.batch_size, queue_size=config.pipeline.queue_size,
-                      on_written=on_written, samples=stats.stage_ms)
+                      on_written=on_written, on_stage_time=stats.add_stage_time)
     start = time.perf_counter()
     try:
         run.run()
@@ -446,13 +445,15 @@ def run_pipeline(source, sink, config: Config, progress: bool = False, detector=
     stats.packets_copied = sink.packets_copied
     stats.decode_errors = source.decode_errors
     stats.truncated = source.truncated
-    stats.stage_seconds["decode"] = run.read_seconds
-    stats.stage_seconds["encode"] = run.write_seconds
     return stats
 
 
 def _unchanged(frames: list[Frame]) -> list[Frame]:
     return frames
+
+
+def _ignore(*args) -> None:
+    pass
 
 
 def _finish_sink(sink, keep: bool) -> None:

@@ -43,6 +43,9 @@ def put_latest(q: queue.Queue, item) -> bool:
                 pass
 
 
+#: Per-stage timings kept per camera (frames): recent enough for live figures, bounded for 24/7 runs.
+STAGE_WINDOW_FRAMES = 3000
+
 class CameraWorker:
     """Runs one camera until ``stop`` is set.
 
@@ -58,7 +61,7 @@ class CameraWorker:
         self.server = server
         self.stop = stop
         self.stats = CameraStats(spec.name)
-        self.run_stats = RunStats()
+        self.run_stats = RunStats(stage_window=STAGE_WINDOW_FRAMES)
         self.compositor = build_compositor(spec.config)
         self.detector = detector
         self.in_q: queue.Queue = queue.Queue(maxsize=server.queue_size)
