@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     overall["speedup"] = round(overall["streamer_fps"] / overall["deface_fps"], 2)
     meta = {"date": dt.date.today().isoformat(), "machine": f"{platform.processor() or platform.machine()}, "
             f"{__import__('os').cpu_count()} cores, CPU only", "command": "python " + " ".join(sys.argv)}
-    print(f"| clip | size | frames | detector input | streamer fps | deface fps | speed-up | "
-          f"faces/frame streamer (raw / +tracker) | faces/frame deface |")
+    print("| clip | size | frames | detector input | streamer fps | deface fps | speed-up | "
+          "faces/frame streamer (raw / +tracker) | faces/frame deface |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['clip']} | {r['size']} | {r['frames']} | {r['detector_input']} | {r['streamer_fps']} | "

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tempfile
 from pathlib import Path
 
 from streamer.config import ANONYMIZER_MODES, DEVICES, ERROR_POLICIES, Config, apply_overrides, load_config

@@ -6,7 +6,6 @@ import logging
 
 from engines.select import cpu_runtime, select_backend
 from streamer.config import Config
-from streamer.errors import BackendError
 from streamer.stages.compositor import Compositor
 from streamer.stages.detector import CenterFaceDetector
 

@@ -7,7 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-from streamer.config import load_config
 from streamer.errors import InputError
 from streamer.live.settings import INPUT_SCHEMES, OUTPUT_SCHEMES, ServerSettings, parse_camera, parse_server
 

@@ -4,7 +4,6 @@ metrics, SIGTERM finalizing recordings."""
 from __future__ import annotations
 
 import json
-import os
 import queue
 import random
 import signal

@@ -104,7 +104,7 @@ def test_rtsp_over_tcp_input_and_publish(tmp_path, face_clip, long_face_clip, gs
 
     # what the server received over TCP: the anonymized stream, decodable, faces gone
     # (the server writes the file asynchronously, up to the publisher's TEARDOWN)
-    received = _wait(lambda: (n := _count(published)) >= gate["frames_out"] - 25 and n, 10,
-                     f"the server's copy of the published stream to hold ~{gate['frames_out']} frames")
+    _wait(lambda: (n := _count(published)) >= gate["frames_out"] - 25 and n, 10,
+          f"the server's copy of the published stream to hold ~{gate['frames_out']} frames")
     faces_pub = _faces(detector, _frames(published, 20, stride=5))
     assert sum(faces_pub) <= 1, f"faces still recognizable in the published stream: {faces_pub}"
