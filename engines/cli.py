@@ -31,15 +31,16 @@ def add_commands(subparsers) -> dict:
     sub = p.add_subparsers(dest="engines_command", required=True)
 
     e = sub.add_parser("export", help="export a model to ONNX (dynamic batch; dynamic size for the detector)")
-    e.add_argument("--model", default="centerface", help="registered model name (default centerface)")
+    e.add_argument("--model", default="centerface",
+                   help="registered model: centerface (default) or generator (random weights without a weights file)")
     e.add_argument("--output", "-o", help="ONNX file to write (default <model>.onnx)")
     e.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
     e.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
 
     b = sub.add_parser("build", help="build (or load from cache) a TensorRT FP16 engine; needs a GPU + tensorrt")
-    b.add_argument("--model", default="centerface")
+    b.add_argument("--model", default="centerface", help="registered model: centerface (default) or generator")
     b.add_argument("--config", "-c", metavar="NAME|PATH", help="config whose detector.input_width sets the sizes")
-    b.add_argument("--sizes", help="detector input sizes WxH,... (overrides the config)")
+    b.add_argument("--sizes", help="detector input sizes WxH,... (overrides the config; dynamic-size models only)")
     b.add_argument("--max-batch", type=int, default=32)
     b.add_argument("--cache-dir", help="engine cache folder (default $STREAMER_ENGINE_CACHE or ~/.cache)")
     b.add_argument("--fp32", action="store_true", help="build FP32 instead of FP16")
@@ -55,21 +56,19 @@ def cmd_engines(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export the model, run onnx.checker and (unless --no-parity) an ORT vs PyTorch parity check."""
-    import torch
-
-    from engines.export import DEFAULT_OPSET, export_onnx, get_model_spec, parity
+    from engines.export import DEFAULT_OPSET, export_onnx, get_model_spec, parity, reference_outputs
     from engines.runner import OnnxRuntimeRunner
 
     spec = get_model_spec(args.model)
     output = Path(args.output or f"{spec.name}.onnx")
     module = spec.build()
     export_onnx(spec, output, module, opset=args.opset or DEFAULT_OPSET)
-    print(f"wrote {output} (onnx.checker: ok)")
+    print(f"wrote {output} (onnx.checker: ok; inputs {', '.join(spec.input_names)}; "
+          f"weights: {spec.weights_source()})")
     if not args.no_parity:
-        x = spec.random_input(2, seed=None)
-        with torch.no_grad():
-            ref = [t.numpy() for t in _as_list(module(torch.from_numpy(x)))]
-        errs = parity(ref, OnnxRuntimeRunner(str(output), spec.input_name, spec.output_names)(x))
+        x = spec.random_inputs(2, seed=None)
+        ref = reference_outputs(spec, module, x)
+        errs = parity(ref, OnnxRuntimeRunner(str(output), spec.input_names, spec.output_names)(x))
         worst = max(errs)
         print(f"parity ONNX Runtime vs PyTorch FP32, random batch of 2: max relative error {worst:.2e}")
         if not worst < 1e-4:
@@ -82,8 +81,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     from engines.engine_cache import default_cache_dir
     from engines.export import get_model_spec
     from engines.select import select_backend, tensorrt_available
-    from engines.tensorrt_runner import (detector_profiles, detector_profiles_for_config, exported_onnx_path,
-                                         build_cached_engine)
+    from engines.tensorrt_runner import (batch_profiles, build_cached_engine, detector_profiles,
+                                         detector_profiles_for_config, exported_onnx_path, profile_text)
     from streamer.config import load_config
 
     if not tensorrt_available():
@@ -91,18 +90,20 @@ def cmd_build(args: argparse.Namespace) -> int:
                            "(pip install tensorrt on a machine with an NVIDIA GPU)")
     select_backend("tensorrt")  # clear error when there is no usable GPU
     spec = get_model_spec(args.model)
+    if args.sizes and not spec.dynamic_hw:
+        h, w = spec.example_hw
+        raise BackendError(f"--sizes: {spec.name} has a fixed input size ({w}x{h})")
     if args.sizes:
         profiles = detector_profiles(_parse_sizes(args.sizes), args.max_batch)
     elif spec.dynamic_hw:
         profiles = detector_profiles_for_config(load_config(args.config).detector.input_width, args.max_batch)
     else:
-        h, w = spec.example_hw
-        profiles = detector_profiles([(w, h)], args.max_batch, channels=spec.channels)
+        profiles = batch_profiles(spec, args.max_batch)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     onnx_path = exported_onnx_path(spec, cache_dir)
-    _, built = build_cached_engine(onnx_path, spec.name, spec.input_name, profiles, cache_dir, not args.fp32)
+    _, built = build_cached_engine(onnx_path, spec.name, spec.input_names, profiles, cache_dir, not args.fp32)
     print(f"{'built' if built else 'cached'}: {spec.name} engine in {cache_dir} "
-          f"(profiles {', '.join(p.text() for p in profiles)})")
+          f"(weights: {spec.weights_source()}; profiles {'; '.join(profile_text(p) for p in profiles)})")
     return 0
 
 
@@ -123,7 +124,3 @@ def cmd_info(args: argparse.Namespace) -> int:
     engines = sorted(cache.glob("*.engine")) if cache.is_dir() else []
     print(f"engine cache: {cache} ({len(engines)} engine(s))")
     return 0
-
-
-def _as_list(out) -> list:
-    return list(out) if isinstance(out, (tuple, list)) else [out]

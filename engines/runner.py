@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Protocol
+from typing import Mapping, Protocol, Sequence, Union
 
 import numpy as np
+
+#: What a runner accepts: one array (single-input models), a name -> array mapping,
+#: or a sequence of arrays in the model's input order (torch runners also take tensors).
+Inputs = Union[np.ndarray, Mapping[str, np.ndarray], Sequence[np.ndarray]]
 
 
 class Runner(Protocol):
@@ -17,9 +21,34 @@ class Runner(Protocol):
 
     backend: str
 
-    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Run the network on ``batch`` (N, C, H, W) and return its outputs in order."""
+    def __call__(self, inputs: Inputs) -> list[np.ndarray]:
+        """Run the network on a batch (every input has the batch axis first); return its outputs in order."""
         ...
+
+
+def ordered_inputs(inputs: Inputs, names: Sequence[str] | None) -> list:
+    """``inputs`` as a list in the model's input order.
+
+    Args:
+        inputs: one array (a model with one input), a mapping name -> array,
+            or a tuple/list of arrays already in input order.
+        names: the model's input names in order; None when unknown (then a
+            mapping is taken in its own order and any count is accepted).
+
+    Raises:
+        ValueError: a name is missing from the mapping, or the count is wrong.
+    """
+    if isinstance(inputs, Mapping):
+        if names is None:
+            return list(inputs.values())
+        missing = [n for n in names if n not in inputs]
+        if missing:
+            raise ValueError(f"missing model inputs {missing} (got {sorted(inputs)})")
+        return [inputs[n] for n in names]
+    values = list(inputs) if isinstance(inputs, (tuple, list)) else [inputs]
+    if names is not None and len(values) != len(names):
+        raise ValueError(f"{len(values)} inputs given, the model takes {len(names)} ({', '.join(names)})")
+    return values
 
 
 class OnnxRuntimeRunner:
@@ -27,14 +56,15 @@ class OnnxRuntimeRunner:
 
     Args:
         model: an ``onnx.ModelProto`` or path to a ``.onnx`` file.
-        input_name: name of the graph input fed with the batch.
+        input_names: graph input name(s) fed with the batch, in order (a str for one input).
         output_names: graph outputs to return, in order.
         threads: intra-op threads; 0 means one per CPU core.
     """
 
     backend = "onnxruntime-cpu"
 
-    def __init__(self, model, input_name: str, output_names: tuple[str, ...], threads: int = 0) -> None:
+    def __init__(self, model, input_names: str | Sequence[str], output_names: tuple[str, ...],
+                 threads: int = 0) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -43,9 +73,11 @@ class OnnxRuntimeRunner:
         options.log_severity_level = 3
         payload = model if isinstance(model, (str, os.PathLike)) else model.SerializeToString()
         self._session = ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
-        self._input_name = input_name
+        self._input_names = (input_names,) if isinstance(input_names, str) else tuple(input_names)
         self._output_names = list(output_names)
 
-    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Run on a float32 (N, C, H, W) batch; returns float32 outputs."""
-        return self._session.run(self._output_names, {self._input_name: np.ascontiguousarray(batch, np.float32)})
+    def __call__(self, inputs: Inputs) -> list[np.ndarray]:
+        """Run on float32 inputs (one array, name -> array, or a tuple in input order); float32 outputs."""
+        values = ordered_inputs(inputs, self._input_names)
+        feed = {n: np.ascontiguousarray(v, np.float32) for n, v in zip(self._input_names, values)}
+        return self._session.run(self._output_names, feed)

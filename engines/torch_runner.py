@@ -1,13 +1,15 @@
 """PyTorch runners: CPU FP32, and CUDA FP16 channels-last with CUDA graphs.
 
 On CUDA the module runs in FP16 with channels-last memory and
-``cudnn.benchmark`` autotuning. With ``cuda_graphs=True`` every
-(batch bucket, H, W) shape is captured once into a CUDA graph and replayed
-afterwards. Batches are padded up to the next size of ``batch_buckets`` (the
-padded-batch policy), so a stream whose batch size varies between 1 and 32
-reuses at most six graphs per input size instead of capturing one per batch
-size. ``compile=True`` wraps the module in ``torch.compile`` (without its own
-CUDA graphs, which this runner manages).
+``cudnn.benchmark`` autotuning. With ``cuda_graphs=True`` every set of
+padded input shapes (batch bucket, H, W) is captured once into a CUDA graph
+and replayed afterwards; each input (a model may take several, e.g. the
+generator's image, boxes, keypoints and z) has its own static buffer.
+Batches are padded up to the next size of ``batch_buckets`` (the padded-batch
+policy), so a stream whose batch size varies between 1 and 32 reuses at most
+six graphs per input size instead of capturing one per batch size.
+``compile=True`` wraps the module in ``torch.compile`` (without its own CUDA
+graphs, which this runner manages).
 
 The runner owns no CUDA memory management of its own: tensors and streams are
 PyTorch's, so a later GPU-resident pipeline can call :meth:`TorchRunner.run_tensor`
@@ -22,6 +24,8 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+
+from engines.runner import Inputs, ordered_inputs
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +44,19 @@ def bucket_for(n: int, buckets: tuple[int, ...]) -> int:
 
 
 class TorchRunner:
-    """Runs an ``nn.Module`` that maps (N, C, H, W) to one tensor or a tuple of tensors.
+    """Runs an ``nn.Module`` whose ``forward`` takes one or more batched tensors and returns one tensor
+    or a tuple of tensors.
+
+    Image inputs (4-D, N x C x H x W) get the runner's dtype (FP16 on CUDA) and
+    memory format; other inputs (boxes, keypoints, latents) stay FP32 so pixel
+    coordinates are not rounded, and the module casts them as it needs.
 
     Args:
         module: the network, FP32 weights, any device (it is moved).
         device: ``cpu`` or ``cuda`` / ``cuda:N``.
         half: run in FP16 (default: True on CUDA, False on CPU).
         channels_last: NHWC memory format (default: True on CUDA).
-        cuda_graphs: capture and replay CUDA graphs per (bucket, H, W) (CUDA only).
+        cuda_graphs: capture and replay CUDA graphs per set of padded input shapes (CUDA only).
         pad_to_buckets: pad batches to ``batch_buckets`` (default: same as ``cuda_graphs``).
         batch_buckets: sizes the padded-batch policy rounds up to; larger
             batches are split into chunks of the largest bucket.
@@ -55,12 +64,15 @@ class TorchRunner:
         threads: CPU intra-op threads (0 = leave PyTorch's default). Note this
             is process-wide in PyTorch.
         stream: CUDA stream to run on (default: the current stream).
+        input_names: the module's input names in ``forward`` order, so inputs
+            can be passed as a name -> array mapping (default: the mapping's order).
     """
 
     def __init__(self, module: nn.Module, device: str = "cpu", half: bool | None = None,
                  channels_last: bool | None = None, cuda_graphs: bool = False,
                  pad_to_buckets: bool | None = None, batch_buckets: tuple[int, ...] = DEFAULT_BATCH_BUCKETS,
-                 compile: bool = False, threads: int = 0, stream: "torch.cuda.Stream | None" = None) -> None:
+                 compile: bool = False, threads: int = 0, stream: "torch.cuda.Stream | None" = None,
+                 input_names: tuple[str, ...] | None = None) -> None:
         self.device = torch.device(device)
         is_cuda = self.device.type == "cuda"
         if (cuda_graphs or half) and not is_cuda:
@@ -74,80 +86,94 @@ class TorchRunner:
         self.pad_to_buckets = cuda_graphs if pad_to_buckets is None else pad_to_buckets
         self.batch_buckets = tuple(sorted(batch_buckets))
         self.stream = stream
+        self.input_names = tuple(input_names) if input_names is not None else None
         self.backend = "torch-cuda" if is_cuda else "torch-cpu"
         if is_cuda:
             torch.backends.cudnn.benchmark = True
         module = module.eval().requires_grad_(False).to(self.device, self.dtype, memory_format=self.memory_format)
         self.module: Callable = (torch.compile(module, mode="max-autotune-no-cudagraphs", dynamic=False)
                                  if compile else module)
-        self._graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor, tuple[torch.Tensor, ...]]] = {}
+        self._graphs: dict[tuple[tuple[int, ...], ...],
+                           tuple[torch.cuda.CUDAGraph, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]] = {}
 
     # -- public API -----------------------------------------------------------------------------
-    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Run on a float32 (N, C, H, W) host batch; returns float32 host outputs in order."""
-        x = torch.from_numpy(np.ascontiguousarray(batch, np.float32))
+    def __call__(self, inputs: Inputs) -> list[np.ndarray]:
+        """Run on float32 host inputs (one array, name -> array, or a tuple in ``forward`` order),
+        batch axis first; returns float32 host outputs in order."""
+        values = ordered_inputs(inputs, self.input_names)
+        xs = [torch.from_numpy(np.ascontiguousarray(v, np.float32)) for v in values]
         if self.device.type == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True)
-        outs = self.run_tensor(x)
+            xs = [x.pin_memory().to(self.device, non_blocking=True) for x in xs]
+        outs = self.run_tensor(*xs)
         return [o.float().cpu().numpy() for o in outs]
 
-    def run_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Run on a (N, C, H, W) tensor (any dtype/device; converted); returns device tensors.
+    def run_tensor(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Run on batched tensors in ``forward`` order (any dtype/device; converted); returns device tensors.
 
         Outputs are in the runner's dtype and never alias CUDA-graph buffers.
         """
-        n = x.shape[0]
+        n = inputs[0].shape[0]
+        if any(x.shape[0] != n for x in inputs):
+            raise ValueError(f"inputs disagree on the batch size: {[tuple(x.shape) for x in inputs]}")
         step = self.batch_buckets[-1] if self.pad_to_buckets else n
-        chunks = [self._run_chunk(x[i:i + step]) for i in range(0, n, step)]
+        chunks = [self._run_chunk([x[i:i + step] for x in inputs]) for i in range(0, n, step)]
         if len(chunks) == 1:
             return chunks[0]
         return tuple(torch.cat(parts) for parts in zip(*chunks))
 
     @property
     def graph_shapes(self) -> list[tuple[int, ...]]:
-        """Input shapes (N, C, H, W) of the CUDA graphs captured so far."""
-        return sorted(self._graphs)
+        """Shapes of the first (image) input, (N, C, H, W), of the CUDA graphs captured so far."""
+        return sorted(shapes[0] for shapes in self._graphs)
 
     # -- internals ------------------------------------------------------------------------------
-    def _run_chunk(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        n = x.shape[0]
+    def _convert(self, x: torch.Tensor) -> torch.Tensor:
+        """Move to the device: images (4-D) in the runner's dtype and memory format, other float inputs FP32."""
+        if x.dim() == 4:
+            return x.to(self.device, self.dtype, non_blocking=True).contiguous(memory_format=self.memory_format)
+        dtype = torch.float32 if x.is_floating_point() else x.dtype
+        return x.to(self.device, dtype, non_blocking=True).contiguous()
+
+    def _run_chunk(self, xs: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        n = xs[0].shape[0]
         padded = bucket_for(n, self.batch_buckets) if self.pad_to_buckets else n
         ctx = torch.cuda.stream(self.stream) if (self.stream is not None) else _nullcontext()
         with ctx, torch.inference_mode():
-            x = x.to(self.device, self.dtype, non_blocking=True)
+            xs = [self._convert(x) for x in xs]
             if self.cuda_graphs:
-                return self._replay(x, padded)
+                return self._replay(xs, padded)
             if padded != n:
-                x = torch.cat([x, x.new_zeros((padded - n, *x.shape[1:]))])
-            outs = _as_tuple(self.module(x.contiguous(memory_format=self.memory_format)))
+                xs = [self._convert(torch.cat([x, x.new_zeros((padded - n, *x.shape[1:]))])) for x in xs]
+            outs = _as_tuple(self.module(*xs))
             return tuple(o[:n] for o in outs)
 
-    def _replay(self, x: torch.Tensor, padded: int) -> tuple[torch.Tensor, ...]:
-        n = x.shape[0]
-        shape = (padded, *x.shape[1:])
-        if shape not in self._graphs:
-            self._graphs[shape] = self._capture(shape)
-        graph, static_in, static_out = self._graphs[shape]
-        static_in[:n].copy_(x)
-        if padded > n:
-            static_in[n:].zero_()
+    def _replay(self, xs: list[torch.Tensor], padded: int) -> tuple[torch.Tensor, ...]:
+        n = xs[0].shape[0]
+        shapes = tuple((padded, *x.shape[1:]) for x in xs)
+        if shapes not in self._graphs:
+            self._graphs[shapes] = self._capture(shapes, [x.dtype for x in xs])
+        graph, static_ins, static_out = self._graphs[shapes]
+        for static_in, x in zip(static_ins, xs):  # every input into its static buffer, zero-padded
+            static_in[:n].copy_(x)
+            if padded > n:
+                static_in[n:].zero_()
         graph.replay()
         return tuple(o[:n].clone() for o in static_out)
 
-    def _capture(self, shape: tuple[int, ...]):
-        log.debug("capturing CUDA graph for input %s", shape)
-        static_in = torch.zeros(shape, device=self.device, dtype=self.dtype).contiguous(
-            memory_format=self.memory_format)
+    def _capture(self, shapes: tuple[tuple[int, ...], ...], dtypes: list[torch.dtype]):
+        log.debug("capturing CUDA graph for inputs %s", shapes)
+        static_ins = tuple(self._convert(torch.zeros(shape, device=self.device, dtype=dtype))
+                           for shape, dtype in zip(shapes, dtypes))
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):  # warm-up: cudnn autotuning and lazy init happen outside the graph
             for _ in range(3):
-                self.module(static_in)
+                self.module(*static_ins)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=side):
-            static_out = _as_tuple(self.module(static_in))
-        return graph, static_in, static_out
+            static_out = _as_tuple(self.module(*static_ins))
+        return graph, static_ins, static_out
 
 
 class _nullcontext:

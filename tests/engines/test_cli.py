@@ -23,6 +23,29 @@ def test_export_checks_and_compares(tmp_path, capsys):
     onnx.checker.check_model(onnx.load(str(out_file)))
 
 
+def test_export_generator(tmp_path, capsys, monkeypatch):
+    from engines.generator import WEIGHTS_ENV
+
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "absent.safetensors"))
+    out_file = tmp_path / "generator.onnx"
+    assert main(["engines", "export", "--model", "generator", "--output", str(out_file)]) == 0
+    out = capsys.readouterr().out
+    assert "onnx.checker: ok; inputs image, boxes, keypoints, z; weights: RANDOM" in out
+    assert "max relative error" in out
+    model = onnx.load(str(out_file))
+    onnx.checker.check_model(model)
+    assert [i.name for i in model.graph.input] == ["image", "boxes", "keypoints", "z"]
+
+
+def test_build_sizes_refused_for_fixed_size_model(tmp_path, capsys, monkeypatch):
+    import engines.select
+
+    monkeypatch.setattr(engines.select, "tensorrt_available", lambda: True)
+    monkeypatch.setattr(engines.select, "select_backend", lambda device: None)
+    code = main(["engines", "build", "--model", "generator", "--sizes", "640x384", "--cache-dir", str(tmp_path)])
+    assert code == 5 and "generator has a fixed input size (128x128)" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(tensorrt_available() and cuda_available(), reason="TensorRT and a GPU are present")
 def test_build_without_tensorrt_is_a_clear_error(tmp_path, capsys):
     code = main(["engines", "build", "--cache-dir", str(tmp_path)])

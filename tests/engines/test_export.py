@@ -7,7 +7,7 @@ import onnx
 import pytest
 import torch
 
-from engines.export import CENTERFACE, ModelSpec, check_onnx, export_onnx, parity, relative_error
+from engines.export import CENTERFACE, ModelSpec, check_onnx, export_onnx, image_input, parity, relative_error
 from engines.runner import OnnxRuntimeRunner
 from streamer.errors import BackendError
 from tests.engines.conftest import frame_batch, torch_outputs
@@ -35,7 +35,7 @@ def test_export_is_valid_with_dynamic_batch_and_size(exported):
 
 @pytest.mark.parametrize("batch,hw,seed", [(1, (64, 96), 11), (3, (128, 160), 12)])
 def test_onnxruntime_matches_pytorch_on_random_inputs(exported, centerface_torch, batch, hw, seed):
-    x = CENTERFACE.random_input(batch, hw, seed=seed)
+    x = CENTERFACE.random_inputs(batch, hw, seed=seed)["input"]
     got = OnnxRuntimeRunner(str(exported[0]), "input", CENTERFACE.output_names, threads=2)(x)
     assert [g.shape[0] for g in got] == [batch] * 4
     assert max(parity(torch_outputs(centerface_torch, x), got)) < 1e-4
@@ -63,11 +63,12 @@ class _TinyGenerator(torch.nn.Module):
 def test_generic_fixed_size_model_exports_with_dynamic_batch_only(tmp_path):
     torch.manual_seed(0)
     module = _TinyGenerator().eval()
-    spec = ModelSpec(name="tiny", build=lambda: module, input_name="faces", output_names=("out",),
-                     channels=3, example_hw=(32, 32), dynamic_hw=False, value_range=(-1.0, 1.0))
+    spec = ModelSpec(name="tiny", build=lambda: module, inputs=(image_input("faces", 3, (32, 32), (-1.0, 1.0)),),
+                     output_names=("out",))
     model = export_onnx(spec, tmp_path / "tiny.onnx")
     assert _dims(model.graph.input[0]) == ["batch", 3, 32, 32]
-    x = spec.random_input(5, seed=3)
+    x = spec.random_inputs(5, seed=3)["faces"]
+    assert x.shape == (5, 3, 32, 32) and -1 <= x.min() and x.max() <= 1
     got = OnnxRuntimeRunner(str(tmp_path / "tiny.onnx"), "faces", ("out",), threads=1)(x)
     with torch.no_grad():
         ref = module(torch.from_numpy(x)).numpy()
@@ -80,6 +81,14 @@ def test_invalid_onnx_is_reported(tmp_path, exported):
     onnx.save(model, str(tmp_path / "bad.onnx"))
     with pytest.raises(BackendError, match="invalid"):
         check_onnx(tmp_path / "bad.onnx")
+
+
+def test_centerface_random_inputs_are_uniform_images():
+    x = CENTERFACE.random_inputs(2, (64, 96), seed=7)
+    assert list(x) == ["input"] and CENTERFACE.input_names == ("input",)
+    expected = np.random.default_rng(7).uniform(0, 255, (2, 3, 64, 96)).astype(np.float32)
+    assert np.array_equal(x["input"], expected)  # the same draws as before inputs had names
+    assert CENTERFACE.example_hw == (384, 640) and CENTERFACE.dynamic_hw
 
 
 def test_nan_never_passes_parity():

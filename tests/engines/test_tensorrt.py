@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from engines.engine_cache import unpack_entry
-from engines.export import CENTERFACE, parity
+from engines.export import CENTERFACE, GENERATOR, parity, reference_outputs
 from engines.select import cuda_available, tensorrt_available
-from engines.tensorrt_runner import (Profile, detector_profiles, detector_profiles_for_config,
-                                     detector_sizes_for_config)
+from engines.tensorrt_runner import (Profile, batch_profiles, detector_profiles, detector_profiles_for_config,
+                                     detector_sizes_for_config, per_input, profile_text)
 from streamer.errors import BackendError
 from tests.engines.conftest import frame_batch, torch_outputs
 
@@ -26,6 +26,22 @@ def test_detector_profiles_from_config():
     assert native[0].contains((16, 3, 1088, 1920)) and native[0].max[0] == 16
     with pytest.raises(BackendError):
         detector_sizes_for_config(0)
+
+
+def test_multi_input_profiles():
+    [profile] = batch_profiles(GENERATOR, max_batch=32)
+    assert list(profile) == ["image", "boxes", "keypoints", "z"]  # one min/opt/max per input
+    assert profile["image"] == Profile((1, 3, 128, 128), (8, 3, 128, 128), (32, 3, 128, 128))
+    assert profile["keypoints"] == Profile((1, 5, 2), (8, 5, 2), (32, 5, 2))
+    assert profile_text(profile).startswith("image=1x3x128x128:8x3x128x128:32x3x128x128,boxes=1x4:8x4:32x4,")
+    assert per_input(profile, GENERATOR.input_names) == profile
+    [detector] = detector_profiles([(640, 384)], max_batch=32)
+    assert per_input(detector, ("input",)) == {"input": detector}
+    assert profile_text(detector) == profile_text({"input": detector}) == detector.text()  # keys unchanged
+    with pytest.raises(BackendError, match="inputs"):
+        per_input(detector, GENERATOR.input_names)
+    with pytest.raises(BackendError, match="lacks the inputs"):
+        per_input({"image": profile["image"]}, GENERATOR.input_names)
 
 
 _SKIP = "tensorrt not installed" if not tensorrt_available() else None if cuda_available() else "no CUDA GPU"
@@ -54,3 +70,16 @@ def test_build_cache_and_run(tmp_path, centerface_torch, real_frames):
     got = runner(x)
     assert all(np.isfinite(g).all() for g in got)
     assert max(parity(torch_outputs(centerface_torch, x), got)) < 1e-2
+
+
+@pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")
+def test_generator_engine_runs_several_inputs(tmp_path):
+    from engines.tensorrt_runner import tensorrt_runner_for
+
+    runner = tensorrt_runner_for(GENERATOR, batch_profiles(GENERATOR, max_batch=8), tmp_path)
+    module = GENERATOR.build()
+    for batch, seed in ((1, 31), (3, 32)):
+        x = GENERATOR.random_inputs(batch, seed=seed)
+        got = runner(x)
+        assert got[0].shape == (batch, 3, 128, 128) and np.isfinite(got[0]).all()
+        assert max(parity(reference_outputs(GENERATOR, module, x), got)) < 1e-2
