@@ -1,9 +1,11 @@
 """Latency table per model, backend, batch size and input size.
 
-Runs each registered model (``engines.export.MODELS``: the detector, and the
-generator once it registers itself) on random inputs and prints a Markdown
-table of median latency per call and per item, with the date, the machine and
-the command line, optionally written under ``benchmarks/results/``.
+Runs each registered model (``engines.export.MODELS``: the CenterFace detector
+and the face generator) on realistic random inputs (``ModelSpec.random_inputs``)
+and prints a Markdown table of median latency per call and per item, with the
+date, the machine, the weights and the command line, optionally written under
+``benchmarks/results/``. Fixed-size models (the generator, 128x128) run at
+their own size; ``--sizes`` applies to the detector.
 
 GPU (the issue's table)::
 
@@ -14,6 +16,11 @@ CPU (ONNX Runtime vs PyTorch FP32, batch 1, 2 threads)::
 
     nice -n 10 python benchmarks/engines_latency.py --device cpu --runtimes onnxruntime-shipped,onnxruntime,torch \
         --batches 1 --sizes 640x384,1280x736 --threads 2 --repeats 15
+
+Generator on the CPU (ONNX Runtime vs PyTorch FP32)::
+
+    python benchmarks/engines_latency.py --device cpu --models generator --runtimes onnxruntime,torch \
+        --batches 1,8 --threads 2 --repeats 5
 """
 
 from __future__ import annotations
@@ -60,30 +67,38 @@ def _make_runner(spec: ModelSpec, runtime: str, device: str, threads: int, cuda_
         path = Path(tmpdir) / f"{spec.name}.onnx"
         if not path.exists():
             export_onnx(spec, path)
-        return OnnxRuntimeRunner(str(path), spec.input_name, spec.output_names, threads)
+        return OnnxRuntimeRunner(str(path), spec.input_names, spec.output_names, threads)
     from engines.torch_runner import TorchRunner
 
     return TorchRunner(spec.build(), device=device, cuda_graphs=cuda_graphs and device.startswith("cuda"),
-                       compile=compile_, threads=threads)
+                       compile=compile_, threads=threads, input_names=spec.input_names)
 
 
 def _time_interleaved(calls: dict[str, tuple], repeats: int, warmup: int, sync) -> dict[str, float]:
-    """Median seconds per call for each ``label -> (fn, x)``, runtimes alternating call by call.
+    """Median seconds per call for each ``label -> (fn, args)``, runtimes alternating call by call.
 
     Alternating makes the comparison fair on a shared machine whose load drifts.
     """
-    for fn, x in calls.values():
+    for fn, args in calls.values():
         for _ in range(warmup):
-            fn(x)
+            fn(*args)
     sync()
     times: dict[str, list[float]] = {label: [] for label in calls}
     for _ in range(repeats):
-        for label, (fn, x) in calls.items():
+        for label, (fn, args) in calls.items():
             t0 = time.perf_counter()
-            fn(x)
+            fn(*args)
             sync()
             times[label].append(time.perf_counter() - t0)
     return {label: statistics.median(v) for label, v in times.items()}
+
+
+def _weights_line(spec: ModelSpec) -> str:
+    """Where the model's weights came from; random weights say that latency does not depend on them."""
+    source = spec.weights_source()
+    if spec.weights_path() is None:
+        source += " -- latency does not depend on weight values"
+    return source
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,19 +128,22 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --device cuda but no CUDA GPU is usable", file=sys.stderr)
         return 2
     sync = torch.cuda.synchronize if cuda else (lambda: None)
+    names = args.models.split(",")
     machine = (torch.cuda.get_device_name(0) if cuda
-               else f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs")
+               else f"{os.cpu_count()}-core {platform.machine()} CPU, "
+                    f"{'GPU present, not used' if torch.cuda.is_available() else 'no GPU'}")
     header = [f"# Engine latency ({args.device})", "",
               f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
               f"- machine: {machine}; torch {torch.__version__}; threads {torch.get_num_threads()}",
               f"- command: `python {' '.join([Path(sys.argv[0]).as_posix()] + (argv or sys.argv[1:]))}`",
-              f"- median of {args.repeats} calls after {args.warmup} warm-up calls; random inputs", "",
+              f"- median of {args.repeats} calls after {args.warmup} warm-up calls; random inputs",
+              *(f"- {name} weights: {_weights_line(MODELS[name])}" for name in names), "",
               "| model | runtime | batch | input WxH | ms / call | ms / item |",
               "|---|---|---:|---|---:|---:|"]
     print("\n".join(header), flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmpdir:
-        for name in args.models.split(","):
+        for name in names:
             spec = MODELS[name]
             sizes = _parse_sizes(args.sizes) if spec.dynamic_hw else [spec.example_hw]
             runners = {}
@@ -135,13 +153,13 @@ def main(argv: list[str] | None = None) -> int:
                 runners[runner.backend + ("" if runtime != "torch" or not cuda else " fp16")] = (runtime, runner)
             for hw in sizes:
                 for batch in (int(b) for b in args.batches.split(",")):
-                    x = spec.random_input(batch, hw, seed=0)
+                    x = spec.random_inputs(batch, hw, seed=0)
                     calls = {}
                     for label, (runtime, runner) in runners.items():
                         if cuda and runtime == "torch":
-                            calls[label] = (runner.run_tensor, torch.from_numpy(x).cuda())
+                            calls[label] = (runner.run_tensor, [torch.from_numpy(v).cuda() for v in x.values()])
                         else:
-                            calls[label] = (runner, x)
+                            calls[label] = (runner, [x])
                     for label, sec in _time_interleaved(calls, args.repeats, args.warmup, sync).items():
                         row = (f"| {name} | {label} | {batch} | {hw[1]}x{hw[0]} | {sec * 1e3:.2f} "
                                f"| {sec * 1e3 / batch:.3f} |")
