@@ -90,32 +90,44 @@ def _decode_count(path: Path) -> int:
         return sum(1 for _ in c.decode(video=0))
 
 
+def start_serve(tmp_path: Path, cameras: list[dict], **server) -> tuple[subprocess.Popen, int]:
+    """Start ``streamer serve`` on ``cameras`` with the tests' fast settings (640 px detector,
+    ultrafast x264, input queue of 2) plus ``server`` settings; returns (process, metrics port)."""
+    metrics_port = free_port()
+    config = {
+        "detector": {"input_width": 640}, "encoder": {"preset": "ultrafast", "crf": 28},
+        "pipeline": {"threads": 1},
+        "server": {"metrics_port": metrics_port, "queue_size": 2, **server},
+        "cameras": cameras,
+    }
+    cfg_path = tmp_path / "serve.yaml"
+    cfg_path.write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen([sys.executable, "-m", "streamer.cli", "serve", "--config", str(cfg_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, metrics_port
+
+
+def frames_out(proc: subprocess.Popen, metrics_port: int, camera: str) -> int:
+    """Frames ``camera`` has sent out so far; fails the test with streamer's stderr if it exited."""
+    if proc.poll() is not None:
+        pytest.fail(proc.communicate()[1])
+    return _health(metrics_port)[camera]["frames_out"]
+
+
 def test_live_server_end_to_end(tmp_path, face_clip, rtsp_server_factory, publisher_factory):
     from streamer.factory import build_detector
 
     source, sink = rtsp_server_factory(), rtsp_server_factory()
     publisher_factory(face_clip.path, source.publish_url("cam"))
-    metrics_port = free_port()
     rec = tmp_path / "rec"
-    config = {
-        "detector": {"input_width": 640}, "encoder": {"preset": "ultrafast", "crf": 28},
-        "pipeline": {"threads": 1},
-        "server": {"metrics_port": metrics_port, "stall_seconds": 2, "connect_timeout": 3,
-                   "backoff_initial": 0.3, "backoff_max": 1.0, "queue_size": 2},
-        "cameras": [
-            {"name": "door", "input": source.play_url("cam"), "transport": "udp",
-             "output": sink.publish_url("door"), "output_transport": "udp",
-             "record": {"dir": str(rec), "segment_seconds": 2}},
-            {"name": "dead", "input": f"rtsp://127.0.0.1:{free_port()}/none", "record": str(tmp_path / "dead")},
-        ],
-    }
-    cfg_path = tmp_path / "live.yaml"
-    cfg_path.write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen([sys.executable, "-m", "streamer.cli", "serve", "--config", str(cfg_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, metrics_port = start_serve(tmp_path, [
+        {"name": "door", "input": source.play_url("cam"), "transport": "udp",
+         "output": sink.publish_url("door"), "output_transport": "udp",
+         "record": {"dir": str(rec), "segment_seconds": 2}},
+        {"name": "dead", "input": f"rtsp://127.0.0.1:{free_port()}/none", "record": str(tmp_path / "dead")},
+    ], stall_seconds=2, connect_timeout=3, backoff_initial=0.3, backoff_max=1.0)
     try:
-        _wait(lambda: _health(metrics_port)["door"]["frames_out"] > 10 if proc.poll() is None else
-              pytest.fail(proc.communicate()[1]), 60, "anonymized frames")
+        _wait(lambda: frames_out(proc, metrics_port, "door") > 10, 60, "anonymized frames")
 
         # 1. the anonymized stream arrives at the output server, and its faces are gone
         out = _read_frames(sink.play_url("door"), 25)

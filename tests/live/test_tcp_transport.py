@@ -9,17 +9,13 @@ for real, and a silent fallback to UDP would fail the SETUP.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 
 import av
 import pytest
-import yaml
 
-from conftest import free_port
 from streamer.config import load_config
-from test_live import _decode_count, _health, _wait
+from test_live import _decode_count, _health, _wait, frames_out, start_serve
 
 
 def _faces(detector, frames) -> list[int]:
@@ -51,25 +47,15 @@ def test_rtsp_over_tcp_input_and_publish(tmp_path, face_clip, long_face_clip, gs
         av.open(server.url("cam"), options={"rtsp_transport": "udp"}, timeout=(5, 5)).close()
     _wait(lambda: any("RTP/AVP/UDP" in s for s in server.setups), 5, "the refused UDP SETUP in the server log")
 
-    metrics_port = free_port()
     rec = tmp_path / "rec"
-    config = {
-        "detector": {"input_width": 640}, "encoder": {"preset": "ultrafast", "crf": 28},
-        "pipeline": {"threads": 1},
-        "server": {"metrics_port": metrics_port, "stall_seconds": 3, "connect_timeout": 5,
-                   "backoff_initial": 0.3, "backoff_max": 1.0, "queue_size": 2},
-        "cameras": [{"name": "gate", "input": server.url("cam"), "transport": "tcp",
-                     "output": server.url("anon"), "output_transport": "tcp",
-                     "record": {"dir": str(rec), "segment_seconds": 2}}],
-    }
-    cfg_path = tmp_path / "tcp.yaml"
-    cfg_path.write_text(yaml.safe_dump(config))
     udp_setups = len(server.setups)
-    proc = subprocess.Popen([sys.executable, "-m", "streamer.cli", "serve", "--config", str(cfg_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, metrics_port = start_serve(tmp_path, [
+        {"name": "gate", "input": server.url("cam"), "transport": "tcp",
+         "output": server.url("anon"), "output_transport": "tcp",
+         "record": {"dir": str(rec), "segment_seconds": 2}},
+    ], stall_seconds=3, connect_timeout=5, backoff_initial=0.3, backoff_max=1.0)
     try:
-        _wait(lambda: _health(metrics_port)["gate"]["frames_out"] > 10 if proc.poll() is None else
-              pytest.fail(proc.communicate()[1]), 60, "anonymized frames")
+        _wait(lambda: frames_out(proc, metrics_port, "gate") > 10, 60, "anonymized frames")
         first = _health(metrics_port)["gate"]
         time.sleep(4)
         gate = _health(metrics_port)["gate"]
