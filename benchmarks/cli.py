@@ -24,7 +24,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from streamer.config import Config, apply_overrides, load_config
+from engines.select import describe_machine
 from streamer.errors import InputError
 
 if TYPE_CHECKING:  # loaded with every ``streamer`` command: the heavy imports wait until ``bench`` runs
@@ -222,19 +222,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not args.no_deface:
             rows.append(_deface(clip, base, tmp))
     meta = {"date": dt.date.today().isoformat(), "command": "streamer " + " ".join(sys.argv[1:]),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "gpu": _gpu_name()}
+            "machine": describe_machine(args.device)}
     print(format_table(rows))
-    print(f"\n{meta['date']}, {meta['machine']}, GPU: {meta['gpu'] or 'none'}: `{meta['command']}`")
+    print(f"\n{meta['date']}, {meta['machine']}: `{meta['command']}`")
     if args.json:
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     if args.png:
         write_chart(rows, args.png)
     return 0
-
-
-def _gpu_name() -> str | None:
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None

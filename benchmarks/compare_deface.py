@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
 import re
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 import av
 
 from streamer.stages.detector import detector_input_size
+from engines.select import describe_machine
 
 SHARED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 
@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         "deface_fps": round(total_frames / sum(r["deface_s"] for r in rows), 2),
     }
     overall["speedup"] = round(overall["streamer_fps"] / overall["deface_fps"], 2)
-    meta = {"date": dt.date.today().isoformat(), "machine": f"{platform.processor() or platform.machine()}, "
-            f"{__import__('os').cpu_count()} cores, CPU only", "command": "python " + " ".join(sys.argv)}
+    meta = {"date": dt.date.today().isoformat(), "machine": describe_machine("cpu"),
+            "command": "python " + " ".join(sys.argv)}
     print("| clip | size | frames | detector input | streamer fps | deface fps | speed-up | "
           "faces/frame streamer (raw / +tracker) | faces/frame deface |")
     print("|---|---|---|---|---|---|---|---|---|")

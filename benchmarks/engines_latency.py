@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -39,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engines.export import MODELS, ModelSpec, export_onnx  # noqa: E402
+from engines.select import describe_machine  # noqa: E402
 
 
 def _parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -129,9 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     names = args.models.split(",")
-    machine = (torch.cuda.get_device_name(0) if cuda
-               else f"{os.cpu_count()}-core {platform.machine()} CPU, "
-                    f"{'GPU present, not used' if torch.cuda.is_available() else 'no GPU'}")
+    machine = describe_machine("cuda" if cuda else "cpu")
     header = [f"# Engine latency ({args.device})", "",
               f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
               f"- machine: {machine}; torch {torch.__version__}; threads {torch.get_num_threads()}",

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import threading
 import time
@@ -96,6 +95,7 @@ def main() -> int:
     ap.add_argument("--preset", default="ultrafast", help="x264 preset of streamer's output")
     args = ap.parse_args()
 
+    from engines.select import describe_machine
     from streamer.config import config_from_dict
     from streamer.live.server import LiveServer
     from streamer.live.settings import parse_live
@@ -135,7 +135,7 @@ def main() -> int:
         processed = max(1, snap["frames_out"] - out0)
         result = {
             "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-            "machine": f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), no GPU",
+            "machine": describe_machine("cpu"),
             "stream": f"{args.width}x{args.height}@{args.fps}", "mode": "blur",
             "detector_width": args.detector_width,
             "input_fps": round((snap["frames_in"] - in0) / args.seconds, 1),

@@ -53,6 +53,19 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def describe_machine(device: str = "auto") -> str:
+    """This machine, as result files name it: ``2-core x86_64 CPU, no GPU`` or
+    ``16-core x86_64 CPU, NVIDIA H100 80GB HBM3`` (marked unused when ``device`` is ``cpu``)."""
+    import platform
+
+    gpu = "no GPU"
+    if cuda_available():
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) + (" (unused: --device cpu)" if device == "cpu" else "")
+    return f"{os.cpu_count()}-core {platform.machine()} CPU, {gpu}"
+
+
 def tensorrt_available() -> bool:
     """True when the ``tensorrt`` Python package imports."""
     if importlib.util.find_spec("tensorrt") is None:

@@ -45,7 +45,6 @@ import argparse
 import datetime as dt
 import json
 import logging
-import platform
 import sys
 import time
 from collections import defaultdict
@@ -55,6 +54,7 @@ from typing import Iterator
 import numpy as np
 
 from engines.generator.data import SHARED_DATA, load_shards
+from engines.select import describe_machine
 
 log = logging.getLogger(__name__)
 
@@ -402,22 +402,6 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def machine_description(device: str) -> str:
-    """E.g. ``2-core x86_64 CPU, no GPU``."""
-    import os
-
-    gpu = "no GPU"
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            unused = "" if device in ("auto", "cuda") else f" (unused: --device {device})"
-            gpu = torch.cuda.get_device_name(0) + unused
-    except ImportError:
-        pass
-    return f"{os.cpu_count()}-core {platform.machine()} CPU, {gpu}"
-
-
 def markdown_report(results: dict) -> str:
     """The tables under a header that says when, where and with which command they were measured."""
     return (f"# Generator evaluation, {results['date']}\n\nMachine: {results['machine']}; "
@@ -459,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
                "wider": lambda: wider_images(args.wider),
                "videos": lambda: video_frames(args.frames_per_video)}
     command = "python -m engines.generator.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
-    results: dict = {"date": dt.date.today().isoformat(), "machine": machine_description(args.device),
+    results: dict = {"date": dt.date.today().isoformat(), "machine": describe_machine(args.device),
                      "modes": args.modes, "command": command,
                      "sets": {}}
     start = time.perf_counter()

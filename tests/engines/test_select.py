@@ -64,3 +64,13 @@ def test_factory_refuses_cuda_without_gpu():
     config = apply_overrides(load_config(None), {"pipeline.device": "cuda"})
     with pytest.raises(BackendError, match="no CUDA GPU"):
         build_detector(config)
+
+
+def test_machine_is_described_with_cores_and_gpu():
+    import os
+
+    from engines.select import cuda_available, describe_machine
+
+    text = describe_machine("cpu")
+    assert text.startswith(f"{os.cpu_count()}-core ")
+    assert text.endswith("no GPU") != cuda_available()
