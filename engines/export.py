@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from engines.engine_cache import file_sha256
+from engines.generator.model import GeneratorConfig
 from streamer.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -193,8 +194,8 @@ CENTERFACE = register_model(ModelSpec(
 
 #: Seed of the random generator weights used when no weights file exists (benchmarks, export tests).
 GENERATOR_RANDOM_SEED = 0
-#: Crop side (pixels) and latent size of the registered generator (``GeneratorConfig`` defaults).
-GENERATOR_SIZE, GENERATOR_Z_DIM = 128, 64
+#: Crop side (pixels) and latent size of the registered generator: ``GeneratorConfig``'s defaults.
+GENERATOR_SIZE, GENERATOR_Z_DIM = GeneratorConfig.size, GeneratorConfig.z_dim
 #: Share of keypoints drawn as NaN ("unknown"; the generator leaves their maps empty).
 UNKNOWN_KEYPOINT_RATE = 0.1
 
@@ -208,7 +209,7 @@ def _generator_file() -> Path | None:
 
 def _build_generator() -> nn.Module:
     """The generator from its weights file, else a ``GeneratorConfig()`` one with fixed-seed random weights."""
-    from engines.generator.model import Generator, GeneratorConfig, load_generator
+    from engines.generator.model import Generator, load_generator
 
     path = _generator_file()
     if path is None:
