@@ -10,8 +10,9 @@ through, in one process and one run:
 * ``deface``      the ``deface`` command on the same clip at the same detector input.
 
 ``--streams N`` runs N copies of ``null-<first mode>`` concurrently with one
-shared, batching detector, and reports the aggregate and whether each stream
-kept real time at the clip's frame rate. Results: a table on stdout, JSON
+shared, batching detector (``--streams-encode``: also N copies of
+``full-<first mode>``, each encoding its own file), and reports the aggregate
+and whether each stream kept real time at the clip's frame rate. Results: a table on stdout, JSON
 and a PNG bar chart.
 
 Example:
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from streamer.config import Config, apply_overrides, load_config
+from engines.generator import use_generator_weights
 from engines.select import describe_machine
 from streamer.errors import InputError
 
@@ -52,6 +54,11 @@ def add_commands(subparsers) -> dict:
     p.add_argument("--fps", type=int, default=30, help="synthetic clip frame rate")
     p.add_argument("--faces", type=int, default=4, help="faces in the synthetic clip")
     p.add_argument("--streams", type=int, default=1, help="also run N concurrent streams (null sink)")
+    p.add_argument("--generator-weights", metavar="PATH|random",
+                   help="gan mode: this weights file, or 'random' for fixed-seed random weights (same cost as "
+                        "trained ones; timing only, the faces are noise). Default: the pipeline's weights")
+    p.add_argument("--streams-encode", action="store_true",
+                   help="with --streams: also run the N streams each encoded to a file (cameras being recorded)")
     p.add_argument("--no-deface", action="store_true", help="skip the deface comparison")
     p.add_argument("--json", help="write results here")
     p.add_argument("--png", help="write a bar chart here")
@@ -80,11 +87,13 @@ def _row(name: str, stats: RunStats, frames: int) -> dict:
         "fps": round(stats.frames_out / stats.seconds, 2) if stats.seconds else 0.0,
         "stages_ms": {k: [round(a, 2), round(b, 2)] for k, (a, b) in stats.stage_percentiles().items()},
         "faces_per_frame": round(stats.faces_detected / max(frames, 1), 3),
+        "anonymized": dict(stats.anonymized),  # faces per anonymizer (gan vs its fallback)
         "peak_rss_mb": round(_peak_rss_mb(), 1), "gpu_mb": _gpu_mb(), "backend": stats.backend,
     }
 
 
-def _run(path: str, config: Config, sink_path: str | None, anonymize: bool) -> RunStats:
+def _run(path: str, config: Config, sink_path: str | None, anonymize: bool, detector=None) -> RunStats:
+    """One pipeline run of ``path``: into ``sink_path`` (encoded) or a null sink; ``detector`` may be shared."""
     from streamer.factory import build_source
     from streamer.pipeline import run_pipeline
     from streamer.sinks.null import NullSink
@@ -93,15 +102,19 @@ def _run(path: str, config: Config, sink_path: str | None, anonymize: bool) -> R
     source = build_source(path, config)  # NVDEC on a GPU with PyNvVideoCodec, else PyAV
     sink = (VideoFileSink(sink_path, source.info, source.copy_streams, config.encoder) if sink_path
             else NullSink())
-    return run_pipeline(source, sink, config, anonymize=anonymize)
+    return run_pipeline(source, sink, config, anonymize=anonymize, detector=detector)
 
 
 def _decode_only(path: str, config: Config) -> RunStats:
     return _run(path, config, None, anonymize=False)
 
 
-def _streams(path: str, config: Config, n: int, fps: float) -> dict:
-    """Run n null-sink pipelines at once with one shared detector; real time = each >= fps."""
+def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | None = None) -> dict:
+    """Run n pipelines at once with one shared detector; real time = each stream >= fps.
+
+    Each stream goes to a null sink, or, with ``encode_dir``, is encoded into
+    its own file there (what a camera being recorded costs).
+    """
     from streamer.factory import build_detector
     from streamer.live.batcher import SharedDetector
 
@@ -109,11 +122,8 @@ def _streams(path: str, config: Config, n: int, fps: float) -> dict:
     results: list[RunStats | None] = [None] * n
 
     def one(i: int) -> None:
-        from streamer.factory import build_source
-        from streamer.pipeline import run_pipeline
-        from streamer.sinks.null import NullSink
-
-        results[i] = run_pipeline(build_source(path, config), NullSink(), config, detector=shared)
+        sink_path = os.path.join(encode_dir, f"stream-{i}.mp4") if encode_dir else None
+        results[i] = _run(path, config, sink_path, True, detector=shared)
 
     start = time.perf_counter()
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
@@ -124,9 +134,11 @@ def _streams(path: str, config: Config, n: int, fps: float) -> dict:
     wall = time.perf_counter() - start
     shared.close()
     per_stream = [r.frames_out / r.seconds for r in results if r]
-    return {"variant": f"{n} streams null-{config.anonymizer.mode}", "streams": n,
+    kind = "full" if encode_dir else "null"
+    return {"variant": f"{n} streams {kind}-{config.anonymizer.mode}", "streams": n,
             "aggregate_fps": round(sum(r.frames_out for r in results if r) / wall, 2),
             "per_stream_fps": [round(f, 2) for f in per_stream], "native_fps": fps,
+            "per_stream_frames": [r.frames_out if r else 0 for r in results],
             "all_real_time": all(f >= fps for f in per_stream),
             "mean_detector_batch": round(shared.images / max(shared.calls, 1), 2)}
 
@@ -195,6 +207,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     base = apply_overrides(load_config(args.config), {"pipeline.device": args.device})
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     with tempfile.TemporaryDirectory() as tmp:
+        generator = use_generator_weights(args.generator_weights, tmp) if "gan" in modes else None
         clip = args.clip
         if clip is None:
             w, h = (int(v) for v in args.size.lower().split("x"))
@@ -218,13 +231,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
             with av.open(clip) as c:
                 native = float(c.streams.video[0].average_rate or args.fps)
-            rows.append(_streams(clip, apply_overrides(base, {"anonymizer.mode": modes[0]}), args.streams, native))
+            first = apply_overrides(base, {"anonymizer.mode": modes[0]})
+            rows.append(_streams(clip, first, args.streams, native))
+            if args.streams_encode:
+                rows.append(_streams(clip, first, args.streams, native, encode_dir=tmp))
         if not args.no_deface:
             rows.append(_deface(clip, base, tmp))
     meta = {"date": dt.date.today().isoformat(), "command": "streamer " + " ".join(sys.argv[1:]),
-            "machine": describe_machine(args.device)}
+            "machine": describe_machine(args.device), **({"generator": generator} if generator else {})}
     print(format_table(rows))
     print(f"\n{meta['date']}, {meta['machine']}: `{meta['command']}`")
+    if generator:
+        print(f"gan rows: generator {generator}")
     if args.json:
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     if args.png:

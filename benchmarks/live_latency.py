@@ -1,7 +1,7 @@
 """Added latency of a live camera through ``streamer serve`` (real RTSP servers, real H.264).
 
 publisher (x264 ultrafast, frame number as a 16-bit barcode in the top rows, paced at --fps)
-  -> RTSP server A -> streamer LiveServer (decode, detect, track, blur, encode)
+  -> RTSP server A -> streamer LiveServer (decode, detect, track, anonymize (--mode), encode)
   -> RTSP server B -> reader (decodes, reads the barcode)
 
 Latency of a frame = time the reader decoded it at the output server - time the publisher
@@ -11,6 +11,7 @@ its output muxed) is reported too, with the detector/anonymizer stage times and 
 Needs node + the npm rtsp-streaming-server (.ci/install-rtsp-server.sh).
 
     python benchmarks/live_latency.py --width 1920 --height 1080 --fps 30 --seconds 30
+    python benchmarks/live_latency.py --mode gan --device cuda --generator-weights random --seconds 15
 """
 
 from __future__ import annotations
@@ -93,8 +94,14 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=30.0, help="measured duration after a 5 s warm-up")
     ap.add_argument("--detector-width", type=int, default=640, help="detector input width (px)")
     ap.add_argument("--preset", default="ultrafast", help="x264 preset of streamer's output")
+    ap.add_argument("--mode", default="blur", help="anonymizer mode (blur, pixelate, mask, gan)")
+    ap.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"), help="where models run")
+    ap.add_argument("--generator-weights", metavar="PATH|random",
+                    help="gan mode: this weights file, or 'random' (same cost as trained weights; timing only)")
+    ap.add_argument("--json", help="also write the result here")
     args = ap.parse_args()
 
+    from engines.generator import use_generator_weights
     from engines.select import describe_machine
     from streamer.config import config_from_dict
     from streamer.live.server import LiveServer
@@ -105,10 +112,12 @@ def main() -> int:
                             width=args.width, height=args.height, faces=1, audio=False)
     with av.open(clip.path) as c:
         frames = [vf.to_ndarray(format="rgb24") for vf in c.decode(video=0)]
+    generator = use_generator_weights(args.generator_weights, "/tmp") if args.mode == "gan" else None
     src, dst = RtspServer().start(), RtspServer().start()
     stop, sent, latencies = threading.Event(), {}, []
     config = config_from_dict({
         "detector": {"input_width": args.detector_width}, "encoder": {"preset": args.preset, "crf": 23},
+        "anonymizer": {"mode": args.mode}, "pipeline": {"device": args.device},
         "server": {"metrics_port": -1, "queue_size": 2},
         "cameras": [{"name": "cam", "input": src.play_url("in"), "transport": "udp",
                      "output": dst.publish_url("out"), "output_transport": "udp"}]})
@@ -135,8 +144,9 @@ def main() -> int:
         processed = max(1, snap["frames_out"] - out0)
         result = {
             "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-            "machine": describe_machine("cpu"),
-            "stream": f"{args.width}x{args.height}@{args.fps}", "mode": "blur",
+            "machine": describe_machine(args.device),
+            "stream": f"{args.width}x{args.height}@{args.fps}", "mode": args.mode,
+            **({"generator": generator} if generator else {}),
             "detector_width": args.detector_width,
             "input_fps": round((snap["frames_in"] - in0) / args.seconds, 1),
             "output_fps": round(processed / args.seconds, 1),
@@ -156,6 +166,8 @@ def main() -> int:
         src.stop()
         dst.stop()
     print(json.dumps(result, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
     return 0
 
 

@@ -209,14 +209,12 @@ def _generator_file() -> Path | None:
 
 def _build_generator() -> nn.Module:
     """The generator from its weights file, else a ``GeneratorConfig()`` one with fixed-seed random weights."""
-    from engines.generator.model import Generator, load_generator
+    from engines.generator.model import load_generator, random_generator
 
     path = _generator_file()
     if path is None:
         log.warning("no face-generator weights file: using random weights (seed %d)", GENERATOR_RANDOM_SEED)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(GENERATOR_RANDOM_SEED)
-            return Generator(GeneratorConfig()).eval()
+        return random_generator(GENERATOR_RANDOM_SEED)
     model, info = load_generator(path)
     if (info.config.size, info.config.z_dim) != (GENERATOR_SIZE, GENERATOR_Z_DIM):
         raise BackendError(f"{path}: crop {info.config.size} px, z_dim {info.config.z_dim}; the registered "

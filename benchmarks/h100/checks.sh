@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# GPU checks and timings in one device call (issues #4 and #5), from the repo root:
-#   bash benchmarks/h100/checks.sh core    # carry [".whl"]: CUDA tests, engine latency, bench (PyAV decode)
-#   bash benchmarks/h100/checks.sh nvdec   # carry [".whl-nvdec"] on the same warm machine: NVDEC tests + bench
+# GPU checks and timings, one device call per part (issues #3, #4, #5), from the repo root:
+#   bash benchmarks/h100/checks.sh core    # carry [".whl"]: CUDA tests, engine latency, bench in gan + blur
+#                                          #   mode, 16 streams to a null sink and 16 encoded (PyAV decode)
+#   bash benchmarks/h100/checks.sh extra   # carry [".whl-nvdec", ".live"] on the same warm machine: NVDEC
+#                                          #   tests + bench, live latency of one 1080p30 camera in gan mode
+# gan rows use the committed generator weights, or random ones (same network and cost) before any training.
 # Results go to $OUT (the device tool's folder; out/h100 elsewhere), a short summary is printed last.
 # DEVICE=cpu runs the same steps on a machine without a GPU (to check the script itself).
 set -uo pipefail
@@ -12,8 +15,10 @@ SECONDS_CLIP=${SECONDS_CLIP:-10}   # synthetic 1080p30 clip length, seconds
 STREAMS=${STREAMS:-16}             # concurrent streams in the bench
 BATCHES=${BATCHES:-1,8,32}
 SIZES=${SIZES:-640x384,1280x736,1920x1088}   # detector input sizes, pixels
+LIVE_SIZE=${LIVE_SIZE:-1920x1080}  # live-latency camera, pixels
+LIVE_SECONDS=${LIVE_SECONDS:-20}   # measured live seconds (after a 8 s warm-up)
 mkdir -p "$OUT"
-wheels=$([ "$part" = nvdec ] && echo .whl-nvdec || echo .whl)
+wheels=$([ "$part" = extra ] && echo .whl-nvdec || echo .whl)
 if ls "$wheels"/*.whl >/dev/null 2>&1; then
   # .site is git-ignored, so it stays on a warm machine between the two calls
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target .site \
@@ -30,19 +35,35 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAM
   echo "$name: exit $?" | tee -a "$OUT/summary-$part.txt"
 }
 
+# gan mode: trained weights when committed, else random ones (timing only)
+weights=$([ -f engines/generator/weights/generator.safetensors ] && echo engines/generator/weights/generator.safetensors \
+  || echo random)
+
 if [ "$part" = core ]; then
   step pytest-gpu 200 python3 -m pytest -q -p no:cacheprovider tests/engines tests/stages tests/sinks
   step engines-latency 200 python3 benchmarks/engines_latency.py --device "$DEVICE" --batches "$BATCHES" \
     --sizes "$SIZES" --out "$OUT/engines-$DEVICE.md"
-  step bench 240 python3 -m streamer.cli bench --device "$DEVICE" --modes blur --streams "$STREAMS" \
-    --seconds "$SECONDS_CLIP" --json "$OUT/bench-$DEVICE.json" --png "$OUT/bench-$DEVICE.png"
+  step bench 300 python3 -m streamer.cli bench --device "$DEVICE" --modes gan,blur --generator-weights "$weights" \
+    --streams "$STREAMS" --streams-encode --seconds "$SECONDS_CLIP" --no-deface \
+    --json "$OUT/bench-$DEVICE.json" --png "$OUT/bench-$DEVICE.png"
 else
   step pytest-nvdec 120 python3 -m pytest -q -p no:cacheprovider tests/sources
   # pipeline.decoder auto picks NVDEC now that PyNvVideoCodec is installed; the log names the path
-  step bench-nvdec 240 python3 -m streamer.cli bench --device "$DEVICE" --modes blur \
-    --streams "$STREAMS" --seconds "$SECONDS_CLIP" --json "$OUT/bench-nvdec.json"
+  step bench-nvdec 240 python3 -m streamer.cli bench --device "$DEVICE" --modes gan --generator-weights "$weights" \
+    --streams "$STREAMS" --seconds "$SECONDS_CLIP" --no-deface --json "$OUT/bench-nvdec.json"
+  if [ -f .live/live-tools.tar.xz ]; then  # node + npm RTSP server, unpacked beside the repo, never over /
+    mkdir -p .live/root && tar -C .live/root -xJf .live/live-tools.tar.xz
+    export PATH=$PWD/.live/root/usr/bin:$PWD/.live/root/usr/local/bin:$PATH
+    export RTSP_SERVER_MODULES=$PWD/.live/root/opt/rtsp-server/node_modules
+    step live-gan 120 python3 benchmarks/live_latency.py --mode gan --device "$DEVICE" --generator-weights "$weights" \
+      --width "${LIVE_SIZE%x*}" --height "${LIVE_SIZE#*x}" --fps 30 --seconds "$LIVE_SECONDS" --json "$OUT/live-gan.json"
+  else
+    echo "live-gan: skipped (no .live/live-tools.tar.xz: run benchmarks/h100/pack_live_tools.sh)" \
+      | tee -a "$OUT/summary-$part.txt"
+  fi
 fi
 echo "== $part summary"; cat "$OUT/summary-$part.txt"
 tail -n 3 "$OUT"/pytest-*.log 2>/dev/null
 grep -h '^|' "$OUT"/engines-*.md "$OUT"/bench*.log 2>/dev/null | head -40
 grep -h 'decode:' "$OUT"/bench*.log 2>/dev/null | sort -u
+grep -h 'latency_s' -A3 "$OUT"/live-*.json 2>/dev/null

@@ -35,3 +35,36 @@ def default_mode() -> str:
     becomes the default as soon as trained weights are committed.
     """
     return "gan" if weights_path().is_file() else CLASSIC_DEFAULT_MODE
+
+
+def use_generator_weights(choice: str | None, workdir: str | Path) -> str:
+    """Point this process's gan mode at ``choice`` and describe the weights it will use.
+
+    Args:
+        choice: a weights file; ``"random"`` for fixed-seed random weights
+            (written to ``workdir``; same network and cost as trained ones, so
+            timing runs need no training, but the faces are noise); None keeps
+            :func:`weights_path`.
+        workdir: folder for the random weights file.
+
+    Returns:
+        A one-line description for result files: the path, or what "random" means.
+
+    Raises:
+        streamer.errors.InputError: ``choice`` names a file that does not exist.
+    """
+    if choice == "random":
+        from engines.generator.model import GeneratorInfo, random_generator, save_generator
+
+        path = Path(workdir) / "generator-random.safetensors"
+        model = random_generator(seed=0)
+        save_generator(model, path, GeneratorInfo(config=model.config, extra={"random": True}))
+        os.environ[WEIGHTS_ENV] = str(path)
+        return "random weights, seed 0 (timing only: same network and cost, the faces are noise)"
+    if choice:
+        if not Path(choice).is_file():
+            from streamer.errors import InputError
+
+            raise InputError(f"generator weights not found: {choice}")
+        os.environ[WEIGHTS_ENV] = str(Path(choice).resolve())
+    return str(weights_path())

@@ -267,6 +267,17 @@ def save_generator(model: nn.Module, path: str | Path, info: GeneratorInfo) -> N
     tmp.replace(path)
 
 
+def random_generator(seed: int = 0, config: GeneratorConfig | None = None) -> Generator:
+    """A generator with fixed-seed random weights (eval mode, CPU, FP32).
+
+    It costs exactly what trained weights cost, so it serves export checks and
+    timing runs before any training; its output is noise, never a face.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Generator(config or GeneratorConfig()).eval()
+
+
 def load_generator(path: str | Path, device: str | torch.device = "cpu",
                    dtype: torch.dtype = torch.float32) -> tuple[Generator, GeneratorInfo]:
     """Load weights written by :func:`save_generator`; the model is in eval mode on ``device``."""

@@ -10,17 +10,42 @@ from tests.conftest import run_cli
 def test_bench_reports_every_variant(tmp_path):
     out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
     proc = run_cli("bench", "--seconds", "1", "--size", "640x360", "--fps", "25", "--faces", "2",
-                   "--modes", "blur,pixelate", "--streams", "2", "--device", "cpu",
+                   "--modes", "blur,pixelate", "--streams", "2", "--streams-encode", "--device", "cpu",
                    "--json", str(out_json), "--png", str(out_png))
     assert proc.returncode == 0, proc.stderr
     rows = {r["variant"]: r for r in json.loads(out_json.read_text())["rows"]}
     assert {"decode", "transcode", "null-blur", "full-blur", "null-pixelate", "full-pixelate", "deface",
-            "2 streams null-blur"} <= set(rows)
+            "2 streams null-blur", "2 streams full-blur"} <= set(rows)
     for name in ("decode", "transcode", "null-blur", "full-blur"):
         assert rows[name]["frames"] == 25 and rows[name]["fps"] > 0, rows[name]
     assert rows["full-blur"]["faces_per_frame"] >= 1.5  # two faces on screen
     assert {"decode", "detect", "anonymize", "encode"} <= set(rows["full-blur"]["stages_ms"])
-    assert len(rows["2 streams null-blur"]["per_stream_fps"]) == 2
+    for name in ("2 streams null-blur", "2 streams full-blur"):
+        assert rows[name]["per_stream_frames"] == [25, 25], rows[name]
     assert rows["deface"].get("fps", 0) > 0, rows["deface"]
     assert out_png.stat().st_size > 1000
     assert "| full-blur |" in proc.stdout
+
+
+def test_bench_times_gan_mode_with_random_weights(tmp_path):
+    """Before any training, gan mode can be timed: random weights cost what trained ones cost."""
+    out_json = tmp_path / "bench.json"
+    proc = run_cli("bench", "--seconds", "0.4", "--size", "640x360", "--fps", "25", "--faces", "2",
+                   "--modes", "gan", "--generator-weights", "random", "--no-deface", "--device", "cpu",
+                   "--json", str(out_json))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out_json.read_text())
+    assert result["meta"]["generator"].startswith("random weights")
+    rows = {r["variant"]: r for r in result["rows"]}
+    for name in ("null-gan", "full-gan"):
+        assert rows[name]["frames"] == 10 and rows[name]["faces_per_frame"] >= 1.5, rows[name]
+        assert "anonymize" in rows[name]["stages_ms"]
+        assert rows[name]["anonymized"].get("gan", 0) >= 15, rows[name]["anonymized"]  # not all fallback
+    assert "gan rows: generator random weights" in proc.stdout
+
+
+def test_bench_rejects_missing_generator_weights(tmp_path):
+    proc = run_cli("bench", "--seconds", "0.2", "--size", "320x180", "--modes", "gan", "--no-deface",
+                   "--generator-weights", str(tmp_path / "nope.safetensors"), "--device", "cpu")
+    assert proc.returncode != 0
+    assert "generator weights not found" in proc.stderr and "Traceback" not in proc.stderr
