@@ -2,7 +2,10 @@
 
 Both outputs encode with :func:`streamer.sinks.video_file.open_video_encoder`
 (x264 tuned for low latency, no B-frames, a keyframe every ``gop_seconds``)
-and only ever receive frames that went through the anonymizer.
+and only ever receive frames that went through the anonymizer. Keyframes are
+placed by time, not by frame count: when the anonymizer cannot keep up and
+frames are dropped at the input, a viewer still starts within
+``gop_seconds`` and a recording segment still ends on time.
 
 * :class:`Publisher` pushes to ``rtsp://`` (ANNOUNCE/RECORD) or ``rtmp://`` (FLV).
   When the server goes away it drops frames (counted) and reconnects with backoff.
@@ -29,6 +32,9 @@ from streamer.sources.video_file import StreamInfo
 
 log = logging.getLogger(__name__)
 
+#: Encoders whose ``forced-idr`` option makes a frame forced to type I an IDR frame.
+FORCED_IDR_ENCODERS = ("libx264", "libx265", "h264_nvenc", "hevc_nvenc")
+
 
 def _info(frame: Frame, fps: float) -> StreamInfo:
     h, w = frame.image.shape[:2]
@@ -49,7 +55,9 @@ class _EncodedOutput:
     def __init__(self, encoder: EncoderConfig, fps: float, gop_seconds: float = 1.0) -> None:
         self.encoder = encoder
         self.fps = fps
-        self.gop = max(1, int(round(fps * gop_seconds)))
+        self.gop = max(1, int(round(fps * gop_seconds)))  # frames: the encoder's own backstop
+        self.gop_ticks = max(1, int(gop_seconds / TIME_BASE))  # the interval that counts, in pts ticks
+        self._last_key_pts: int | None = None
         self.container = None
         self.stream = None
         self.frames_written = 0
@@ -64,13 +72,18 @@ class _EncodedOutput:
             stream = open_video_encoder(container, _info(frame, self.fps), self.encoder)
             stream.codec_context.gop_size = self.gop
             stream.codec_context.max_b_frames = 0
-            if self.encoder.codec in ("libx264", "libx265"):
-                stream.codec_context.options = {**stream.codec_context.options, "tune": "zerolatency"}
+            options = {}
+            if stream.codec_context.name in FORCED_IDR_ENCODERS:  # a forced keyframe: an IDR a viewer starts at
+                options["forced-idr"] = "1"
+            if stream.codec_context.name in ("libx264", "libx265"):
+                options["tune"] = "zerolatency"
+            stream.codec_context.options = {**stream.codec_context.options, **options}
         except BaseException:
             container.close()
             raise
         self.container, self.stream = container, stream
         self._last_pts = -1
+        self._last_key_pts = None
 
     def write(self, frame: Frame) -> None:
         """Encode and send one anonymized frame (its pts is in ``TIME_BASE`` units)."""
@@ -85,6 +98,9 @@ class _EncodedOutput:
         image = frame.image[: self.stream.height, : self.stream.width]
         vf = av.VideoFrame.from_ndarray(image, format="rgb24")
         vf.pts, vf.time_base = frame.pts, TIME_BASE
+        if self._last_key_pts is None or frame.pts - self._last_key_pts >= self.gop_ticks:
+            vf.pict_type = av.video.frame.PictureType.I
+            self._last_key_pts = frame.pts
         for packet in self.stream.encode(vf):
             self.container.mux(packet)
         self.frames_written += 1
