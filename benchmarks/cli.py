@@ -92,8 +92,9 @@ def _row(name: str, stats: RunStats, frames: int) -> dict:
     }
 
 
-def _run(path: str, config: Config, sink_path: str | None, anonymize: bool, detector=None) -> RunStats:
-    """One pipeline run of ``path``: into ``sink_path`` (encoded) or a null sink; ``detector`` may be shared."""
+def _run(path: str, config: Config, sink_path: str | None, anonymize: bool, detector=None,
+         compositor=None) -> RunStats:
+    """One pipeline run of ``path``: into ``sink_path`` (encoded) or a null sink; stages may be shared."""
     from streamer.factory import build_source
     from streamer.pipeline import run_pipeline
     from streamer.sinks.null import NullSink
@@ -102,7 +103,7 @@ def _run(path: str, config: Config, sink_path: str | None, anonymize: bool, dete
     source = build_source(path, config)  # NVDEC on a GPU with PyNvVideoCodec, else PyAV
     sink = (VideoFileSink(sink_path, source.info, source.copy_streams, config.encoder) if sink_path
             else NullSink())
-    return run_pipeline(source, sink, config, anonymize=anonymize, detector=detector)
+    return run_pipeline(source, sink, config, anonymize=anonymize, detector=detector, compositor=compositor)
 
 
 def _decode_only(path: str, config: Config) -> RunStats:
@@ -115,15 +116,22 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
     Each stream goes to a null sink, or, with ``encode_dir``, is encoded into
     its own file there (what a camera being recorded costs).
     """
-    from streamer.factory import build_detector
-    from streamer.live.batcher import SharedDetector
+    from streamer.factory import build_compositor, build_detector
+    from streamer.live.batcher import SharedAnonymizer, SharedDetector
 
     shared = SharedDetector(build_detector(config), max_batch=max(1, n))
+    generator = None
+    if config.anonymizer.mode == "gan":  # one generator for all streams, faces batched across them
+        from streamer.stages.gan import build_gan_anonymizer
+
+        generator = SharedAnonymizer(build_gan_anonymizer(config.pipeline.device))
     results: list[RunStats | None] = [None] * n
 
     def one(i: int) -> None:
         sink_path = os.path.join(encode_dir, f"stream-{i}.mp4") if encode_dir else None
-        results[i] = _run(path, config, sink_path, True, detector=shared)
+        compositor = build_compositor(config, download=False,
+                                      anonymizer=generator.for_camera(i) if generator else None)
+        results[i] = _run(path, config, sink_path, True, detector=shared, compositor=compositor)
 
     start = time.perf_counter()
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
@@ -133,6 +141,8 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
         t.join()
     wall = time.perf_counter() - start
     shared.close()
+    if generator is not None:
+        generator.close()
     per_stream = [r.frames_out / r.seconds for r in results if r]
     kind = "full" if encode_dir else "null"
     return {"variant": f"{n} streams {kind}-{config.anonymizer.mode}", "streams": n,
@@ -140,7 +150,8 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
             "per_stream_fps": [round(f, 2) for f in per_stream], "native_fps": fps,
             "per_stream_frames": [r.frames_out if r else 0 for r in results],
             "all_real_time": all(f >= fps for f in per_stream),
-            "mean_detector_batch": round(shared.images / max(shared.calls, 1), 2)}
+            "mean_detector_batch": round(shared.items / max(shared.calls, 1), 2),
+            **({"mean_generator_batch": round(generator.items / max(generator.calls, 1), 2)} if generator else {})}
 
 
 def _deface(path: str, config: Config, workdir: str) -> dict:
@@ -189,7 +200,9 @@ def format_table(rows: list[dict]) -> str:
             lines.append(f"| {r['variant']} | {r['aggregate_fps']} total; per stream "
                          f"{min(r['per_stream_fps'])}-{max(r['per_stream_fps'])} vs {r['native_fps']} native; "
                          f"real time: {'yes' if r['all_real_time'] else 'no'} | | mean detector batch "
-                         f"{r['mean_detector_batch']} | | | |")
+                         f"{r['mean_detector_batch']}"
+                         + (f", generator batch {r['mean_generator_batch']}" if "mean_generator_batch" in r else "")
+                         + " | | | |")
             continue
         if "error" in r:
             lines.append(f"| {r['variant']} | failed: {r['error']} | | | | | |")

@@ -6,6 +6,7 @@ import logging
 
 from engines.select import cpu_runtime, select_backend
 from streamer.config import Config
+from streamer.stages.anonymizers import Anonymizer
 from streamer.stages.compositor import Compositor
 from streamer.stages.detector import CenterFaceDetector
 
@@ -53,7 +54,7 @@ def torch_device(config: Config) -> str:
     return "cpu" if select_backend(config.pipeline.device).name == "cpu" else "cuda"
 
 
-def build_compositor(config: Config, download: bool = True) -> Compositor:
+def build_compositor(config: Config, download: bool = True, anonymizer: Anonymizer | None = None) -> Compositor:
     """Create the anonymizer stage for ``config.anonymizer.mode``.
 
     ``gan`` loads the face generator (FP16 on CUDA, FP32 on the CPU); faces it
@@ -69,12 +70,15 @@ def build_compositor(config: Config, download: bool = True) -> Compositor:
         download: GPU compositor only: put anonymized frames back into
             ``Frame.image`` (True), or leave them on the device for a sink
             that takes device frames (False).
+        anonymizer: gan mode only: an already loaded generator to use (e.g.
+            one shared by several cameras) instead of loading one.
     """
     requested = config.pipeline.compositor
     device = torch_device(config) if requested != "numpy" else "cpu"
     use_torch = requested == "torch" or (requested == "auto" and device == "cuda")
-    anonymizer = None
-    if config.anonymizer.mode == "gan":
+    if config.anonymizer.mode != "gan":
+        anonymizer = None
+    elif anonymizer is None:
         from streamer.stages.gan import build_gan_anonymizer
 
         anonymizer = build_gan_anonymizer(config.pipeline.device)

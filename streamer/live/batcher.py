@@ -1,12 +1,24 @@
-"""One detector for all cameras: frames from many streams are batched into one call.
+"""One detector and one face generator for all cameras, each call batched across streams.
 
-Each camera's :class:`~streamer.pipeline.FrameProcessor` gets a
-:class:`SharedDetector` as its detector. A call blocks its camera thread
-until the batching thread has run the real detector on a batch gathered from
-every camera waiting at that moment (same-size frames only, up to
-``max_batch``, after waiting at most ``window`` seconds for company). A
-detector exception is returned to every caller of that batch, where
-FrameProcessor's on_error policy masks or drops the frames.
+Each camera thread calls a shared model as if it were its own; the call blocks
+until a batching thread has run the real model on a batch gathered from every
+camera waiting at that moment (up to ``max_batch`` items, after waiting at
+most ``window`` seconds for company; requests that cannot share a call, such
+as frames of different sizes, go in separate calls). An exception is returned
+to every caller of that batch, where FrameProcessor's on_error policy masks
+or drops the frames.
+
+* :class:`SharedDetector`: frames in, one :class:`Detections` per frame out.
+* :class:`SharedAnonymizer`: face crops in (the generator's FP16 batch on the
+  GPU), anonymized crops out; :meth:`SharedAnonymizer.for_camera` gives each
+  camera its own view, whose track ids are made distinct from other cameras'
+  so two people on two cameras never share a fake face.
+
+Example:
+    >>> batcher = SharedBatcher(lambda requests: [sum(r) for r in requests], size=len)
+    >>> batcher.submit([1, 2, 3])
+    6
+    >>> batcher.close()
 """
 
 from __future__ import annotations
@@ -15,41 +27,54 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from typing import Callable
+from typing import Any, Callable, Hashable
 
 import numpy as np
 
 from streamer.detections import Detections
+from streamer.stages.anonymizers import Anonymizer, FaceCrops
+
+#: Track ids of camera k are offset by k << CAMERA_ID_SHIFT in the shared generator.
+CAMERA_ID_SHIFT = 32
 
 
-class SharedDetector:
-    """Thread-safe batching front of a detector ``(list[image]) -> list[Detections]``.
+class SharedBatcher:
+    """Thread-safe front that merges concurrent requests into batched calls.
 
     Args:
-        detector: the real detector.
-        max_batch: most images per detector call.
+        run: runs one batch: a list of requests (all with the same ``key``) in,
+            one result per request out, in order.
+        size: items in a request, counted against ``max_batch``.
+        key: requests with different keys never share a call.
+        max_batch: most items per call (a single larger request still runs whole).
         window: seconds to wait for more requests once one arrived.
+        name: name of the batching thread.
 
     Attributes:
-        calls: detector calls made; ``images``: images detected (images / calls = mean batch).
+        calls: batched calls made; ``items``: items in them (items / calls = mean batch).
     """
 
-    def __init__(self, detector: Callable[[list[np.ndarray]], list[Detections]], max_batch: int = 16,
-                 window: float = 0.005) -> None:
-        self.detector = detector
+    def __init__(self, run: Callable[[list], list], size: Callable[[Any], int] = len,
+                 key: Callable[[Any], Hashable] = lambda request: None, max_batch: int = 16,
+                 window: float = 0.005, name: str = "streamer-batcher") -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if window < 0:
+            raise ValueError(f"window must be >= 0 seconds, got {window}")
+        self.run, self.size, self.key = run, size, key
         self.max_batch = max_batch
         self.window = window
         self.requests: queue.Queue = queue.Queue()
         self.calls = 0
-        self.images = 0
+        self.items = 0
         self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="streamer-detector", daemon=True)
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self.thread.start()
 
-    def __call__(self, images: list[np.ndarray]) -> list[Detections]:
-        """Detect faces in ``images`` (one camera's frames), batched with other cameras' frames."""
+    def submit(self, request: Any) -> Any:
+        """Run ``request`` in the next batch; blocks until its result (or exception) is ready."""
         future: Future = Future()
-        self.requests.put((images, future))
+        self.requests.put((request, future))
         return future.result()
 
     def _gather(self) -> list:
@@ -58,7 +83,7 @@ class SharedDetector:
         except queue.Empty:
             return []
         pending = [first]
-        count = len(first[0])
+        count = self.size(first[0])
         deadline = time.monotonic() + self.window
         while count < self.max_batch:
             left = deadline - time.monotonic()
@@ -67,32 +92,135 @@ class SharedDetector:
             except queue.Empty:
                 break
             pending.append(item)
-            count += len(item[0])
+            count += self.size(item[0])
         return pending
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            pending = self._gather()
-            by_shape: dict[tuple, list] = {}
-            for images, future in pending:
-                key = images[0].shape if images else ()
-                by_shape.setdefault(key, []).append((images, future))
-            for group in by_shape.values():
-                flat = [image for images, _ in group for image in images]
+            groups: dict[Hashable, list] = {}
+            for request, future in self._gather():
+                groups.setdefault(self.key(request), []).append((request, future))
+            for group in groups.values():
+                requests = [request for request, _ in group]
                 try:
-                    found = self.detector(flat) if flat else []
+                    results = self.run(requests)
                     self.calls += 1
-                    self.images += len(flat)
+                    self.items += sum(self.size(r) for r in requests)
                 except Exception as exc:  # noqa: BLE001 - handed to the callers' on_error policy
                     for _, future in group:
                         future.set_exception(exc)
                     continue
-                start = 0
-                for images, future in group:
-                    future.set_result(found[start:start + len(images)])
-                    start += len(images)
+                for (_, future), result in zip(group, results):
+                    future.set_result(result)
 
     def close(self) -> None:
         """Stop the batching thread."""
         self._stop.set()
         self.thread.join(timeout=2)
+
+
+def _split(batch, lengths: list[int]) -> list:
+    """Cut a batched output (list or tensor) back into per-request pieces of ``lengths``."""
+    pieces, start = [], 0
+    for n in lengths:
+        pieces.append(batch[start:start + n])
+        start += n
+    return pieces
+
+
+class SharedDetector(SharedBatcher):
+    """Batching front of a detector ``(list[image]) -> list[Detections]``, shared by all cameras.
+
+    Args:
+        detector: the real detector.
+        max_batch: most frames per detector call.
+        window: seconds to wait for more frames once one arrived.
+    """
+
+    def __init__(self, detector: Callable[[list[np.ndarray]], list[Detections]], max_batch: int = 16,
+                 window: float = 0.005) -> None:
+        self.detector = detector
+        super().__init__(self._detect, size=len, key=lambda images: tuple(images[0].shape), max_batch=max_batch,
+                         window=window, name="streamer-detector")
+
+    @property
+    def runner(self):
+        """The real detector's runner (its ``backend`` says where the network runs)."""
+        return getattr(self.detector, "runner", None)
+
+    def __call__(self, images: list[np.ndarray]) -> list[Detections]:
+        """Detect faces in ``images`` (one camera's frames), batched with other cameras' frames."""
+        return self.submit(images) if len(images) else []
+
+    def _detect(self, requests: list[list[np.ndarray]]) -> list[list[Detections]]:
+        found = self.detector([image for images in requests for image in images])
+        return _split(found, [len(images) for images in requests])
+
+
+def merge_crops(parts: list[FaceCrops]) -> FaceCrops:
+    """One FaceCrops holding every crop of ``parts``, in order (tensor batches are concatenated)."""
+    images = [p.images for p in parts]
+    if all(hasattr(i, "shape") and not isinstance(i, list) for i in images):  # (N, 3, s, s) tensors
+        import torch
+
+        merged = torch.cat(images) if len(images) > 1 else images[0]
+    else:
+        merged = [image for i in images for image in i]
+    return FaceCrops(images=merged, boxes=np.concatenate([p.boxes for p in parts]),
+                     keypoints=np.concatenate([p.keypoints for p in parts]),
+                     track_ids=np.concatenate([p.track_ids for p in parts]))
+
+
+class SharedAnonymizer(SharedBatcher):
+    """One anonymizer (the face generator) for all cameras: their crops batched into one call.
+
+    Args:
+        anonymizer: the real anonymizer (e.g. :class:`streamer.stages.gan.GanAnonymizer`).
+        max_batch: most faces per call.
+        window: seconds to wait for more faces once some arrived.
+    """
+
+    def __init__(self, anonymizer: Anonymizer, max_batch: int = 64, window: float = 0.005) -> None:
+        self.anonymizer = anonymizer
+        super().__init__(self._anonymize, size=lambda request: len(request[1]), key=lambda request: request[0],
+                         max_batch=max_batch, window=window, name="streamer-generator")
+
+    def for_camera(self, index: int) -> "CameraAnonymizer":
+        """The anonymizer camera number ``index`` (0, 1, ...) uses."""
+        return CameraAnonymizer(self, index)
+
+    def _anonymize(self, requests: list[tuple[str, FaceCrops]]) -> list:
+        method = requests[0][0]
+        out = getattr(self.anonymizer, method)(merge_crops([crops for _, crops in requests]))
+        return _split(out, [len(crops) for _, crops in requests])
+
+
+class CameraAnonymizer:
+    """One camera's view of a :class:`SharedAnonymizer`: the Anonymizer interface, batched behind it.
+
+    Track ids of camera ``index`` are offset by ``index << CAMERA_ID_SHIFT``, so
+    track 1 of two cameras (two different people) get different fake faces;
+    camera 0's ids are unchanged.
+    """
+
+    def __init__(self, shared: SharedAnonymizer, index: int) -> None:
+        if index < 0:
+            raise ValueError(f"camera index must be >= 0, got {index}")
+        self.shared = shared
+        self.offset = index << CAMERA_ID_SHIFT
+        self.name = shared.anonymizer.name
+        self.context = shared.anonymizer.context
+        self.input_size = shared.anonymizer.input_size
+
+    def _own(self, crops: FaceCrops) -> FaceCrops:
+        ids = np.asarray(crops.track_ids, np.int64)
+        ids = np.where(ids >= 0, ids + self.offset, ids)
+        return FaceCrops(images=crops.images, boxes=crops.boxes, keypoints=crops.keypoints, track_ids=ids)
+
+    def anonymize(self, crops: FaceCrops) -> list[np.ndarray]:
+        """See :meth:`streamer.stages.anonymizers.Anonymizer.anonymize`."""
+        return self.shared.submit(("anonymize", self._own(crops))) if len(crops) else []
+
+    def anonymize_tensor(self, crops: FaceCrops):
+        """See :meth:`streamer.stages.anonymizers.Anonymizer.anonymize_tensor`."""
+        return self.shared.submit(("anonymize_tensor", self._own(crops)))

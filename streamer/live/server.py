@@ -1,4 +1,5 @@
-"""Many cameras, one process: a shared batching detector, one worker per camera, metrics, signals.
+"""Many cameras, one process: a shared batching detector and face generator, one worker per camera,
+metrics, signals.
 
 Example:
     >>> from streamer.config import load_config
@@ -15,7 +16,7 @@ import time
 
 from streamer.config import Config
 from streamer.factory import build_detector
-from streamer.live.batcher import SharedDetector
+from streamer.live.batcher import SharedAnonymizer, SharedDetector
 from streamer.live.camera import CameraWorker
 from streamer.live.metrics import CameraStats, MetricsServer
 from streamer.live.settings import CameraSpec, ServerSettings, parse_live
@@ -31,6 +32,9 @@ class LiveServer:
         specs, settings: already-parsed cameras/server settings (instead of reading ``config.extra``).
         detector: replaces the shared detector (tests).
 
+    Cameras in gan mode share one face generator per device, whose calls
+    batch the faces of every camera (:class:`SharedAnonymizer`).
+
     Attributes:
         workers: one CameraWorker per camera, by name.
         metrics: the HTTP endpoint (None when ``server.metrics_port`` is -1).
@@ -45,11 +49,25 @@ class LiveServer:
         self.stop = threading.Event()
         self.detector = SharedDetector(detector or build_detector(config), self.settings.max_batch,
                                        self.settings.batch_window_ms / 1000)
-        self.workers = {s.name: CameraWorker(s, self.settings, self.detector, self.stop) for s in specs}
+        self.generators: dict[str, SharedAnonymizer] = {}
+        self.workers = {s.name: CameraWorker(s, self.settings, self.detector, self.stop, self._generator_view(s, i))
+                        for i, s in enumerate(specs)}
         self.stats: dict[str, CameraStats] = {n: w.stats for n, w in self.workers.items()}
         self.metrics = None
         if self.settings.metrics_port >= 0:
             self.metrics = MetricsServer(self.stats, self.settings.metrics_host, self.settings.metrics_port)
+
+    def _generator_view(self, spec: CameraSpec, index: int):
+        """Camera ``index``'s view of the shared generator for its device (None unless in gan mode)."""
+        if spec.config.anonymizer.mode != "gan":
+            return None
+        from streamer.stages.gan import build_gan_anonymizer
+
+        device = spec.config.pipeline.device
+        if device not in self.generators:
+            self.generators[device] = SharedAnonymizer(build_gan_anonymizer(device),
+                                                       window=self.settings.batch_window_ms / 1000)
+        return self.generators[device].for_camera(index)
 
     def start(self) -> "LiveServer":
         """Start the metrics endpoint and every camera (returns at once)."""
@@ -92,5 +110,7 @@ class LiveServer:
         for worker in self.workers.values():
             worker.join(max(0.1, deadline - time.monotonic()))
         self.detector.close()
+        for generator in self.generators.values():
+            generator.close()
         if self.metrics is not None:
             self.metrics.close()

@@ -31,7 +31,8 @@ def test_bench_times_gan_mode_with_random_weights(tmp_path):
     """Before any training, gan mode can be timed: random weights cost what trained ones cost."""
     out_json = tmp_path / "bench.json"
     proc = run_cli("bench", "--seconds", "0.4", "--size", "640x360", "--fps", "25", "--faces", "2",
-                   "--modes", "gan", "--generator-weights", "random", "--no-deface", "--device", "cpu",
+                   "--modes", "gan", "--generator-weights", "random", "--streams", "2", "--no-deface",
+                   "--device", "cpu",
                    "--json", str(out_json))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out_json.read_text())
@@ -41,6 +42,8 @@ def test_bench_times_gan_mode_with_random_weights(tmp_path):
         assert rows[name]["frames"] == 10 and rows[name]["faces_per_frame"] >= 1.5, rows[name]
         assert "anonymize" in rows[name]["stages_ms"]
         assert rows[name]["anonymized"].get("gan", 0) >= 15, rows[name]["anonymized"]  # not all fallback
+    streams = rows["2 streams null-gan"]  # one generator shared by both streams
+    assert streams["per_stream_frames"] == [10, 10] and streams["mean_generator_batch"] >= 1.5, streams
     assert "gan rows: generator random weights" in proc.stdout
 
 

@@ -1,0 +1,124 @@
+"""Shared models across cameras: requests from many threads batched into one call, results routed back."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from streamer.live.batcher import CAMERA_ID_SHIFT, SharedAnonymizer, SharedBatcher, SharedDetector, merge_crops
+from streamer.stages.anonymizers import FaceCrops
+
+
+def _concurrently(fns):
+    results = [None] * len(fns)
+
+    def run(i):
+        results[i] = fns[i]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(fns))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return results
+
+
+def test_requests_of_many_threads_share_calls_and_get_their_own_results():
+    seen = []
+
+    def run(requests):
+        seen.append([len(r) for r in requests])
+        return [[x * 10 for x in r] for r in requests]
+
+    batcher = SharedBatcher(run, max_batch=64, window=0.5)  # a long window: all 8 threads fit one call
+    try:
+        out = _concurrently([lambda i=i: batcher.submit([i] * (i + 1)) for i in range(8)])
+    finally:
+        batcher.close()
+    assert out == [[i * 10] * (i + 1) for i in range(8)]
+    assert batcher.items == 36 and batcher.calls < 8, seen
+
+
+def test_requests_with_different_keys_never_share_a_call_and_errors_reach_every_caller():
+    calls = []
+
+    def run(requests):
+        calls.append(requests)
+        if requests[0][0] == "bad":
+            raise RuntimeError("model failed")
+        return [r[1] for r in requests]
+
+    batcher = SharedBatcher(run, size=lambda r: 1, key=lambda r: r[0], window=0.3)
+    try:
+        def submit(kind, value):
+            try:
+                return batcher.submit((kind, value))
+            except RuntimeError as exc:
+                return str(exc)
+        out = _concurrently([lambda: submit("a", 1), lambda: submit("b", 2), lambda: submit("bad", 3)])
+    finally:
+        batcher.close()
+    assert out == [1, 2, "model failed"]
+    assert all(len({r[0] for r in requests}) == 1 for requests in calls)
+
+
+def test_constructor_rejects_bad_settings():
+    with pytest.raises(ValueError, match="max_batch"):
+        SharedBatcher(lambda r: r, max_batch=0)
+    with pytest.raises(ValueError, match="window"):
+        SharedBatcher(lambda r: r, window=-1)
+
+
+def test_shared_detector_splits_a_batch_back_per_camera():
+    def detect(images):
+        return [float(image.mean()) for image in images]
+
+    shared = SharedDetector(detect, window=0.3)
+    try:
+        frames = [[np.full((4, 4, 3), 10 * c + k, np.uint8) for k in range(c + 1)] for c in range(3)]
+        out = _concurrently([lambda f=f: shared(f) for f in frames])
+        assert shared([]) == []
+    finally:
+        shared.close()
+    assert out == [[float(10 * c + k) for k in range(c + 1)] for c in range(3)]
+    assert shared.calls < 3
+
+
+def _crops(n: int, track_ids, value: int = 100) -> FaceCrops:
+    images = [np.full((128, 128, 3), value, np.uint8) for _ in range(n)]
+    boxes = np.tile(np.array([[32, 32, 96, 96]], np.float32), (n, 1))
+    kps = np.tile(np.array([[[50, 50], [78, 50], [64, 64], [54, 80], [74, 80]]], np.float32), (n, 1, 1))
+    return FaceCrops(images=images, boxes=boxes, keypoints=kps, track_ids=np.asarray(track_ids, np.int64))
+
+
+def test_merge_crops_keeps_order():
+    a, b = _crops(2, [1, 2], 10), _crops(1, [-1], 20)
+    merged = merge_crops([a, b])
+    assert len(merged) == 3 and merged.track_ids.tolist() == [1, 2, -1]
+    assert [int(i[0, 0, 0]) for i in merged.images] == [10, 10, 20]
+
+
+def test_one_generator_for_all_cameras_batches_faces_and_keeps_identities_apart():
+    """Two cameras through one shared generator: their faces go through one call, camera 0
+    gets what an unshared generator gives, and track 1 on camera 1 (another person)
+    gets another fake face than track 1 on camera 0."""
+    from engines.generator.model import random_generator
+    from streamer.stages.gan import GanAnonymizer
+
+    gan = GanAnonymizer(random_generator(seed=0), device="cpu")
+    direct = gan.anonymize(_crops(2, [1, 2]))
+    shared = SharedAnonymizer(gan, window=0.5)
+    cam0, cam1 = shared.for_camera(0), shared.for_camera(1)
+    try:
+        out0, out1 = _concurrently([lambda: cam0.anonymize(_crops(2, [1, 2])),
+                                    lambda: cam1.anonymize(_crops(2, [1, 2]))])
+    finally:
+        shared.close()
+    assert (shared.calls, shared.items) == (1, 4)
+    assert cam1.offset == 1 << CAMERA_ID_SHIFT and (cam0.name, cam0.input_size) == ("gan", 128)
+    # same faces as unshared (batch size changes float rounding by a grey level at most)
+    assert max(np.abs(a.astype(int) - b.astype(int)).max() for a, b in zip(out0, direct)) <= 2
+    diff = np.abs(out0[0].astype(int) - out1[0].astype(int)).mean()
+    assert diff > 5, f"track 1 of two cameras got the same fake face (mean difference {diff:.2f})"
