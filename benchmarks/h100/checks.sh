@@ -18,7 +18,7 @@ SIZES=${SIZES:-640x384,1280x736,1920x1088}   # detector input sizes, pixels
 LIVE_SIZE=${LIVE_SIZE:-1920x1080}  # live-latency camera, pixels
 LIVE_SECONDS=${LIVE_SECONDS:-20}   # measured live seconds (after a 8 s warm-up)
 mkdir -p "$OUT"
-wheels=$([ "$part" = extra ] && echo .whl-nvdec || echo .whl)
+wheels=${WHEELS:-$([ "$part" = extra ] && echo .whl-nvdec || echo .whl)}  # WHEELS=none: install nothing
 if ls "$wheels"/*.whl >/dev/null 2>&1; then
   # .site is git-ignored, so it stays on a warm machine between the two calls
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target .site \
