@@ -14,6 +14,7 @@ from pathlib import Path
 
 from streamer.config import ANONYMIZER_MODES, DEVICES, ERROR_POLICIES, Config, apply_overrides, load_config
 from streamer.errors import InputError, OutputError, StreamerError
+from streamer.logs import LOG_FORMATS, setup_logging
 
 log = logging.getLogger("streamer")
 
@@ -33,6 +34,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, help="detector score threshold (0..1)")
     parser.add_argument("--crf", type=int, help="output video quality (x264 CRF, lower is better)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    # also accepted after the command (the top-level option sets the default)
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default=argparse.SUPPRESS,
+                        help="text (default) or json: one JSON object per log line")
 
 
 def _config_from_args(args: argparse.Namespace) -> Config:
@@ -51,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``streamer`` argument parser."""
     parser = argparse.ArgumentParser(prog="streamer", description="Anonymize every face in a video.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                        help="text: one readable line per message; json: one JSON object per line "
+                             "(time, level, message, camera, event ...) for log collectors")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("anonymize", help="anonymize a video file, a folder of videos, or RTSP cameras",
@@ -154,24 +161,12 @@ def _load_extensions(subparsers) -> None:
             COMMANDS.update(importlib.import_module(name).add_commands(subparsers))
 
 
-class _OneLineFormatter(logging.Formatter):
-    """``streamer: message`` for info, ``streamer: warning: message`` for warnings and worse."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
-        return f"streamer: {level}{record.getMessage()}"
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``streamer`` console script; returns the exit code."""
     parser = build_parser()
     _load_extensions(next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)))
     args = parser.parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_OneLineFormatter())
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, handlers=[handler])
-    logging.getLogger("streamer").setLevel(logging.DEBUG if args.debug else logging.INFO
-                                           if not getattr(args, "quiet", False) else logging.WARNING)
+    setup_logging(args.log_format, debug=args.debug, quiet=getattr(args, "quiet", False))
     try:
         return COMMANDS[args.command](args)
     except StreamerError as exc:

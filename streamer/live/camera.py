@@ -70,7 +70,7 @@ class CameraWorker:
         self.in_q: queue.Queue = queue.Queue(maxsize=server.queue_size)
         self.out_q: queue.Queue = queue.Queue(maxsize=server.queue_size)
         self.source = LiveSource(spec.input, stop, spec.transport, server.connect_timeout, spec.stall_seconds,
-                                 Backoff(server.backoff_initial, server.backoff_max), self._on_state)
+                                 Backoff(server.backoff_initial, server.backoff_max), self._on_state, spec.name)
         self.publisher: Publisher | None = None
         self.recorder: SegmentRecorder | None = None
         self.error: BaseException | None = None
@@ -79,10 +79,13 @@ class CameraWorker:
 
     def _on_state(self, state: str, detail: str) -> None:
         never_up = self.stats.frames_in == 0
+        if state == "stopped" and self.stats.state == "failed":
+            return  # the final report keeps saying it failed, and why
         if never_up and (state == "reconnecting" or (state == "connecting" and self.stats.state == "failed")):
             # never came up: report it as failed (once in the log) and keep retrying
             if self.stats.state != "failed":
-                log.error("camera %s: %s", self.spec.name, detail)
+                log.error("camera %s: %s", self.spec.name, detail,
+                          extra={"camera": self.spec.name, "event": "camera_failed"})
             if state == "connecting":  # keep showing why the last attempt failed
                 detail = self.stats.detail or detail
             state = "failed"
@@ -105,8 +108,8 @@ class CameraWorker:
         except BaseException as exc:  # noqa: BLE001 - a camera failure must not take the others down
             self.error = exc
             self.stats.state, self.stats.detail = "failed", str(exc)
-            log.error("camera %s stopped: %s", self.spec.name, exc,
-                      exc_info=not isinstance(exc, StreamerError))
+            log.error("camera %s stopped: %s", self.spec.name, exc, exc_info=not isinstance(exc, StreamerError),
+                      extra={"camera": self.spec.name, "event": "camera_stopped"})
             self.stop_camera()
 
     def stop_camera(self) -> None:
@@ -126,7 +129,7 @@ class CameraWorker:
                 self.stats.dropped["input_queue"] += 1
             if not self._running():
                 break
-        self.stats.state = "stopped"
+        self._on_state("stopped", "")
 
     def _process(self) -> None:
         processor: FrameProcessor | None = None

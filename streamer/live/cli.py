@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -40,7 +41,9 @@ def _run(config, specs, settings, args) -> int:
 
     server = LiveServer(config, specs, settings)
     snapshots = server.run(getattr(args, "duration", None))
-    if not getattr(args, "quiet", False):
+    if getattr(args, "log_format", "text") == "json":  # one more JSON line, like every other one
+        logging.getLogger("streamer").info("summary", extra={"event": "summary", "cameras": snapshots})
+    elif not getattr(args, "quiet", False):
         print(json.dumps(snapshots, indent=1), file=sys.stderr)
     return 0 if any(s["frames_out"] for s in snapshots.values()) else 1
 

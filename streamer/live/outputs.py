@@ -174,7 +174,8 @@ class Publisher(_EncodedOutput):
             delay = self.backoff.next()
             self._retry_at = time.monotonic() + delay
             self._failed_before = True
-            log.warning("publishing to %s failed (%s); retrying in %.1f s", self.url, self.last_error, delay)
+            log.warning("publishing to %s failed (%s); retrying in %.1f s", self.url, self.last_error, delay,
+                        extra={"url": self.url, "event": "publish_retry", "delay_s": round(delay, 2)})
             return
         if self._failed_before and self.frames_written:
             self._failed_before = False

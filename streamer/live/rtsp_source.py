@@ -87,6 +87,7 @@ class LiveSource:
         backoff: reconnect delays.
         on_state: called with (state, detail) on every state change:
             "connecting", "streaming", "reconnecting" (detail: the reason), "stopped".
+        name: the camera's name, added to its log records (``camera`` field).
 
     Attributes:
         reconnects: successful connections after the first one.
@@ -96,8 +97,9 @@ class LiveSource:
 
     def __init__(self, url: str, stop: threading.Event, transport: str = "tcp", connect_timeout: float = 5.0,
                  stall_seconds: float = 5.0, backoff: Backoff | None = None,
-                 on_state: Callable[[str, str], None] | None = None) -> None:
+                 on_state: Callable[[str, str], None] | None = None, name: str = "") -> None:
         self.url = url
+        self.log_fields = {"camera": name, "url": url} if name else {"url": url}
         self.stop = stop
         self.transport = transport
         self.connect_timeout = connect_timeout
@@ -153,7 +155,8 @@ class LiveSource:
         if self._lost_at == 0.0:
             self._lost_at = time.monotonic()
         delay = self.backoff.next()
-        log.warning("%s; retrying in %.1f s", message, delay)
+        log.warning("%s; retrying in %.1f s", message, delay,
+                    extra={**self.log_fields, "event": "input_retry", "delay_s": round(delay, 2)})
         self.on_state("reconnecting", message)
         self._sleep(delay)
 
@@ -176,7 +179,9 @@ class LiveSource:
                     self.backoff.reset()
                     if self._connected_once:
                         self.reconnects += 1
-                        log.info("%s: reconnected (reconnect %d)", self.url, self.reconnects)
+                        log.info("%s: reconnected (reconnect %d)", self.url, self.reconnects,
+                                 extra={**self.log_fields, "event": "input_reconnected",
+                                        "reconnects": self.reconnects})
                     self._connected_once = True
                     self._lost_at = 0.0
                     self.on_state("streaming", "")

@@ -100,7 +100,8 @@ class LiveServer:
         return {name: stats.snapshot() for name, stats in self.stats.items()}
 
     def _on_signal(self, signum, _frame) -> None:
-        log.info("received %s: finalizing recordings", signal.Signals(signum).name)
+        log.info("received %s: finalizing recordings", signal.Signals(signum).name,
+                 extra={"event": "shutdown", "signal": signal.Signals(signum).name})
         self.stop.set()
 
     def shutdown(self, timeout: float = 15.0) -> None:

@@ -175,3 +175,26 @@ def test_live_server_end_to_end(tmp_path, face_clip, rtsp_server_factory, publis
     # every frame sent out, before and after the outage, is in the recording (the segment
     # open at the outage holds frames from both sides, so count over all segments)
     assert sum(counts) >= frames_last_seen > frames_before + 25
+
+
+def test_json_logs_one_object_per_line_with_camera_events(tmp_path):
+    """``--log-format json``: every stderr line is a JSON object; a dead camera's failure and
+    retries carry ``camera``/``url`` and ``event`` fields a log collector can filter on."""
+    url = f"rtsp://127.0.0.1:{free_port()}/none"
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(yaml.safe_dump({"server": {"metrics_port": -1, "connect_timeout": 1, "backoff_initial": 0.2,
+                                              "backoff_max": 0.5},
+                                   "cameras": [{"name": "dead", "input": url, "record": str(tmp_path / "rec")}]}))
+    proc = subprocess.run([sys.executable, "-m", "streamer.cli", "serve", "--config", str(cfg), "--duration", "3",
+                           "--log-format", "json"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr  # no camera delivered a frame
+    lines = [json.loads(line) for line in proc.stderr.splitlines() if line.strip()]
+    assert all({"time", "level", "logger", "message"} <= set(e) for e in lines), lines
+    events = {e.get("event") for e in lines}
+    assert {"camera_failed", "input_retry", "summary"} <= events, lines
+    failed = next(e for e in lines if e.get("event") == "camera_failed")
+    assert failed["camera"] == "dead" and failed["level"] == "error" and "cannot connect" in failed["message"]
+    retry = next(e for e in lines if e.get("event") == "input_retry")
+    assert (retry["camera"], retry["url"]) == ("dead", url) and retry["delay_s"] > 0
+    summary = next(e for e in lines if e.get("event") == "summary")
+    assert summary["cameras"]["dead"]["state"] == "failed"
