@@ -68,6 +68,10 @@ def _sprite() -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(image[y1:y2, x1:x2]), face
 
 
+#: Shortest motion cycle of the sample clip (seconds): short clips show part of the cycle.
+MIN_CYCLE_SECONDS = 3.0
+
+
 def render_sample_frame(background: np.ndarray, sprite: np.ndarray, sprite_face: np.ndarray,
                         t: float, faces: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``faces`` moving, zooming copies of the sprite at time ``t`` (0..1 of the clip).
@@ -110,6 +114,9 @@ def make_sample_clip(path: str, seconds: float = 3.0, fps: int = 25, width: int 
         container_options: muxer options, e.g. ``{"movflags": "faststart"}``.
     """
     n_frames = int(round(seconds * fps))
+    # motion speed in frames: one cycle per clip, but never faster than one per MIN_CYCLE_SECONDS
+    # (a 0.5 s clip would otherwise move faces a fifth of the frame per frame, which no tracker follows)
+    span = max(n_frames - 1, int(round(fps * MIN_CYCLE_SECONDS)), 1)
     background = _background(width, height)
     sprite, sprite_face = _sprite()
     time_base = Fraction(1, fps * 100)
@@ -128,7 +135,7 @@ def make_sample_clip(path: str, seconds: float = 3.0, fps: int = 25, width: int 
             astream = container.add_stream("aac", rate=44100, layout="stereo")
         pts = 0
         for i in range(n_frames):
-            frame, gt = render_sample_frame(background, sprite, sprite_face, i / max(n_frames - 1, 1), faces)
+            frame, gt = render_sample_frame(background, sprite, sprite_face, i / span, faces)
             vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
             vf.pts, vf.time_base = pts, time_base
             for packet in video.encode(vf):
