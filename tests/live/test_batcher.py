@@ -122,3 +122,26 @@ def test_one_generator_for_all_cameras_batches_faces_and_keeps_identities_apart(
     assert max(np.abs(a.astype(int) - b.astype(int)).max() for a, b in zip(out0, direct)) <= 2
     diff = np.abs(out0[0].astype(int) - out1[0].astype(int)).mean()
     assert diff > 5, f"track 1 of two cameras got the same fake face (mean difference {diff:.2f})"
+
+
+def test_shared_generator_takes_tensor_batches_from_the_gpu_compositor():
+    """The GPU compositor hands (N, 3, 128, 128) tensors: merged with torch.cat, split back per camera."""
+    import torch
+
+    from engines.generator.model import random_generator
+    from streamer.stages.gan import GanAnonymizer
+
+    shared = SharedAnonymizer(GanAnonymizer(random_generator(seed=0), device="cpu"), window=0.5)
+
+    def run(index: int, n: int):
+        crops = _crops(n, list(range(n)))
+        images = torch.from_numpy(np.stack(crops.images)).permute(0, 3, 1, 2).float()
+        return shared.for_camera(index).anonymize_tensor(FaceCrops(images=images, boxes=crops.boxes,
+                                                                    keypoints=crops.keypoints,
+                                                                    track_ids=crops.track_ids))
+    try:
+        out = _concurrently([lambda: run(0, 2), lambda: run(1, 3)])
+    finally:
+        shared.close()
+    assert [tuple(o.shape) for o in out] == [(2, 3, 128, 128), (3, 3, 128, 128)]
+    assert (shared.calls, shared.items) == (1, 5)
