@@ -124,7 +124,8 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
     if config.anonymizer.mode == "gan":  # one generator for all streams, faces batched across them
         from streamer.stages.gan import build_gan_anonymizer
 
-        generator = SharedAnonymizer(build_gan_anonymizer(config.pipeline.device))
+        generator = SharedAnonymizer(build_gan_anonymizer(config.pipeline.device,
+                                                          threads=config.pipeline.threads))
     results: list[RunStats | None] = [None] * n
 
     def one(i: int) -> None:

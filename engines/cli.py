@@ -79,10 +79,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     """Build the TensorRT engine into the cache (or report it is already there)."""
     from engines.engine_cache import default_cache_dir
-    from engines.export import get_model_spec
+    from engines.export import exported_onnx_path, get_model_spec
     from engines.select import select_backend, tensorrt_available
     from engines.tensorrt_runner import (batch_profiles, build_cached_engine, detector_profiles,
-                                         detector_profiles_for_config, exported_onnx_path, profile_text)
+                                         detector_profiles_for_config, profile_text)
     from streamer.config import load_config
 
     if not tensorrt_available():

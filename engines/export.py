@@ -327,6 +327,20 @@ def export_onnx(spec: ModelSpec, path: str | os.PathLike, module: nn.Module | No
     return model
 
 
+def exported_onnx_path(spec: ModelSpec, cache_dir: str | os.PathLike) -> Path:
+    """ONNX export of ``spec`` inside ``cache_dir``, exported now if missing.
+
+    The file name carries :func:`engines.export.weights_tag` (the weights file's
+    hash, or ``random-<state dict hash>`` for random weights), so new weights
+    give a new ONNX file and therefore a new engine cache key.
+    """
+    module = None if spec.weights_path() else spec.build()  # random weights: hashed, then exported
+    path = Path(cache_dir) / f"{spec.name}-{weights_tag(spec, module)}.onnx"
+    if not path.exists():
+        export_onnx(spec, path, module)
+    return path
+
+
 def check_onnx(path: str | os.PathLike) -> onnx.ModelProto:
     """Load ``path`` and run ``onnx.checker`` (full check with shape inference); returns the model."""
     model = onnx.load(str(path))

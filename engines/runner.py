@@ -51,6 +51,20 @@ def ordered_inputs(inputs: Inputs, names: Sequence[str] | None) -> list:
     return values
 
 
+#: Set to 1 to let ONNX Runtime's pool threads spin between runs (its own default).
+ORT_SPINNING_ENV = "STREAMER_ORT_SPINNING"
+
+
+def ort_spinning() -> bool:
+    """Whether ONNX Runtime sessions keep their idle threads spinning: off unless ``$STREAMER_ORT_SPINNING=1``.
+
+    The pipeline runs decode, encode and up to two sessions (detector,
+    generator) side by side; spinning pool threads of one session take the
+    cores the others need. Measured on 2 cores: ``benchmarks/ort_spinning.py``.
+    """
+    return os.environ.get(ORT_SPINNING_ENV, "0") == "1"
+
+
 class OnnxRuntimeRunner:
     """Runs an ONNX model with ONNX Runtime's CPU execution provider.
 
@@ -70,6 +84,8 @@ class OnnxRuntimeRunner:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
+        if not ort_spinning():  # idle pool threads sleep instead of spinning (see ort_spinning)
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         payload = model if isinstance(model, (str, os.PathLike)) else model.SerializeToString()
         self._session = ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])

@@ -257,25 +257,11 @@ class TensorRTRunner:
         return [o.float().cpu().numpy() for o in self.run_tensor(*xs)]
 
 
-def exported_onnx_path(spec, cache_dir: str | os.PathLike) -> Path:
-    """ONNX export of ``spec`` inside ``cache_dir``, exported now if missing.
-
-    The file name carries :func:`engines.export.weights_tag` (the weights file's
-    hash, or ``random-<state dict hash>`` for random weights), so new weights
-    give a new ONNX file and therefore a new engine cache key.
-    """
-    from engines.export import export_onnx, weights_tag
-
-    module = None if spec.weights_path() else spec.build()  # random weights: hashed, then exported
-    path = Path(cache_dir) / f"{spec.name}-{weights_tag(spec, module)}.onnx"
-    if not path.exists():
-        export_onnx(spec, path, module)
-    return path
-
-
 def tensorrt_runner_for(spec, profiles: list[EngineProfile], cache_dir: str | os.PathLike,
                         fp16: bool = True) -> TensorRTRunner:
     """Export ``spec`` to ONNX, load or build its TensorRT engine for ``profiles``, return a runner."""
+    from engines.export import exported_onnx_path
+
     onnx_path = exported_onnx_path(spec, cache_dir)
     plan, built = build_cached_engine(onnx_path, spec.name, spec.input_names, profiles, cache_dir, fp16)
     log.info("TensorRT engine for %s %s", spec.name, "built and cached" if built else "loaded from cache")

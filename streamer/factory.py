@@ -81,7 +81,7 @@ def build_compositor(config: Config, download: bool = True, anonymizer: Anonymiz
     elif anonymizer is None:
         from streamer.stages.gan import build_gan_anonymizer
 
-        anonymizer = build_gan_anonymizer(config.pipeline.device)
+        anonymizer = build_gan_anonymizer(config.pipeline.device, threads=config.pipeline.threads)
     if not use_torch:
         log.info("compositor: numpy/OpenCV on the CPU (%s)", "pipeline.compositor: numpy" if requested == "numpy"
                  else "no CUDA device")

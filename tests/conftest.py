@@ -24,6 +24,19 @@ def fast_config(**overrides) -> Config:
     return apply_overrides(load_config(None), base)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def engine_cache(tmp_path_factory):
+    """ONNX exports and engines of this test session go to a fresh folder, never the user's ~/.cache."""
+    path = tmp_path_factory.mktemp("engine-cache")
+    before = os.environ.get("STREAMER_ENGINE_CACHE")
+    os.environ["STREAMER_ENGINE_CACHE"] = str(path)  # subprocesses (CLI tests) inherit it
+    yield path
+    if before is None:
+        os.environ.pop("STREAMER_ENGINE_CACHE", None)
+    else:
+        os.environ["STREAMER_ENGINE_CACHE"] = before
+
+
 @pytest.fixture(scope="session")
 def clip(tmp_path_factory) -> SampleClip:
     """2 s, 25 fps, 1280x720 H.264 clip with two moving real faces and an AAC track."""

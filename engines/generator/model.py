@@ -278,18 +278,28 @@ def random_generator(seed: int = 0, config: GeneratorConfig | None = None) -> Ge
         return Generator(config or GeneratorConfig()).eval()
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu",
-                   dtype: torch.dtype = torch.float32) -> tuple[Generator, GeneratorInfo]:
-    """Load weights written by :func:`save_generator`; the model is in eval mode on ``device``."""
+def read_generator_info(path: str | Path) -> GeneratorInfo:
+    """The config and training record stored in a weights file by :func:`save_generator` (tensors unread).
+
+    Raises:
+        ValueError: the file is not a streamer face-generator weights file.
+    """
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     if meta.get("format") != "streamer-face-generator-v1":
         raise ValueError(f"{path} is not a streamer face-generator weights file")
-    info = GeneratorInfo(config=GeneratorConfig(**json.loads(meta["config"])),
+    return GeneratorInfo(config=GeneratorConfig(**json.loads(meta["config"])),
                          images_shown=int(meta.get("images_shown", 0)), extra=json.loads(meta.get("extra", "{}")))
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu",
+                   dtype: torch.dtype = torch.float32) -> tuple[Generator, GeneratorInfo]:
+    """Load weights written by :func:`save_generator`; the model is in eval mode on ``device``."""
+    from safetensors.torch import load_file
+
+    info = read_generator_info(path)
     model = Generator(info.config)
     model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
     return model.to(device=device, dtype=dtype).eval(), info

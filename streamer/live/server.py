@@ -65,8 +65,8 @@ class LiveServer:
 
         device = spec.config.pipeline.device
         if device not in self.generators:
-            self.generators[device] = SharedAnonymizer(build_gan_anonymizer(device),
-                                                       window=self.settings.batch_window_ms / 1000)
+            generator = build_gan_anonymizer(device, threads=spec.config.pipeline.threads)
+            self.generators[device] = SharedAnonymizer(generator, window=self.settings.batch_window_ms / 1000)
         return self.generators[device].for_camera(index)
 
     def start(self) -> "LiveServer":

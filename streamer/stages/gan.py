@@ -11,17 +11,23 @@ seeded by ``(seed, track_id)``, so a tracked person keeps the same fake face
 on every frame and two tracks get different ones (DeepPrivacy2 seeds z per
 track the same way). Untracked faces (track id -1) get a fresh z per call.
 
-Precision: FP16 on CUDA, FP32 on the CPU (slow but correct).
+Precision: FP16 on CUDA (TensorRT or PyTorch), FP32 on the CPU (ONNX Runtime
+by default: 1.4-1.7x faster per face than PyTorch on 2 cores,
+``benchmarks/results/engines-generator-cpu-2026-11-26.md``).
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from streamer.stages.anonymizers import FaceCrops
+
+if TYPE_CHECKING:
+    from engines.generator.model import GeneratorConfig
+    from engines.runner import Runner
 
 log = logging.getLogger(__name__)
 
@@ -34,39 +40,46 @@ def track_latent(track_id: int, z_dim: int, seed: int = 0) -> np.ndarray:
 class GanAnonymizer:
     """Anonymizer (see :class:`streamer.stages.anonymizers.Anonymizer`) backed by the face generator.
 
+    The generator runs through an engines runner, like the detector, so the
+    stage does not know the backend: a TensorRT FP16 engine, PyTorch CUDA
+    FP16 with CUDA graphs, or on the CPU ONNX Runtime (the measured-faster
+    CPU runtime) or PyTorch FP32 (:func:`build_gan_anonymizer` chooses).
+
     Args:
-        generator: an :class:`engines.generator.model.Generator` (eval mode) on ``device``.
-        device: torch device name (``cpu`` or ``cuda``).
+        runner: runs the generator: inputs ``image`` (N, 3, S, S) in [-1, 1],
+            ``boxes`` (N, 4) and ``keypoints`` (N, 5, 2) in crop pixels, ``z``
+            (N, z_dim); output the (N, 3, S, S) crop in [-1, 1]. Runners with
+            ``run_tensor`` get device tensors, others host arrays.
+        config: the generator's geometry (crop size, context, z_dim).
         seed: mixed into every track's latent (change it to get other fake identities).
         batch_size: faces per generator call.
     """
 
     name = "gan"
 
-    def __init__(self, generator, device: str = "cpu", seed: int = 0, batch_size: int = 32) -> None:
-        import torch
-
-        self.generator = generator
-        self.device = torch.device(device)
-        self.dtype = next(generator.parameters()).dtype
-        self.config = generator.config
-        self.context = float(self.config.context)
-        self.input_size = int(self.config.size)
+    def __init__(self, runner: Runner, config: GeneratorConfig, seed: int = 0, batch_size: int = 32) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.runner = runner
+        self.backend = runner.backend
+        self.config = config
+        self.context = float(config.context)
+        self.input_size = int(config.size)
         self.seed = seed
         self.batch_size = batch_size
+        self._run_tensor = getattr(runner, "run_tensor", None)
         self._rng = np.random.default_rng([seed, 2**31])
 
     @classmethod
-    def from_file(cls, path: str | Path, device: str = "cpu", seed: int = 0) -> "GanAnonymizer":
-        """Load FP16 safetensors weights: FP16 on CUDA, FP32 on the CPU."""
-        import torch
+    def from_module(cls, generator, device: str = "cpu", seed: int = 0, batch_size: int = 32) -> "GanAnonymizer":
+        """Run an in-memory :class:`engines.generator.model.Generator` with PyTorch on ``device``
+        (FP16 and CUDA graphs on CUDA, FP32 on the CPU)."""
+        from engines.export import GENERATOR
+        from engines.torch_runner import TorchRunner
 
-        from engines.generator.model import load_generator
-
-        dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
-        generator, info = load_generator(path, device=device, dtype=dtype)
-        log.info("face generator %s: %d images shown, %s on %s", path, info.images_shown, dtype, device)
-        return cls(generator, device=device, seed=seed)
+        cuda = str(device).startswith("cuda")
+        runner = TorchRunner(generator, device, cuda_graphs=cuda, input_names=GENERATOR.input_names)
+        return cls(runner, generator.config, seed=seed, batch_size=batch_size)
 
     def latents(self, track_ids: np.ndarray) -> np.ndarray:
         """(N, z_dim) latents: seeded per track id, random for untracked faces (-1)."""
@@ -88,8 +101,8 @@ class GanAnonymizer:
     def anonymize_tensor(self, crops: FaceCrops):
         """Generate a face into each crop of a (N, 3, s, s) tensor (or list of (3, s, s)), values 0..255.
 
-        The crops may live on any device (they are moved to the generator's);
-        returns (N, 3, s, s) float32 0..255 on the generator's device.
+        The crops may live on any device; returns (N, 3, s, s) float32 0..255 on
+        the runner's device (the crops' device for a host runner).
         """
         import torch
 
@@ -97,38 +110,76 @@ class GanAnonymizer:
         if not len(images):
             return images.new_zeros((0, 3, self.input_size, self.input_size), dtype=torch.float32)
         z_all = self.latents(np.asarray(crops.track_ids))
+        boxes_all = np.asarray(crops.boxes, np.float32)
+        kps_all = np.asarray(crops.keypoints, np.float32)
         out = []
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
                 sl = slice(start, start + self.batch_size)
-                x = images[sl].to(self.device).to(self.dtype) / 127.5 - 1
-                boxes = torch.from_numpy(np.asarray(crops.boxes[sl], np.float32)).to(self.device)
-                kps = torch.from_numpy(np.asarray(crops.keypoints[sl], np.float32)).to(self.device)
-                z = torch.from_numpy(z_all[sl]).to(self.device, self.dtype)
-                y = self.generator(x, boxes, kps, z)
+                x = images[sl].float() / 127.5 - 1
+                if self._run_tensor is not None:  # device runners: tensors stay where they are until the runner
+                    y = self._run_tensor(x, *(torch.from_numpy(a[sl]) for a in (boxes_all, kps_all, z_all)))[0]
+                else:
+                    y = torch.from_numpy(self.runner((x.cpu().numpy(), boxes_all[sl], kps_all[sl], z_all[sl]))[0])
+                    y = y.to(images.device)
                 out.append((y.float().clamp(-1, 1) + 1) * 127.5)
         return torch.cat(out)
 
 
-def build_gan_anonymizer(device: str = "auto", weights: str | Path | None = None, seed: int = 0) -> GanAnonymizer:
-    """The GAN anonymizer for the pipeline's device setting (``auto``, ``cpu``, ``cuda``).
+def build_gan_anonymizer(device: str = "auto", seed: int = 0, threads: int = 0,
+                         cpu_runtime_name: str | None = None) -> GanAnonymizer:
+    """The GAN anonymizer on the backend chosen for ``device`` (``auto``, ``cpu``, ``cuda``, ...).
+
+    The weights are :func:`engines.generator.weights_path` (the shipped file,
+    or ``$STREAMER_GENERATOR_WEIGHTS``). The backend is picked as for the
+    detector (:func:`engines.select.select_backend`): a TensorRT FP16 engine
+    from the engine cache, PyTorch CUDA FP16 with CUDA graphs, or on the CPU
+    ONNX Runtime (default, from an ONNX export cached by weights hash) or
+    PyTorch FP32. The choice is logged.
+
+    Args:
+        device: the pipeline's device setting.
+        seed: mixed into every track's latent.
+        threads: CPU inference threads (0 = all cores).
+        cpu_runtime_name: ``onnxruntime`` or ``torch`` (default:
+            ``$STREAMER_CPU_RUNTIME``, else the measured-faster one).
 
     Raises:
-        BackendError: no weights file, or CUDA asked for but absent.
+        BackendError: no weights file, or the requested backend is unavailable.
     """
+    from engines.engine_cache import default_cache_dir
+    from engines.export import GENERATOR, exported_onnx_path
     from engines.generator import WEIGHTS_ENV, weights_path
-    from engines.select import cuda_available
+    from engines.generator.model import load_generator, read_generator_info
+    from engines.select import cpu_runtime, select_backend
     from streamer.errors import BackendError
 
-    path = Path(weights) if weights else weights_path()
+    path = weights_path()
     if not path.is_file():
         raise BackendError(f"mode 'gan' needs the face generator's weights ({path}), which are not present; "
                            f"train them (engines/generator/train.py), point {WEIGHTS_ENV} at a file, "
                            "or use --mode blur, pixelate or mask")
-    if device == "auto":
-        device = "cuda" if cuda_available() else "cpu"
-    elif device == "cuda" and not cuda_available():
-        raise BackendError("device cuda was asked for, but PyTorch sees no CUDA GPU")
-    if device == "cpu":
-        log.warning("the face generator runs on the CPU in FP32: correct but slow")
-    return GanAnonymizer.from_file(path, device=device, seed=seed)
+    info = read_generator_info(path)
+    choice = select_backend(device)
+    backend = cpu_runtime(cpu_runtime_name) if choice.name == "cpu" else choice.name
+    log.info("face generator %s: %d images shown; backend %s (%s)", path, info.images_shown, backend, choice.reason)
+    if backend == "onnxruntime":
+        from engines.runner import OnnxRuntimeRunner
+
+        runner = OnnxRuntimeRunner(exported_onnx_path(GENERATOR, default_cache_dir()), GENERATOR.input_names,
+                                   GENERATOR.output_names, threads)
+        return GanAnonymizer(runner, info.config, seed=seed)
+    if backend == "tensorrt":
+        from engines.tensorrt_runner import batch_profiles, tensorrt_runner_for
+
+        runner = tensorrt_runner_for(GENERATOR, batch_profiles(GENERATOR, max_batch=64), default_cache_dir())
+        return GanAnonymizer(runner, info.config, seed=seed)
+    if backend == "torch":
+        log.warning("the face generator runs on the CPU in PyTorch FP32: correct but slow")
+        from engines.torch_runner import TorchRunner
+
+        generator, _ = load_generator(path)
+        runner = TorchRunner(generator, "cpu", threads=threads, input_names=GENERATOR.input_names)
+        return GanAnonymizer(runner, info.config, seed=seed)
+    generator, _ = load_generator(path)  # torch-cuda
+    return GanAnonymizer.from_module(generator, "cuda", seed=seed)

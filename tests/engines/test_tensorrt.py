@@ -49,7 +49,8 @@ _SKIP = "tensorrt not installed" if not tensorrt_available() else None if cuda_a
 
 @pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")
 def test_build_cache_and_run(tmp_path, centerface_torch, real_frames):
-    from engines.tensorrt_runner import build_cached_engine, exported_onnx_path, tensorrt_cache_key, \
+    from engines.export import exported_onnx_path
+    from engines.tensorrt_runner import build_cached_engine, tensorrt_cache_key, \
         tensorrt_runner_for
 
     profiles = detector_profiles([(640, 384)], max_batch=8)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from engines.generator import WEIGHTS_ENV, default_mode
 from streamer.config import AnonymizerConfig, Config
@@ -44,7 +43,7 @@ def _face(result: np.ndarray, box: np.ndarray) -> np.ndarray:
 
 
 def test_same_track_keeps_its_face_and_different_tracks_differ():
-    gan = GanAnonymizer(random_generator(seed=3))
+    gan = GanAnonymizer.from_module(random_generator(seed=3))
     image = _astronaut()
     c0, b0, k0 = _crop(image, 0.0)
     c1, b1, k1 = _crop(image, 2.0)  # the next frame: the face moved 2 px
@@ -66,7 +65,7 @@ def test_track_latents_are_seeded_per_track():
 
 
 def test_the_original_face_does_not_reach_the_output():
-    gan = GanAnonymizer(random_generator())
+    gan = GanAnonymizer.from_module(random_generator())
     crop, box, kps = _crop(_astronaut(), 0.0)
     other = crop.copy()
     x1, y1, x2, y2 = int(box[0]), int(box[1]), int(np.ceil(box[2])), int(np.ceil(box[3]))
@@ -90,7 +89,7 @@ def _frame_and_faces():
 def test_tiny_faces_and_faces_without_keypoints_fall_back_and_are_counted():
     frame, faces = _frame_and_faces()
     compositor = Compositor(AnonymizerConfig(mode="gan", fallback_mode="pixelate", min_gan_size=14),
-                            anonymizer=GanAnonymizer(random_generator()))
+                            anonymizer=GanAnonymizer.from_module(random_generator()))
     counts = compositor(frame, faces)
     assert counts == {"gan": 1, "pixelate": 2}
 
@@ -112,6 +111,7 @@ def test_config_default_follows_the_weights(weights_file, monkeypatch):
 
 
 def test_build_compositor_loads_the_weights_or_explains(weights_file, tmp_path, monkeypatch):
+    """gan mode runs the generator on the CPU runtime (ONNX Runtime unless asked otherwise)."""
     from streamer.factory import build_compositor
 
     config = Config()
@@ -120,7 +120,9 @@ def test_build_compositor_loads_the_weights_or_explains(weights_file, tmp_path, 
     monkeypatch.setenv(WEIGHTS_ENV, str(weights_file))
     compositor = build_compositor(config)
     assert compositor.anonymizer.name == "gan" and compositor.fallback.name == "blur"
-    assert next(compositor.anonymizer.generator.parameters()).dtype == torch.float32  # FP32 on the CPU
+    assert compositor.anonymizer.backend == "onnxruntime-cpu"  # the CPU default, from a cached ONNX export
+    monkeypatch.setenv("STREAMER_CPU_RUNTIME", "torch")
+    assert build_compositor(config).anonymizer.backend == "torch-cpu"
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "missing.safetensors"))
     with pytest.raises(BackendError, match="weights"):
         build_compositor(config)
@@ -143,3 +145,18 @@ def test_pipeline_run_counts_gan_and_fallback_faces(weights_file, tmp_path, monk
     stats = anonymize_file(clip.path, str(tmp_path / "out2.mp4"), config, progress=False,
                            compositor=build_compositor(config))
     assert stats.anonymized["gan"] == 0 and stats.anonymized["blur"] >= len(clip.face_boxes) - 1
+
+
+def test_onnx_runtime_and_pytorch_generators_give_the_same_faces(weights_file, monkeypatch):
+    """The CPU runtimes agree: the cached ONNX export of the weights file matches PyTorch FP32."""
+    from streamer.stages.gan import build_gan_anonymizer
+
+    monkeypatch.setenv(WEIGHTS_ENV, str(weights_file))
+    ort = build_gan_anonymizer("cpu", cpu_runtime_name="onnxruntime")
+    pt = build_gan_anonymizer("cpu", cpu_runtime_name="torch")
+    crop, box, kps = _crop(_astronaut(), 0.0)
+    crops = FaceCrops(images=[crop, crop], boxes=np.stack([box, box]), keypoints=np.stack([kps, kps]),
+                      track_ids=np.array([1, 2]))
+    a, b = ort.anonymize(crops), pt.anonymize(crops)
+    assert max(np.abs(x.astype(int) - y.astype(int)).max() for x, y in zip(a, b)) <= 1
+    assert np.abs(a[0].astype(int) - a[1].astype(int)).mean() > 1  # two tracks, two faces

@@ -107,7 +107,7 @@ def test_one_generator_for_all_cameras_batches_faces_and_keeps_identities_apart(
     from engines.generator.model import random_generator
     from streamer.stages.gan import GanAnonymizer
 
-    gan = GanAnonymizer(random_generator(seed=0), device="cpu")
+    gan = GanAnonymizer.from_module(random_generator(seed=0))
     direct = gan.anonymize(_crops(2, [1, 2]))
     shared = SharedAnonymizer(gan, window=0.5)
     cam0, cam1 = shared.for_camera(0), shared.for_camera(1)
@@ -131,7 +131,7 @@ def test_shared_generator_takes_tensor_batches_from_the_gpu_compositor():
     from engines.generator.model import random_generator
     from streamer.stages.gan import GanAnonymizer
 
-    shared = SharedAnonymizer(GanAnonymizer(random_generator(seed=0), device="cpu"), window=0.5)
+    shared = SharedAnonymizer(GanAnonymizer.from_module(random_generator(seed=0)), window=0.5)
 
     def run(index: int, n: int):
         crops = _crops(n, list(range(n)))

@@ -58,7 +58,7 @@ def test_gan_mode_and_fallback_match_the_opencv_compositor(device):
     from streamer.stages.gan import GanAnonymizer
     from tests.generator.conftest import random_generator
 
-    gan = GanAnonymizer(random_generator(seed=3), device=device)
+    gan = GanAnonymizer.from_module(random_generator(seed=3), device=device)
     config = AnonymizerConfig(mode="gan", fallback_mode="pixelate")
     faces = Detections(xyxy=[ASTRONAUT_FACE_BOX, [300, 20, 360, 90], [400, 400, 410, 425]], scores=[0.9, 1, 1],
                        keypoints=[KEYPOINTS, KEYPOINTS + [100, -80], np.full((5, 2), np.nan)], track_ids=[3, 5, 4])
