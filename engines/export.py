@@ -337,6 +337,7 @@ def exported_onnx_path(spec: ModelSpec, cache_dir: str | os.PathLike) -> Path:
     module = None if spec.weights_path() else spec.build()  # random weights: hashed, then exported
     path = Path(cache_dir) / f"{spec.name}-{weights_tag(spec, module)}.onnx"
     if not path.exists():
+        log.info("exporting %s to ONNX (once per weights file): %s", spec.name, path)
         export_onnx(spec, path, module)
     return path
 
