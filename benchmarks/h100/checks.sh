@@ -67,3 +67,4 @@ tail -n 3 "$OUT"/pytest-*.log 2>/dev/null
 grep -h '^|' "$OUT"/engines-*.md "$OUT"/bench*.log 2>/dev/null | head -40
 grep -h 'decode:' "$OUT"/bench*.log 2>/dev/null | sort -u
 grep -h 'latency_s' -A3 "$OUT"/live-*.json 2>/dev/null
+! grep -qE ': exit [1-9]' "$OUT/summary-$part.txt"  # the call's exit status: 0 when every step passed
