@@ -166,8 +166,13 @@ def build_gan_anonymizer(device: str = "auto", seed: int = 0, threads: int = 0,
     if backend == "onnxruntime":
         from engines.runner import OnnxRuntimeRunner
 
-        runner = OnnxRuntimeRunner(exported_onnx_path(GENERATOR, default_cache_dir()), GENERATOR.input_names,
-                                   GENERATOR.output_names, threads)
+        cache = default_cache_dir()
+        try:
+            onnx_path = exported_onnx_path(GENERATOR, cache)
+        except OSError as exc:
+            raise BackendError(f"cannot write the face generator's ONNX export to {cache} ({exc.strerror or exc}); "
+                               "set STREAMER_ENGINE_CACHE to a writable folder") from None
+        runner = OnnxRuntimeRunner(onnx_path, GENERATOR.input_names, GENERATOR.output_names, threads)
         return GanAnonymizer(runner, info.config, seed=seed)
     if backend == "tensorrt":
         from engines.tensorrt_runner import batch_profiles, tensorrt_runner_for

@@ -160,3 +160,14 @@ def test_onnx_runtime_and_pytorch_generators_give_the_same_faces(weights_file, m
     a, b = ort.anonymize(crops), pt.anonymize(crops)
     assert max(np.abs(x.astype(int) - y.astype(int)).max() for x, y in zip(a, b)) <= 1
     assert np.abs(a[0].astype(int) - a[1].astype(int)).mean() > 1  # two tracks, two faces
+
+
+def test_unwritable_engine_cache_is_a_clear_error(weights_file, tmp_path, monkeypatch):
+    from streamer.stages.gan import build_gan_anonymizer
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(WEIGHTS_ENV, str(weights_file))
+    monkeypatch.setenv("STREAMER_ENGINE_CACHE", str(blocker / "engines"))
+    with pytest.raises(BackendError, match="STREAMER_ENGINE_CACHE to a writable folder"):
+        build_gan_anonymizer("cpu", cpu_runtime_name="onnxruntime")
