@@ -74,16 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_summary(title: str, stats, quiet: bool) -> None:
-    if not quiet:
-        print(f"{title}\n{stats.summary()}", file=sys.stderr)
+def _json_logs(args: argparse.Namespace) -> bool:
+    return getattr(args, "log_format", "text") == "json"
 
 
-def _anonymize_one(src: str, dst: str, config: Config, quiet: bool):
+def _anonymize_one(src: str, dst: str, config: Config, args: argparse.Namespace):
+    """Anonymize one file; report the run (a summary block, or one JSON record with ``--log-format json``)."""
     from streamer.pipeline import anonymize_file
 
-    stats = anonymize_file(src, dst, config, progress=not quiet)
-    _print_summary(f"{src} -> {dst}", stats, quiet)
+    stats = anonymize_file(src, dst, config, progress=not (args.quiet or _json_logs(args)))
+    if _json_logs(args):
+        log.info("summary", extra={"event": "summary", "input": src, "output": dst, **stats.as_dict()})
+    elif not args.quiet:
+        print(f"{src} -> {dst}\n{stats.summary()}", file=sys.stderr)
     if stats.truncated or stats.decode_errors:
         log.warning("%s was damaged: output holds the %d frames that could be decoded", src, stats.frames_out)
     return stats
@@ -103,7 +106,7 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     src = Path(args.input)
     if not src.is_dir():
-        _anonymize_one(args.input, args.output, config, args.quiet)
+        _anonymize_one(args.input, args.output, config, args)
         return 0
     dst = Path(args.output)
     if dst.exists() and not dst.is_dir():
@@ -115,12 +118,13 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     failed = 0
     for video in videos:
         try:
-            _anonymize_one(str(video), str(dst / video.name), config, args.quiet)
+            _anonymize_one(str(video), str(dst / video.name), config, args)
         except InputError as exc:  # one bad file does not stop the batch
             failed += 1
-            print(f"streamer: error: {exc}", file=sys.stderr)
+            log.error("%s", exc, extra={"event": "file_failed", "input": str(video)})
     if failed:
-        print(f"streamer: {failed} of {len(videos)} files failed", file=sys.stderr)
+        log.error("%d of %d files failed", failed, len(videos),
+                  extra={"event": "files_failed", "failed": failed, "files": len(videos)})
     return 1 if failed else 0
 
 
@@ -134,9 +138,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     source = out_dir / "streamer-demo-input.mp4"
     output = out_dir / "streamer-demo-output.mp4"
     if not args.quiet:
-        print(f"writing sample clip {source} (a moving, zooming face with audio)", file=sys.stderr)
+        log.info("writing sample clip %s (a moving, zooming face with audio)", source)
     make_sample_clip(str(source), seconds=4.0, faces=2)
-    _anonymize_one(str(source), str(output), config, args.quiet)
+    _anonymize_one(str(source), str(output), config, args)
     print(f"anonymized video: {output}")
     return 0
 
@@ -172,16 +176,16 @@ def main(argv: list[str] | None = None) -> int:
     except StreamerError as exc:
         if args.debug:
             raise
-        print(f"streamer: error: {exc}", file=sys.stderr)
+        log.error("%s", exc, extra={"event": "error", "exit_code": exc.exit_code})
         return exc.exit_code
     except KeyboardInterrupt:
-        print("streamer: interrupted", file=sys.stderr)
+        log.warning("interrupted", extra={"event": "interrupted", "exit_code": 130})
         return 130
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, not a traceback
         if args.debug:
             raise
-        print(f"streamer: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
-              file=sys.stderr)
+        log.error("internal error: %s: %s (rerun with --debug for details)", type(exc).__name__, exc,
+                  extra={"event": "internal_error", "exit_code": 1})
         return 1
 
 

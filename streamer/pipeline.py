@@ -90,6 +90,15 @@ class RunStats:
         """Frames written per second of wall time."""
         return self.frames_out / self.seconds if self.seconds > 0 else 0.0
 
+    def as_dict(self) -> dict:
+        """The counters as plain JSON-ready values (structured logs, result files); times in seconds and ms."""
+        return {"frames_in": self.frames_in, "frames_out": self.frames_out, "frames_dropped": self.frames_dropped,
+                "frames_masked": self.frames_masked, "decode_errors": self.decode_errors, "truncated": self.truncated,
+                "faces_detected": self.faces_detected, "faces_tracked_only": self.faces_tracked_only,
+                "tracks": self.tracks, "anonymized": dict(self.anonymized), "packets_copied": self.packets_copied,
+                "seconds": round(self.seconds, 3), "fps": round(self.fps, 2), "backend": self.backend,
+                "stage_ms_p50_p95": {k: [round(a, 2), round(b, 2)] for k, (a, b) in self.stage_percentiles().items()}}
+
     def summary(self) -> str:
         """A short multi-line, human-readable report."""
         modes = ", ".join(f"{n} {m}" for m, n in sorted(self.anonymized.items())) or "none"

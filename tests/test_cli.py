@@ -126,3 +126,23 @@ def test_demo_runs_on_a_fresh_machine(tmp_path):
 def test_several_file_inputs_are_refused(small_clip, tmp_path):
     proc = run_cli("anonymize", small_clip.path, small_clip.path, str(tmp_path / "o.mp4"), "-q")
     assert_one_line_error(proc, "several inputs", 3)
+
+
+def test_json_logs_for_a_folder_job(small_clip, tmp_path):
+    """``--log-format json``: no progress bar, one JSON record per line: a summary per file with its
+    counts, the bad file and the failure count as error records, exit code 1."""
+    import json
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(small_clip.path, folder / "a.mp4")
+    (folder / "b.mp4").write_text("not a video")
+    proc = run_cli("anonymize", str(folder), str(tmp_path / "out"), "--log-format", "json", "--detector-width", "640")
+    assert proc.returncode == 1, proc.stderr
+    records = [json.loads(line) for line in proc.stderr.splitlines() if line.strip()]
+    by_event = {r.get("event"): r for r in records}
+    summary = by_event["summary"]
+    assert summary["input"].endswith("a.mp4") and summary["frames_out"] == len(small_clip.pts)
+    assert summary["frames_dropped"] == 0 and summary["anonymized"]
+    assert by_event["file_failed"]["level"] == "error" and by_event["file_failed"]["input"].endswith("b.mp4")
+    assert by_event["files_failed"]["failed"] == 1
