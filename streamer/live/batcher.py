@@ -211,6 +211,7 @@ class CameraAnonymizer:
         self.name = shared.anonymizer.name
         self.context = shared.anonymizer.context
         self.input_size = shared.anonymizer.input_size
+        self.mask_scale = shared.anonymizer.mask_scale
 
     def _own(self, crops: FaceCrops) -> FaceCrops:
         ids = np.asarray(crops.track_ids, np.int64)

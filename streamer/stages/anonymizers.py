@@ -69,11 +69,18 @@ class Anonymizer(Protocol):
             alone; the GAN wants surrounding context, e.g. 2.0).
         input_size: side in pixels crops are resized to (square), or None to
             keep native size.
+        mask_scale: the anonymizer changes only the face box scaled by this
+            about its centre and returns the rest of the crop as it came (the
+            GAN: generated face, original context); None: it changes the whole
+            crop. The compositor blends back only the changed part, so a
+            crop's context never pastes the original pixels of an
+            overlapping, already anonymized face back.
     """
 
     name: str
     context: float
     input_size: int | None
+    mask_scale: float | None
 
     def anonymize(self, crops: FaceCrops) -> list[np.ndarray]:
         """Return one anonymized crop per input crop, same shape and dtype."""
@@ -100,6 +107,7 @@ class Blur:
     name: str = "blur"
     context: float = 1.0
     input_size: int | None = None
+    mask_scale: float | None = None
 
     def plan(self, box: np.ndarray, width: int, height: int) -> tuple[float, tuple[int, int]]:
         """Blur of a ``width`` x ``height`` crop with face ``box``: (sigma on the down-scaled
@@ -140,6 +148,7 @@ class Pixelate:
     name: str = "pixelate"
     context: float = 1.0
     input_size: int | None = None
+    mask_scale: float | None = None
 
     def plan(self, box: np.ndarray, width: int, height: int) -> tuple[int, int]:
         """(width, height) in blocks of a ``width`` x ``height`` crop with face ``box``."""
@@ -175,6 +184,7 @@ class Mask:
     name: str = "mask"
     context: float = 1.0
     input_size: int | None = None
+    mask_scale: float | None = None
 
     def anonymize(self, crops: FaceCrops) -> list[np.ndarray]:
         """Return crops filled with ``color``."""

@@ -50,6 +50,9 @@ class Placement:
         x0, y0, x1, y1: the crop, integer pixels (``x1``, ``y1`` exclusive); may leave the frame.
         region: the ellipse's box in crop pixels (x1, y1, x2, y2).
         feather: width of the soft edge in pixels.
+        changed: the part of the crop the anonymizer changes (x1, y1, x2, y2 crop
+            pixels; the face box x its ``mask_scale``), or None for all of it.
+            Only that part is blended back.
     """
 
     x0: int
@@ -58,6 +61,7 @@ class Placement:
     y1: int
     region: np.ndarray
     feather: float
+    changed: np.ndarray | None = None
 
     @property
     def rect(self) -> tuple[int, int, int, int]:
@@ -75,9 +79,13 @@ class Placement:
         return self.y1 - self.y0
 
 
-def ellipse_mask_work(width: int, height: int, region: np.ndarray, feather: float) -> np.ndarray:
+def ellipse_mask_work(width: int, height: int, region: np.ndarray, feather: float,
+                      changed: np.ndarray | None = None) -> np.ndarray:
     """The feathered ellipse mask of a ``width`` x ``height`` crop, drawn at most ``_MASK_WORK_SIZE`` across.
 
+    With ``changed`` (crop pixels x1, y1, x2, y2) the mask is also cut to that
+    rectangle, drawn half a work pixel inside it so the bilinear up-scaling
+    never reaches pixels the anonymizer left as they were.
     :func:`feathered_ellipse_mask` up-scales it to the crop size (bilinear);
     the GPU compositor uploads this small mask and up-scales it there.
     """
@@ -92,21 +100,30 @@ def ellipse_mask_work(width: int, height: int, region: np.ndarray, feather: floa
     sigma = feather / scale / 2
     if sigma >= 0.3:
         canvas = np.clip(2.0 * cv2.GaussianBlur(canvas, (0, 0), sigma), 0.0, 1.0)
+    if changed is not None:
+        x0, y0, x1, y1 = (np.asarray(changed, np.float64) / scale + [0.5, 0.5, -0.5, -0.5])
+        inside = np.zeros_like(canvas)
+        inside[max(0, int(np.ceil(y0))):max(0, int(np.floor(y1)) + 1),
+               max(0, int(np.ceil(x0))):max(0, int(np.floor(x1)) + 1)] = 1.0
+        canvas *= inside
     return canvas
 
 
-def feathered_ellipse_mask(width: int, height: int, region: np.ndarray, feather: float) -> np.ndarray:
+def feathered_ellipse_mask(width: int, height: int, region: np.ndarray, feather: float,
+                           changed: np.ndarray | None = None) -> np.ndarray:
     """Float32 (height, width) mask: 1 inside the ellipse inscribed in ``region``, fading to 0
-    over ``feather`` pixels outside it."""
-    canvas = ellipse_mask_work(width, height, region, feather)
+    over ``feather`` pixels outside it; cut to the rectangle ``changed`` when given (crop pixels)."""
+    canvas = ellipse_mask_work(width, height, region, feather, changed)
     if canvas.shape != (height, width):
         canvas = cv2.resize(canvas, (width, height), interpolation=cv2.INTER_LINEAR)
     return canvas
 
 
-def place_face(box: np.ndarray, config: AnonymizerConfig, context: float = 1.0) -> Placement:
+def place_face(box: np.ndarray, config: AnonymizerConfig, context: float = 1.0,
+               mask_scale: float | None = None) -> Placement:
     """Where the crop of face ``box`` (x1, y1, x2, y2 pixels) sits in the frame, for an anonymizer
-    wanting ``context`` x the face size (see the module docstring for the geometry)."""
+    wanting ``context`` x the face size and changing the face box x ``mask_scale`` (None: the whole
+    crop; see the module docstring for the geometry)."""
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     half_w = max(1.0, (box[2] - box[0]) / 2 * config.box_scale)
     half_h = max(1.0, (box[3] - box[1]) / 2 * config.box_scale)
@@ -120,7 +137,11 @@ def place_face(box: np.ndarray, config: AnonymizerConfig, context: float = 1.0) 
     ew = (box[2] - box[0]) / 2 * config.box_scale
     eh = (box[3] - box[1]) / 2 * config.box_scale
     region = np.array([cx - ew - x0, cy - eh - y0, cx + ew - x0, cy + eh - y0], np.float32)
-    return Placement(x0, y0, x1, y1, region, feather)
+    changed = None
+    if mask_scale is not None:
+        mw, mh = (box[2] - box[0]) / 2 * mask_scale, (box[3] - box[1]) / 2 * mask_scale
+        changed = np.array([cx - mw - x0, cy - mh - y0, cx + mw - x0, cy + mh - y0], np.float32)
+    return Placement(x0, y0, x1, y1, region, feather, changed)
 
 
 def face_in_crop(p: Placement, box: np.ndarray, keypoints: np.ndarray, input_size: int | None
@@ -189,7 +210,8 @@ class Compositor:
         return np.ascontiguousarray(crop)
 
     def _apply(self, image: np.ndarray, faces: Detections, anonymizer: Anonymizer) -> None:
-        placements = [place_face(box, self.config, anonymizer.context) for box in faces.xyxy]
+        placements = [place_face(box, self.config, anonymizer.context, anonymizer.mask_scale)
+                      for box in faces.xyxy]
         crops, boxes, keypoints = [], [], []
         for p, box, kps in zip(placements, faces.xyxy, faces.keypoints):
             crop = self._cut(image, p)
@@ -208,7 +230,7 @@ class Compositor:
             cw, ch = p.width, p.height
             if result.shape[1] != cw or result.shape[0] != ch:
                 result = cv2.resize(result, (cw, ch), interpolation=cv2.INTER_LINEAR)
-            mask = feathered_ellipse_mask(cw, ch, p.region, p.feather)
+            mask = feathered_ellipse_mask(cw, ch, p.region, p.feather, p.changed)
             cx0, cy0, cx1, cy1 = max(p.x0, 0), max(p.y0, 0), min(p.x1, w), min(p.y1, h)
             if cx1 <= cx0 or cy1 <= cy0:
                 continue

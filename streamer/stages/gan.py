@@ -65,6 +65,7 @@ class GanAnonymizer:
         self.config = config
         self.context = float(config.context)
         self.input_size = int(config.size)
+        self.mask_scale = float(config.mask_scale)  # the generator replaces only the face box x this
         self.seed = seed
         self.batch_size = batch_size
         self._run_tensor = getattr(runner, "run_tensor", None)

@@ -111,7 +111,7 @@ class TorchCompositor(Compositor):
         placements, boxes, keypoints, track_ids = [], [], [], []
         for i, j in jobs:
             det = frames[i].detections
-            p = place_face(det.xyxy[j], self.config, anonymizer.context)
+            p = place_face(det.xyxy[j], self.config, anonymizer.context, anonymizer.mask_scale)
             face_box, face_kps = face_in_crop(p, det.xyxy[j], det.keypoints[j], anonymizer.input_size)
             placements.append(p)
             boxes.append(face_box)
@@ -138,7 +138,7 @@ class TorchCompositor(Compositor):
     def _masks(self, placements) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         """The small feathered masks of all faces, drawn on the host by the CPU compositor's function
         and uploaded in one copy: (K, 1, h, w) padded, and each one's (height, width) in pixels."""
-        works = [ellipse_mask_work(p.width, p.height, p.region, p.feather) for p in placements]
+        works = [ellipse_mask_work(p.width, p.height, p.region, p.feather, p.changed) for p in placements]
         sizes = [w.shape for w in works]
         canvas = np.zeros((len(works), 1, max(h for h, _ in sizes), max(w for _, w in sizes)), np.float32)
         for k, w in enumerate(works):
