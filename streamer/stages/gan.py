@@ -3,8 +3,8 @@
 The compositor cuts a square crop of ``context`` (2.0) x the face size around
 each face, resizes it to 128 px and calls :meth:`GanAnonymizer.anonymize`;
 the generator blacks out the face box (times ``mask_scale``) itself, so the
-original face never reaches it, and the compositor blends back only the
-feathered ellipse over the face.
+original face never reaches it, and the compositor blends back only that
+generated box (``mask_scale``), inside the feathered ellipse over the face.
 
 One identity per person: the latent z of a face is drawn from a generator
 seeded by ``(seed, track_id)``, so a tracked person keeps the same fake face
