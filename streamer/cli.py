@@ -14,7 +14,7 @@ from pathlib import Path
 
 from streamer.config import ANONYMIZER_MODES, DEVICES, ERROR_POLICIES, Config, apply_overrides, load_config
 from streamer.errors import InputError, OutputError, StreamerError
-from streamer.logs import LOG_FORMATS, setup_logging
+from streamer.logs import LOG_FORMATS, json_logs, setup_logging
 
 log = logging.getLogger("streamer")
 
@@ -74,16 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _json_logs(args: argparse.Namespace) -> bool:
-    return getattr(args, "log_format", "text") == "json"
-
-
 def _anonymize_one(src: str, dst: str, config: Config, args: argparse.Namespace):
     """Anonymize one file; report the run (a summary block, or one JSON record with ``--log-format json``)."""
     from streamer.pipeline import anonymize_file
 
-    stats = anonymize_file(src, dst, config, progress=not (args.quiet or _json_logs(args)))
-    if _json_logs(args):
+    stats = anonymize_file(src, dst, config, progress=not (args.quiet or json_logs(args)))
+    if json_logs(args):
         log.info("summary", extra={"event": "summary", "input": src, "output": dst, **stats.as_dict()})
     elif not args.quiet:
         print(f"{src} -> {dst}\n{stats.summary()}", file=sys.stderr)

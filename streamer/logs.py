@@ -47,6 +47,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def json_logs(args) -> bool:
+    """Whether the command line (an argparse namespace) asked for ``--log-format json``."""
+    return getattr(args, "log_format", "text") == "json"
+
+
 def setup_logging(log_format: str = "text", debug: bool = False, quiet: bool = False) -> None:
     """Send log records to stderr in ``log_format`` (``text`` or ``json``).
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from streamer.errors import InputError
+from streamer.logs import json_logs
 from streamer.live.settings import INPUT_SCHEMES, OUTPUT_SCHEMES, ServerSettings, parse_camera, parse_server
 
 
@@ -41,7 +42,7 @@ def _run(config, specs, settings, args) -> int:
 
     server = LiveServer(config, specs, settings)
     snapshots = server.run(getattr(args, "duration", None))
-    if getattr(args, "log_format", "text") == "json":  # one more JSON line, like every other one
+    if json_logs(args):  # one more JSON line, like every other one
         logging.getLogger("streamer").info("summary", extra={"event": "summary", "cameras": snapshots})
     elif not getattr(args, "quiet", False):
         print(json.dumps(snapshots, indent=1), file=sys.stderr)

@@ -72,14 +72,16 @@ class GanAnonymizer:
         self._rng = np.random.default_rng([seed, 2**31])
 
     @classmethod
-    def from_module(cls, generator, device: str = "cpu", seed: int = 0, batch_size: int = 32) -> "GanAnonymizer":
+    def from_module(cls, generator, device: str = "cpu", seed: int = 0, batch_size: int = 32,
+                    threads: int = 0) -> "GanAnonymizer":
         """Run an in-memory :class:`engines.generator.model.Generator` with PyTorch on ``device``
-        (FP16 and CUDA graphs on CUDA, FP32 on the CPU)."""
+        (FP16 and CUDA graphs on CUDA, FP32 with ``threads`` CPU threads on the CPU)."""
         from engines.export import GENERATOR
         from engines.torch_runner import TorchRunner
 
         cuda = str(device).startswith("cuda")
-        runner = TorchRunner(generator, device, cuda_graphs=cuda, input_names=GENERATOR.input_names)
+        runner = TorchRunner(generator, device, cuda_graphs=cuda, threads=0 if cuda else threads,
+                             input_names=GENERATOR.input_names)
         return cls(runner, generator.config, seed=seed, batch_size=batch_size)
 
     def latents(self, track_ids: np.ndarray) -> np.ndarray:
@@ -164,7 +166,17 @@ def build_gan_anonymizer(device: str = "auto", seed: int = 0, threads: int = 0,
     choice = select_backend(device)
     backend = cpu_runtime(cpu_runtime_name) if choice.name == "cpu" else choice.name
     log.info("face generator %s: %d images shown; backend %s (%s)", path, info.images_shown, backend, choice.reason)
-    if backend == "onnxruntime":
+    if backend in ("torch", "torch-cuda"):
+        if backend == "torch":
+            log.warning("the face generator runs on the CPU in PyTorch FP32: correct but slow")
+        generator, _ = load_generator(path)
+        return GanAnonymizer.from_module(generator, "cpu" if backend == "torch" else "cuda", seed=seed,
+                                         threads=threads)
+    if backend == "tensorrt":
+        from engines.tensorrt_runner import batch_profiles, tensorrt_runner_for
+
+        runner = tensorrt_runner_for(GENERATOR, batch_profiles(GENERATOR, max_batch=64), default_cache_dir())
+    else:  # onnxruntime
         from engines.runner import OnnxRuntimeRunner
 
         cache = default_cache_dir()
@@ -174,18 +186,4 @@ def build_gan_anonymizer(device: str = "auto", seed: int = 0, threads: int = 0,
             raise BackendError(f"cannot write the face generator's ONNX export to {cache} ({exc.strerror or exc}); "
                                "set STREAMER_ENGINE_CACHE to a writable folder") from None
         runner = OnnxRuntimeRunner(onnx_path, GENERATOR.input_names, GENERATOR.output_names, threads)
-        return GanAnonymizer(runner, info.config, seed=seed)
-    if backend == "tensorrt":
-        from engines.tensorrt_runner import batch_profiles, tensorrt_runner_for
-
-        runner = tensorrt_runner_for(GENERATOR, batch_profiles(GENERATOR, max_batch=64), default_cache_dir())
-        return GanAnonymizer(runner, info.config, seed=seed)
-    if backend == "torch":
-        log.warning("the face generator runs on the CPU in PyTorch FP32: correct but slow")
-        from engines.torch_runner import TorchRunner
-
-        generator, _ = load_generator(path)
-        runner = TorchRunner(generator, "cpu", threads=threads, input_names=GENERATOR.input_names)
-        return GanAnonymizer(runner, info.config, seed=seed)
-    generator, _ = load_generator(path)  # torch-cuda
-    return GanAnonymizer.from_module(generator, "cuda", seed=seed)
+    return GanAnonymizer(runner, info.config, seed=seed)

@@ -8,16 +8,16 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the face generator needs torch")
 
-from engines.generator.model import Generator, GeneratorConfig, GeneratorInfo, save_generator  # noqa: E402
+from engines.generator.model import (Generator, GeneratorConfig, GeneratorInfo, random_generator as _random,  # noqa: E402
+                                     save_generator)
 
 #: A narrow generator at the real 128 px geometry: fast on 2 CPU cores.
 SMALL = dict(channels=(8, 16, 16, 32, 32, 32), d_channels=(8, 16, 16, 32, 32, 32))
 
 
 def random_generator(seed: int = 0, **overrides) -> Generator:
-    """A fixed-seed randomly initialised generator in eval mode."""
-    torch.manual_seed(seed)
-    return Generator(GeneratorConfig(**{**SMALL, **overrides})).eval()
+    """A fixed-seed randomly initialised small generator (``SMALL`` + ``overrides``) in eval mode."""
+    return _random(seed, GeneratorConfig(**{**SMALL, **overrides}))
 
 
 @pytest.fixture
