@@ -84,8 +84,9 @@ def ellipse_mask_work(width: int, height: int, region: np.ndarray, feather: floa
     """The feathered ellipse mask of a ``width`` x ``height`` crop, drawn at most ``_MASK_WORK_SIZE`` across.
 
     With ``changed`` (crop pixels x1, y1, x2, y2) the mask is also cut to that
-    rectangle, drawn half a work pixel inside it so the bilinear up-scaling
-    never reaches pixels the anonymizer left as they were.
+    rectangle: at crop size, to the pixels wholly inside it; when the mask is
+    drawn smaller, to the work pixels whose neighbours' centres are inside it
+    too, so the bilinear up-scaling never reaches a crop pixel outside it.
     :func:`feathered_ellipse_mask` up-scales it to the crop size (bilinear);
     the GPU compositor uploads this small mask and up-scales it there.
     """
@@ -101,12 +102,24 @@ def ellipse_mask_work(width: int, height: int, region: np.ndarray, feather: floa
     if sigma >= 0.3:
         canvas = np.clip(2.0 * cv2.GaussianBlur(canvas, (0, 0), sigma), 0.0, 1.0)
     if changed is not None:
-        x0, y0, x1, y1 = (np.asarray(changed, np.float64) / scale + [0.5, 0.5, -0.5, -0.5])
-        inside = np.zeros_like(canvas)
-        inside[max(0, int(np.ceil(y0))):max(0, int(np.floor(y1)) + 1),
-               max(0, int(np.ceil(x0))):max(0, int(np.floor(x1)) + 1)] = 1.0
-        canvas *= inside
+        canvas *= _inside(changed, width, height, canvas.shape)
     return canvas
+
+
+def _inside(changed: np.ndarray, width: int, height: int, shape: tuple[int, int]) -> np.ndarray:
+    """1 on the pixels of a ``shape`` mask (drawn for a ``width`` x ``height`` crop) that may be
+    blended: see :func:`ellipse_mask_work`."""
+    x0, y0, x1, y1 = np.asarray(changed, np.float64)
+    sx, sy = width / shape[1], height / shape[0]
+    if (sx, sy) == (1.0, 1.0):  # first and last pixel wholly inside
+        first, last = np.ceil([x0, y0]), np.floor([x1, y1]) - 1
+    else:  # first and last work pixel whose outer neighbour's centre is still inside
+        first = np.ceil([x0 / sx + 0.5, y0 / sy + 0.5])
+        last = np.floor([x1 / sx - 1.5, y1 / sy - 1.5])
+    inside = np.zeros(shape, np.float32)
+    (c0, r0), (c1, r1) = np.maximum(first, 0).astype(int), np.maximum(last + 1, 0).astype(int)
+    inside[r0:r1, c0:c1] = 1.0
+    return inside
 
 
 def feathered_ellipse_mask(width: int, height: int, region: np.ndarray, feather: float,

@@ -78,3 +78,19 @@ def test_a_later_face_does_not_paste_an_earlier_face_back(device):
             inside = out[y1 + 2:y2 - 2, x1 + 2:x2 - 2].astype(np.float32)  # the face box, 2 px in
             share = float((np.abs(inside - FILL) > 8).mean())
             assert share < 0.01, f"{type(compositor).__name__}: {share:.1%} of a face box is not anonymized"
+
+
+@pytest.mark.parametrize("face", [14.0, 40.0, 300.0])  # the smallest gan face, a mask drawn at crop size, up-scaled
+def test_blend_mask_stays_inside_the_changed_box_and_covers_the_face(face):
+    from streamer.stages.compositor import feathered_ellipse_mask, place_face
+
+    box = np.array([100.3, 80.6, 100.3 + face, 80.6 + face * 1.2], np.float32)
+    p = place_face(box, AnonymizerConfig(), context=2.0, mask_scale=1.1)
+    mask = feathered_ellipse_mask(p.width, p.height, p.region, p.feather, p.changed)
+    x0, y0, x1, y1 = p.changed
+    cols, rows = np.arange(p.width), np.arange(p.height)
+    outside = ((cols[None] + 1 <= x0) | (cols[None] >= x1)) | ((rows[:, None] + 1 <= y0) | (rows[:, None] >= y1))
+    assert mask[outside].max() == 0.0  # never a pixel the generator did not produce
+    fx0, fy0 = np.floor(box[:2] - [p.x0, p.y0]).astype(int)
+    fx1, fy1 = np.ceil(box[2:] - [p.x0, p.y0]).astype(int)
+    assert mask[fy0:fy1, fx0:fx1].min() == 1.0  # every pixel touching the face box fully replaced
