@@ -92,8 +92,8 @@ def _row(name: str, stats: RunStats, frames: int) -> dict:
     }
 
 
-def _run(path: str, config: Config, sink_path: str | None, anonymize: bool, detector=None,
-         compositor=None) -> RunStats:
+def run_variant(path: str, config: Config, sink_path: str | None, anonymize: bool, detector=None,
+                compositor=None) -> RunStats:
     """One pipeline run of ``path``: into ``sink_path`` (encoded) or a null sink; stages may be shared."""
     from streamer.factory import build_source
     from streamer.pipeline import run_pipeline
@@ -107,7 +107,7 @@ def _run(path: str, config: Config, sink_path: str | None, anonymize: bool, dete
 
 
 def _decode_only(path: str, config: Config) -> RunStats:
-    return _run(path, config, None, anonymize=False)
+    return run_variant(path, config, None, anonymize=False)
 
 
 def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | None = None) -> dict:
@@ -132,7 +132,7 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
         sink_path = os.path.join(encode_dir, f"stream-{i}.mp4") if encode_dir else None
         compositor = build_compositor(config, download=False,
                                       anonymizer=generator.for_camera(i) if generator else None)
-        results[i] = _run(path, config, sink_path, True, detector=shared, compositor=compositor)
+        results[i] = run_variant(path, config, sink_path, True, detector=shared, compositor=compositor)
 
     start = time.perf_counter()
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
@@ -235,11 +235,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         decoded = _decode_only(clip, base)
         frames = decoded.frames_out
         rows.append(_row("decode", decoded, frames))
-        rows.append(_row("transcode", _run(clip, base, os.path.join(tmp, "transcode.mp4"), False), frames))
+        rows.append(_row("transcode", run_variant(clip, base, os.path.join(tmp, "transcode.mp4"), False), frames))
         for mode in modes:
             config = apply_overrides(base, {"anonymizer.mode": mode})
-            rows.append(_row(f"null-{mode}", _run(clip, config, None, True), frames))
-            rows.append(_row(f"full-{mode}", _run(clip, config, os.path.join(tmp, f"{mode}.mp4"), True), frames))
+            rows.append(_row(f"null-{mode}", run_variant(clip, config, None, True), frames))
+            rows.append(_row(f"full-{mode}", run_variant(clip, config, os.path.join(tmp, f"{mode}.mp4"), True), frames))
         if args.streams > 1:
             import av
 

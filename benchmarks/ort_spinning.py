@@ -20,25 +20,19 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.cli import run_variant
 from engines.generator import use_generator_weights
 from engines.runner import ORT_SPINNING_ENV
 from engines.select import describe_machine
 from streamer.config import apply_overrides, load_config
-from streamer.factory import build_compositor, build_detector, build_source
-from streamer.pipeline import run_pipeline
 from streamer.sample import make_sample_clip
-from streamer.sinks.null import NullSink
-from streamer.sinks.video_file import VideoFileSink
 
 
 def run_once(clip: str, mode: str, workdir: str):
-    """One pipeline run of ``clip`` in ``mode`` on the CPU with fresh sessions; returns its RunStats."""
+    """One pipeline run of ``clip`` in ``mode`` on the CPU with fresh sessions (blur into a file,
+    gan to a null sink); returns its RunStats."""
     config = apply_overrides(load_config("benchmark"), {"anonymizer.mode": mode, "pipeline.device": "cpu"})
-    source = build_source(clip, config)
-    sink = (VideoFileSink(os.path.join(workdir, "out.mp4"), source.info, source.copy_streams, config.encoder)
-            if mode == "blur" else NullSink())
-    return run_pipeline(source, sink, config, detector=build_detector(config),
-                        compositor=build_compositor(config, download=False))
+    return run_variant(clip, config, os.path.join(workdir, "out.mp4") if mode == "blur" else None, True)
 
 
 def main() -> int:
