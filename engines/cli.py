@@ -108,10 +108,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Print the versions, GPU, the backend ``auto`` picks and why, and the CPU runtime."""
+    """Print the versions, GPU, the backend ``auto`` picks and why, the CPU runtime, the generator's
+    weights and the engine cache."""
     import torch
 
     from engines.engine_cache import default_cache_dir
+    from engines.generator import default_mode, weights_path
+    from engines.runner import ORT_SPINNING_ENV, ort_spinning
     from engines.select import cpu_runtime, cuda_available, select_backend, tensorrt_available
 
     choice = select_backend("auto")
@@ -119,7 +122,11 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"{torch.cuda.get_device_name(0) if cuda_available() else 'none'}")
     print(f"tensorrt: {'installed' if tensorrt_available() else 'not installed'}")
     print(f"--device auto -> {choice.name} ({choice.reason})")
-    print(f"CPU runtime: {cpu_runtime()} (set STREAMER_CPU_RUNTIME=onnxruntime|torch to change)")
+    print(f"CPU runtime: {cpu_runtime()} (set STREAMER_CPU_RUNTIME=onnxruntime|torch to change); "
+          f"ONNX Runtime thread spinning {'on' if ort_spinning() else 'off'} ({ORT_SPINNING_ENV}=1 turns it on)")
+    weights = weights_path()
+    print(f"face generator: {weights if weights.is_file() else f'no weights ({weights} absent)'}; "
+          f"default mode {default_mode()}")
     cache = default_cache_dir()
     engines = sorted(cache.glob("*.engine")) if cache.is_dir() else []
     print(f"engine cache: {cache} ({len(engines)} engine(s))")

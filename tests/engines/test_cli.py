@@ -9,10 +9,12 @@ from engines.select import cuda_available, tensorrt_available
 from streamer.cli import main
 
 
-def test_info(capsys):
+def test_info(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("STREAMER_GENERATOR_WEIGHTS", str(tmp_path / "none.safetensors"))
     assert main(["engines", "info"]) == 0
     out = capsys.readouterr().out
-    assert "--device auto ->" in out and "CPU runtime: " in out
+    assert "--device auto ->" in out and "CPU runtime: " in out and "thread spinning off" in out
+    assert "face generator: no weights" in out and "default mode blur" in out
 
 
 def test_export_checks_and_compares(tmp_path, capsys):
