@@ -11,6 +11,7 @@ from streamer.cli import main
 
 def test_info(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("STREAMER_GENERATOR_WEIGHTS", str(tmp_path / "none.safetensors"))
+    monkeypatch.delenv("STREAMER_ORT_SPINNING", raising=False)
     assert main(["engines", "info"]) == 0
     out = capsys.readouterr().out
     assert "--device auto ->" in out and "CPU runtime: " in out and "thread spinning off" in out
