@@ -116,16 +116,11 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
     Each stream goes to a null sink, or, with ``encode_dir``, is encoded into
     its own file there (what a camera being recorded costs).
     """
-    from streamer.factory import build_compositor, build_detector
-    from streamer.live.batcher import SharedAnonymizer, SharedDetector
+    from streamer.factory import build_compositor, build_detector, build_shared_generator
+    from streamer.live.batcher import SharedDetector
 
     shared = SharedDetector(build_detector(config), max_batch=max(1, n))
-    generator = None
-    if config.anonymizer.mode == "gan":  # one generator for all streams, faces batched across them
-        from streamer.stages.gan import build_gan_anonymizer
-
-        generator = SharedAnonymizer(build_gan_anonymizer(config.pipeline.device,
-                                                          threads=config.pipeline.threads))
+    generator = build_shared_generator(config)  # gan mode: one generator, faces batched across streams
     results: list[RunStats | None] = [None] * n
 
     def one(i: int) -> None:

@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 from fractions import Fraction
@@ -112,7 +113,7 @@ def main() -> int:
                             width=args.width, height=args.height, faces=1, audio=False)
     with av.open(clip.path) as c:
         frames = [vf.to_ndarray(format="rgb24") for vf in c.decode(video=0)]
-    generator = use_generator_weights(args.generator_weights, "/tmp") if args.mode == "gan" else None
+    generator = use_generator_weights(args.generator_weights, tempfile.mkdtemp()) if args.mode == "gan" else None
     src, dst = RtspServer().start(), RtspServer().start()
     stop, sent, latencies = threading.Event(), {}, []
     config = config_from_dict({

@@ -93,6 +93,23 @@ def build_compositor(config: Config, download: bool = True, anonymizer: Anonymiz
     return TorchCompositor(config.anonymizer, device=device, anonymizer=anonymizer, download=download)
 
 
+def build_shared_generator(config: Config, window: float = 0.005):
+    """One face generator for several streams (a :class:`~streamer.live.batcher.SharedAnonymizer`
+    batching their faces), or None when ``config`` is not in gan mode.
+
+    Args:
+        config: the streams' configuration (mode, device, threads).
+        window: seconds the generator waits for more faces once some arrived.
+    """
+    if config.anonymizer.mode != "gan":
+        return None
+    from streamer.live.batcher import SharedAnonymizer
+    from streamer.stages.gan import build_gan_anonymizer
+
+    return SharedAnonymizer(build_gan_anonymizer(config.pipeline.device, threads=config.pipeline.threads),
+                            window=window)
+
+
 def build_source(path: str, config: Config):
     """Open a video file for decoding on the path ``config.pipeline.decoder`` and the machine allow.
 

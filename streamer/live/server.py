@@ -15,7 +15,7 @@ import threading
 import time
 
 from streamer.config import Config
-from streamer.factory import build_detector
+from streamer.factory import build_detector, build_shared_generator
 from streamer.live.batcher import SharedAnonymizer, SharedDetector
 from streamer.live.camera import CameraWorker
 from streamer.live.metrics import CameraStats, MetricsServer
@@ -61,12 +61,9 @@ class LiveServer:
         """Camera ``index``'s view of the shared generator for its device (None unless in gan mode)."""
         if spec.config.anonymizer.mode != "gan":
             return None
-        from streamer.stages.gan import build_gan_anonymizer
-
         device = spec.config.pipeline.device
         if device not in self.generators:
-            generator = build_gan_anonymizer(device, threads=spec.config.pipeline.threads)
-            self.generators[device] = SharedAnonymizer(generator, window=self.settings.batch_window_ms / 1000)
+            self.generators[device] = build_shared_generator(spec.config, self.settings.batch_window_ms / 1000)
         return self.generators[device].for_camera(index)
 
     def start(self) -> "LiveServer":
