@@ -47,6 +47,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes each record to ``sys.stderr`` as it is at that moment, not as it was at setup, so logging
+    survives a stderr that was replaced and closed since (pytest's capture, a host application)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the property always answers sys.stderr
+        pass
+
+
 def json_logs(args) -> bool:
     """Whether the command line (an argparse namespace) asked for ``--log-format json``."""
     return getattr(args, "log_format", "text") == "json"
@@ -65,7 +78,7 @@ def setup_logging(log_format: str = "text", debug: bool = False, quiet: bool = F
     """
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {LOG_FORMATS}, got {log_format!r}")
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else OneLineFormatter())
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler], force=True)
     logging.getLogger("streamer").setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)

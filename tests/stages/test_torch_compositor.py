@@ -127,8 +127,9 @@ def test_factory_picks_the_compositor_and_says_why(caplog):
 
 
 def test_file_pipeline_through_the_torch_compositor(small_clip, tmp_path, caplog):
-    """The whole pipeline with frames on a torch device (the CPU here): the detector reads the device
-    copy, faces are anonymized there, and the output matches the OpenCV compositor's."""
+    """The whole pipeline with frames on a torch device (the GPU where there is one, else the CPU): the
+    detector reads the device copy, faces are anonymized there, and the output matches the OpenCV
+    compositor's."""
     caplog.set_level(logging.INFO, logger="streamer")
     outputs = {}
     for name in ("numpy", "torch"):
@@ -136,7 +137,7 @@ def test_file_pipeline_through_the_torch_compositor(small_clip, tmp_path, caplog
         stats = anonymize_file(small_clip.path, out, fast_config(**{"pipeline.compositor": name}), progress=False)
         assert stats.frames_in == stats.frames_out == len(small_clip.face_boxes) and stats.frames_masked == 0
         outputs[name] = (out, stats)
-    assert "compositor: torch on cpu" in caplog.text
+    assert f"compositor: torch on {'cuda' if torch.cuda.is_available() else 'cpu'}" in caplog.text
     (numpy_out, numpy_stats), (torch_out, torch_stats) = outputs["numpy"], outputs["torch"]
     assert torch_stats.anonymized == numpy_stats.anonymized
     assert torch_stats.faces_detected == numpy_stats.faces_detected
