@@ -31,6 +31,9 @@ from streamer.errors import FrameAbort, StreamerError
 log = logging.getLogger(__name__)
 
 _END = object()
+#: Frames a run writes before its steady rate (:attr:`RunStats.steady_fps`) starts counting: one second at
+#: 30 fps covers model loading, cuDNN autotuning and CUDA-graph capture.
+WARMUP_FRAMES = 30
 
 
 @dataclass
@@ -55,6 +58,9 @@ class RunStats:
             equally by the batch's frames). Only the last ``stage_window``
             frames are kept when that is set (live streams run for days).
         stage_window: how many recent frames ``stage_ms`` keeps per stage (None: all).
+        steady_start, last_written: ``time.perf_counter()`` when frame number
+            :data:`WARMUP_FRAMES` and the last frame were written (seconds);
+            :attr:`steady_fps` is measured between them.
     """
 
     frames_in: int = 0
@@ -72,6 +78,24 @@ class RunStats:
     stage_ms: dict[str, deque] = field(default_factory=dict)
     stage_window: int | None = None
     backend: str = ""
+    steady_start: float | None = None
+    last_written: float | None = None
+    _written: int = field(default=0, repr=False)
+
+    def frame_written(self, now: float) -> None:
+        """Note that a frame was written at ``now`` (``time.perf_counter()``, seconds)."""
+        self._written += 1
+        self.last_written = now
+        if self._written == WARMUP_FRAMES:
+            self.steady_start = now
+
+    @property
+    def steady_fps(self) -> float | None:
+        """Frames per second after the first :data:`WARMUP_FRAMES` were written (model loading,
+        cuDNN autotuning and CUDA-graph capture excluded); None for runs of under twice that many frames."""
+        if self.steady_start is None or self._written < 2 * WARMUP_FRAMES or self.last_written <= self.steady_start:
+            return None
+        return (self._written - WARMUP_FRAMES) / (self.last_written - self.steady_start)
 
     def add_stage_time(self, stage: str, seconds: float, frames: int = 1) -> None:
         """Record ``seconds`` spent in ``stage`` on ``frames`` frames, shared equally among them."""
@@ -96,7 +120,8 @@ class RunStats:
                 "frames_masked": self.frames_masked, "decode_errors": self.decode_errors, "truncated": self.truncated,
                 "faces_detected": self.faces_detected, "faces_tracked_only": self.faces_tracked_only,
                 "tracks": self.tracks, "anonymized": dict(self.anonymized), "packets_copied": self.packets_copied,
-                "seconds": round(self.seconds, 3), "fps": round(self.fps, 2), "backend": self.backend,
+                "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
+                "steady_fps": None if self.steady_fps is None else round(self.steady_fps, 2), "backend": self.backend,
                 "stage_ms_p50_p95": {k: [round(a, 2), round(b, 2)] for k, (a, b) in self.stage_percentiles().items()}}
 
     def summary(self) -> str:
@@ -428,6 +453,7 @@ def run_pipeline(source, sink, config: Config, progress: bool = False, detector=
             yield item
 
     def on_written(_frame: Frame) -> None:
+        stats.frame_written(time.perf_counter())
         if bar is not None:
             bar.update(1)
 

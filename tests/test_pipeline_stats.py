@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streamer.live.camera import STAGE_WINDOW_FRAMES
-from streamer.pipeline import RunStats
+from streamer.pipeline import WARMUP_FRAMES, RunStats
 
 
 def test_batched_stage_time_is_shared_per_frame():
@@ -24,3 +24,21 @@ def test_live_timings_stay_bounded():
         stats.add_stage_time("anonymize", i / 1000)
     kept = stats.stage_ms["anonymize"]
     assert len(kept) == STAGE_WINDOW_FRAMES and kept[0] == pytest.approx(500)
+
+
+def test_steady_fps_leaves_the_warm_up_out():
+    """A slow first second (model warm-up) must not count in the steady rate; short runs report none."""
+    stats = RunStats()
+    now = 0.0
+    for i in range(WARMUP_FRAMES):  # warm-up: 0.5 s per frame
+        now += 0.5
+        stats.frame_written(now)
+    for i in range(2 * WARMUP_FRAMES):  # then 100 fps
+        now += 0.01
+        stats.frame_written(now)
+    assert stats.steady_fps == pytest.approx(100.0)
+    assert stats.fps == 0.0  # the wall-clock rate comes from seconds, set by the run
+    short = RunStats()
+    for i in range(2 * WARMUP_FRAMES - 1):
+        short.frame_written(float(i))
+    assert short.steady_fps is None and short.as_dict()["steady_fps"] is None
