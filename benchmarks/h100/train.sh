@@ -16,7 +16,7 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
   date -u +%Y-%m-%dT%H:%MZ; } | tee "$OUT/machine-train.txt"
 # shellcheck disable=SC2086  # EXTRA holds extra flags, e.g. EXTRA=--compile
-timeout $(( ${MINUTES%.*} * 60 + 180 )) python3 -m engines.generator.train --data .cache/gen-carry --run "$RUN" \
+timeout $(( ${MINUTES%.*} * 60 + 180 )) python3 -m engines.generator.train --data "${DATA:-.cache/gen-carry}" --run "$RUN" \
   --minutes "$MINUTES" --batch "$BATCH" --save-minutes 4 ${EXTRA:-} >"$OUT/train.log" 2>&1
 echo "train: exit $?" | tee "$OUT/summary-train.txt"
 cp "$RUN"/compact-*.safetensors "$RUN"/compact.json "$RUN"/log.jsonl "$OUT"/ 2>/dev/null
