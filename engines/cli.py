@@ -113,7 +113,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
     from engines.engine_cache import default_cache_dir
-    from engines.generator import default_mode, weights_path
+    from engines.generator import default_mode, weights_path, weights_status
     from engines.runner import ORT_SPINNING_ENV, ort_spinning
     from engines.select import cpu_runtime, cuda_available, select_backend, tensorrt_available
 
@@ -124,9 +124,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"--device auto -> {choice.name} ({choice.reason})")
     print(f"CPU runtime: {cpu_runtime()} (set STREAMER_CPU_RUNTIME=onnxruntime|torch to change); "
           f"ONNX Runtime thread spinning {'on' if ort_spinning() else 'off'} ({ORT_SPINNING_ENV}=1 turns it on)")
-    weights = weights_path()
-    print(f"face generator: {weights if weights.is_file() else f'no weights ({weights} absent)'}; "
-          f"default mode {default_mode()}")
+    weights, status = weights_path(), weights_status()
+    described = {"absent": f"no weights ({weights} absent)", "default": f"{weights} (cleared as the default)",
+                 "opt-in": f"{weights} (--mode gan only: not cleared as the default, see MODEL_CARD.md)"}[status]
+    print(f"face generator: {described}; default mode {default_mode()}")
     cache = default_cache_dir()
     engines = sorted(cache.glob("*.engine")) if cache.is_dir() else []
     print(f"engine cache: {cache} ({len(engines)} engine(s))")

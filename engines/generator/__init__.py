@@ -29,12 +29,31 @@ def weights_path() -> Path:
 
 
 def default_mode() -> str:
-    """``"gan"`` when generator weights are present, else ``"blur"``.
+    """``"gan"`` when generator weights are present and cleared as the default, else ``"blur"``.
 
-    The CLI/config calls this for the default anonymizer mode, so the GAN
-    becomes the default as soon as trained weights are committed.
+    The CLI/config calls this for the default anonymizer mode. Weights are
+    cleared by the ``is_default`` flag in their metadata, set only for weights
+    whose evaluation met the targets (identity leakage, re-detection; see
+    ``MODEL_CARD.md``): weights that are present but not cleared still serve
+    ``--mode gan`` when asked for, and the default stays the classic mode.
     """
-    return "gan" if weights_path().is_file() else CLASSIC_DEFAULT_MODE
+    return "gan" if weights_status() == "default" else CLASSIC_DEFAULT_MODE
+
+
+def weights_status(path: str | Path | None = None) -> str:
+    """``"default"``, ``"opt-in"`` (present, not cleared as the default) or ``"absent"`` for the weights at
+    ``path`` (default :func:`weights_path`). Reads the file's metadata header only (no torch needed)."""
+    path = Path(path) if path is not None else weights_path()
+    if not path.is_file():
+        return "absent"
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+    except Exception:  # not a safetensors file: the gan mode will say so when it loads it
+        return "opt-in"
+    return "default" if meta.get("is_default") == "true" else "opt-in"
 
 
 def use_generator_weights(choice: str | None, workdir: str | Path) -> str:

@@ -246,11 +246,15 @@ class GeneratorInfo:
         config: architecture and geometry.
         images_shown: training images the generator (EMA) has seen.
         extra: free-form provenance (hardware, wall time, data).
+        is_default: these weights passed the evaluation's targets and may make
+            ``gan`` the default mode (:func:`engines.generator.default_mode`);
+            False for weights that are only to be chosen explicitly.
     """
 
     config: GeneratorConfig
     images_shown: int = 0
     extra: dict = field(default_factory=dict)
+    is_default: bool = False
 
 
 def save_generator(model: nn.Module, path: str | Path, info: GeneratorInfo) -> None:
@@ -259,7 +263,8 @@ def save_generator(model: nn.Module, path: str | Path, info: GeneratorInfo) -> N
 
     tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
     meta = {"config": json.dumps(asdict(info.config)), "images_shown": str(info.images_shown),
-            "extra": json.dumps(info.extra), "format": "streamer-face-generator-v1"}
+            "extra": json.dumps(info.extra), "format": "streamer-face-generator-v1",
+            "is_default": "true" if info.is_default else "false"}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -291,7 +296,8 @@ def read_generator_info(path: str | Path) -> GeneratorInfo:
     if meta.get("format") != "streamer-face-generator-v1":
         raise ValueError(f"{path} is not a streamer face-generator weights file")
     return GeneratorInfo(config=GeneratorConfig(**json.loads(meta["config"])),
-                         images_shown=int(meta.get("images_shown", 0)), extra=json.loads(meta.get("extra", "{}")))
+                         images_shown=int(meta.get("images_shown", 0)), extra=json.loads(meta.get("extra", "{}")),
+                         is_default=meta.get("is_default") == "true")
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu",

@@ -110,6 +110,7 @@ class Trainer:
         self.step_count = 0
         self.images_shown = 0
         self.seconds = 0.0
+        self.hardware: list[str] = []  # every device that trained this run, in order (provenance)
         self.channels_last = channels_last
         use_amp = device.type == "cuda" and cfg.amp != "none"
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp) if use_amp else None
@@ -184,7 +185,8 @@ class Trainer:
         return {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
                 "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
                 "scaler": self.scaler.state_dict(), "step": self.step_count, "images_shown": self.images_shown,
-                "seconds": self.seconds, "train_config": asdict(self.cfg), "model_config": asdict(self.model_cfg)}
+                "seconds": self.seconds, "hardware": self.hardware, "train_config": asdict(self.cfg),
+                "model_config": asdict(self.model_cfg)}
 
     def load_state(self, state: dict) -> None:
         """Restore :meth:`state`."""
@@ -192,6 +194,7 @@ class Trainer:
             getattr(self, name).load_state_dict(state[name])
         self.step_count, self.images_shown = int(state["step"]), int(state["images_shown"])
         self.seconds = float(state.get("seconds", 0.0))
+        self.hardware = list(state.get("hardware", []))
 
     def save(self, run: Path, extra: dict) -> None:
         """Write the exact checkpoint, the compact FP16 checkpoint and the pipeline's generator file."""
@@ -217,10 +220,12 @@ class Trainer:
         for i, part in enumerate(parts):
             save_file(part, str(run / f"compact-{i}.safetensors"))
         meta = {"step": self.step_count, "images_shown": self.images_shown, "seconds": self.seconds,
-                "parts": len(parts), "train_config": asdict(self.cfg), "model_config": asdict(self.model_cfg)}
+                "hardware": self.hardware, "parts": len(parts), "train_config": asdict(self.cfg),
+                "model_config": asdict(self.model_cfg)}
         (run / "compact.json").write_text(json.dumps(meta, indent=2))
         info = GeneratorInfo(self.model_cfg, self.images_shown,
-                             {**extra, "train_seconds": round(self.seconds, 1), "step": self.step_count})
+                             {**extra, "hardware": ", ".join(self.hardware) or "none",
+                              "train_seconds": round(self.seconds, 1), "step": self.step_count})
         save_generator(self.G_ema, run / "generator.safetensors", info)
 
     def load_compact(self, run: Path) -> None:
@@ -238,6 +243,7 @@ class Trainer:
         self.D.load_state_dict(d)
         self.step_count, self.images_shown = int(meta["step"]), int(meta["images_shown"])
         self.seconds = float(meta.get("seconds", 0.0))
+        self.hardware = list(meta.get("hardware", []))
         log.warning("resumed from the FP16 compact checkpoint at step %d: G restarts from its EMA, Adam is reset",
                     self.step_count)
 
@@ -290,7 +296,7 @@ def train(data_dirs: list[Path], run: Path, minutes: float, max_kimg: float, cfg
     except FileNotFoundError:
         heldout = tuple(t[:8] for t in data)
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    extra = {"hardware": hardware, "train_faces": len(faces), "data": [str(d) for d in data_dirs]}
+    extra = {"train_faces": len(faces), "data": [str(d) for d in data_dirs]}  # + hardware of every chunk
     log.info("G %.2f M params, D %.2f M params, %d training faces, %s",
              count_parameters(trainer.G) / 1e6, count_parameters(trainer.D) / 1e6, len(faces), hardware)
     start = last_save = last_log = time.perf_counter()
@@ -305,6 +311,8 @@ def train(data_dirs: list[Path], run: Path, minutes: float, max_kimg: float, cfg
     with open(run / "log.jsonl", "a") as log_file:
         while time.perf_counter() - start < minutes * 60 and trainer.images_shown < max_kimg * 1000:
             stats = step_fn(data)
+            if hardware not in trainer.hardware:  # a rebuild (--minutes 0) on another machine adds nothing
+                trainer.hardware.append(hardware)
             if not all(np.isfinite(v) for v in stats.values()):
                 raise FloatingPointError(f"non-finite loss at step {trainer.step_count}: {stats}")
             now = time.perf_counter()

@@ -22,7 +22,15 @@ def random_generator(seed: int = 0, **overrides) -> Generator:
 
 @pytest.fixture
 def weights_file(tmp_path: Path) -> Path:
-    """A temporary FP16 weights file of a small random generator."""
+    """A temporary FP16 weights file of a small random generator (not cleared as the default)."""
     path = tmp_path / "generator.safetensors"
     save_generator(random_generator(), path, GeneratorInfo(GeneratorConfig(**SMALL), images_shown=0))
+    return path
+
+
+@pytest.fixture
+def default_weights_file(tmp_path: Path) -> Path:
+    """Like ``weights_file``, flagged as cleared to be the default (``is_default``)."""
+    path = tmp_path / "generator-default.safetensors"
+    save_generator(random_generator(), path, GeneratorInfo(GeneratorConfig(**SMALL), is_default=True))
     return path

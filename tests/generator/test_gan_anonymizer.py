@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engines.generator import WEIGHTS_ENV, default_mode
+from engines.generator import WEIGHTS_ENV, WEIGHTS_PATH, default_mode, weights_status
 from streamer.config import AnonymizerConfig, Config
 from streamer.detections import Detections
 from streamer.errors import BackendError
@@ -94,17 +94,29 @@ def test_tiny_faces_and_faces_without_keypoints_fall_back_and_are_counted():
     assert counts == {"gan": 1, "pixelate": 2}
 
 
-def test_default_mode_is_gan_only_when_weights_exist(weights_file, tmp_path, monkeypatch):
+def test_default_mode_is_gan_only_for_weights_cleared_as_default(weights_file, default_weights_file, tmp_path,
+                                                                  monkeypatch):
+    """Weights that did not pass the evaluation serve --mode gan but never become the default."""
+    monkeypatch.setenv(WEIGHTS_ENV, str(default_weights_file))
+    assert (default_mode(), weights_status()) == ("gan", "default")
     monkeypatch.setenv(WEIGHTS_ENV, str(weights_file))
-    assert default_mode() == "gan"
+    assert (default_mode(), weights_status()) == ("blur", "opt-in")
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "missing.safetensors"))
-    assert default_mode() == "blur"
+    assert (default_mode(), weights_status()) == ("blur", "absent")
 
 
-def test_config_default_follows_the_weights(weights_file, monkeypatch):
+def test_shipped_weights_are_not_yet_the_default(monkeypatch):
+    """The committed weights (2026-11-26) miss the leakage and re-detection targets (MODEL_CARD.md)."""
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    if not WEIGHTS_PATH.is_file():
+        pytest.skip("no generator weights committed")
+    assert weights_status() == "opt-in" and default_mode() == "blur"
+
+
+def test_config_default_follows_the_weights(default_weights_file, monkeypatch):
     from streamer.config import load_config
 
-    monkeypatch.setenv(WEIGHTS_ENV, str(weights_file))
+    monkeypatch.setenv(WEIGHTS_ENV, str(default_weights_file))
     assert load_config(None).anonymizer.mode == "gan"
     assert load_config("dashcam-offline").anonymizer.mode == "gan"
     assert load_config("benchmark").anonymizer.mode == "blur"  # explicit in the preset

@@ -53,6 +53,22 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tmp_path: Path):
     assert (tmp_path / "generator.safetensors").is_file()
 
 
+def test_weights_rebuilt_elsewhere_keep_the_training_hardware(tmp_path: Path):
+    """Rebuilding generator.safetensors from a GPU run's compact checkpoint on a CPU (no steps) must not
+    claim the CPU trained it."""
+    from engines.generator.model import read_generator_info
+
+    trainer = _trainer()
+    trainer.step(_data())
+    trainer.hardware = ["NVIDIA H100 80GB HBM3"]  # what the GPU chunk recorded
+    trainer.save(tmp_path, {})
+    (tmp_path / "checkpoint.pt").unlink()  # only the compact parts come back from the GPU machine
+    rebuilt = _trainer()
+    rebuilt.load_compact(tmp_path)
+    rebuilt.save(tmp_path, {})
+    assert read_generator_info(tmp_path / "generator.safetensors").extra["hardware"] == "NVIDIA H100 80GB HBM3"
+
+
 def test_augment_moves_boxes_and_keypoints_with_the_image():
     images = -torch.ones(64, 3, 32, 32)
     images[:, :, 8:24, 4:12] = 1.0  # a bright rectangle where the "box" is
