@@ -18,7 +18,7 @@ from tests.generator.conftest import SMALL, random_generator
 
 @pytest.fixture(scope="module")
 def generator_module():
-    """The registered generator as ``GENERATOR.build()`` gives it (random weights while none are shipped)."""
+    """The registered generator as ``GENERATOR.build()`` gives it (the shipped weights, random without them)."""
     return GENERATOR.build()
 
 
@@ -85,7 +85,7 @@ def test_random_weights_are_fixed_and_tagged(generator_module, monkeypatch, tmp_
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "absent.safetensors"))
     assert GENERATOR.weights_path() is None and GENERATOR.weights_source().startswith("RANDOM")
     tag = weights_tag(GENERATOR)
-    assert tag.startswith("random-") and tag == weights_tag(GENERATOR, generator_module)
+    assert tag.startswith("random-") and tag == weights_tag(GENERATOR, GENERATOR.build())
     before = torch.random.get_rng_state()
     GENERATOR.build()
     assert torch.equal(before, torch.random.get_rng_state())  # the fixed seed does not touch the global RNG
