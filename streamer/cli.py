@@ -74,11 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _anonymize_one(src: str, dst: str, config: Config, args: argparse.Namespace):
-    """Anonymize one file; report the run (a summary block, or one JSON record with ``--log-format json``)."""
+def _anonymize_one(src: str, dst: str, config: Config, args: argparse.Namespace, stages=None):
+    """Anonymize one file (with already built ``stages``, if given); report the run (a summary block, or one
+    JSON record with ``--log-format json``)."""
     from streamer.pipeline import anonymize_file
 
-    stats = anonymize_file(src, dst, config, progress=not (args.quiet or json_logs(args)))
+    stats = anonymize_file(src, dst, config, progress=not (args.quiet or json_logs(args)),
+                           detector=stages.detector if stages else None,
+                           compositor=stages.compositor if stages else None)
     if json_logs(args):
         log.info("summary", extra={"event": "summary", "input": src, "output": dst, **stats.as_dict()})
     elif not args.quiet:
@@ -111,10 +114,13 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     videos = sorted(p for p in src.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
     if not videos:
         raise InputError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) in folder {src}")
+    from streamer.pipeline import build_stages
+
+    stages = build_stages(config)  # models loaded once for the whole folder
     failed = 0
     for video in videos:
         try:
-            _anonymize_one(str(video), str(dst / video.name), config, args)
+            _anonymize_one(str(video), str(dst / video.name), config, args, stages)
         except InputError as exc:  # one bad file does not stop the batch
             failed += 1
             log.error("%s", exc, extra={"event": "file_failed", "input": str(video)})

@@ -112,6 +112,24 @@ def test_folder_in_folder_out(small_clip, tmp_path):
     assert len(video_times(str(tmp_path / "out" / "a.mp4"))) == len(small_clip.pts)
 
 
+def test_folder_job_loads_the_models_once(small_clip, tmp_path, monkeypatch):
+    """Each file of a folder gets its own complete output, from one detector and one compositor."""
+    import streamer.factory
+    from streamer.cli import main
+
+    built = []
+    real = streamer.factory.build_detector
+    monkeypatch.setattr(streamer.factory, "build_detector", lambda *a, **k: built.append(1) or real(*a, **k))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        shutil.copy(small_clip.path, folder / name)
+    assert main(["anonymize", str(folder), str(tmp_path / "out"), "-q", "--detector-width", "320"]) == 0
+    assert len(built) == 1
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        assert len(video_times(str(tmp_path / "out" / name))) == len(small_clip.pts)
+
+
 def test_demo_runs_on_a_fresh_machine(tmp_path):
     proc = run_cli("demo", "--output-dir", str(tmp_path), "--detector-width", "640")
     assert proc.returncode == 0, proc.stderr
