@@ -5,7 +5,8 @@
 #                                          #   16 streams to a null sink and 16 encoded (PyAV decode)
 #   bash benchmarks/h100/checks.sh tests   # the CUDA tests of core alone; timings: the rest of core
 #   bash benchmarks/h100/checks.sh profile # py-spy: where one 1080p gan stream's host time goes (GIL holder
-#                                          #   and all threads), plus the detector latency with torch.compile
+#                                          #   and all threads), bench with GIL switch interval 5 vs 0.5 ms,
+#                                          #   and the detector latency with torch.compile
 #   bash benchmarks/h100/checks.sh extra   # NVDEC tests + bench, live latency of one 1080p30 camera in gan mode
 # Wheels: every folder of .whl .whl-extra .whl-nvdec that is present is installed into .site (git-ignored,
 # kept on a warm machine), so a first call can carry .whl alone and the next ones the rest (README.md).
@@ -62,6 +63,14 @@ if [ "$part" = profile ]; then
   step profile-gil 120 py-spy record --gil --rate 200 -o "$OUT/profile-gan-gil.svg" -- "${anonymize[@]}"
   step profile-threads 120 py-spy record --threads --rate 200 -o "$OUT/profile-gan-threads.svg" -- "${anonymize[@]}"
   rm -f "$clip" "$OUT/profile-out.mp4"
+  # A/B in one run: Python's GIL switch interval (default 5 ms) vs 0.5 ms. A stage thread that launches
+  # many small CUDA ops holds the GIL; the decode/encode threads may wait up to the interval each time
+  # they take it back (decode took 8.9 ms per frame inside the pipeline, 1.6 ms alone, 2026-11-26).
+  for interval in 0.005 0.0005; do
+    step "bench-switch-$interval" 150 python3 -c "import sys; sys.setswitchinterval($interval); \
+from streamer.cli import main; sys.exit(main(['bench', '--device', '$DEVICE', '--modes', 'gan,blur', \
+'--seconds', '${SECONDS_CLIP}', '--no-deface', '--json', '$OUT/bench-switch-$interval.json']))"
+  done
   step engines-compile "${LATENCY_LIMIT:-200}" python3 benchmarks/engines_latency.py --device "$DEVICE" --compile \
     --models centerface --batches 8 --sizes 1920x1088 --out "$OUT/engines-compile-$DEVICE.md"
 fi
