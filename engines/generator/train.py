@@ -270,10 +270,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def stored_model_config(run: Path) -> GeneratorConfig | None:
-    """The model config a run folder was started with (its checkpoint or compact checkpoint), or None."""
-    if (run / "checkpoint.pt").is_file():
-        stored = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False).get("model_config")
+def stored_model_config(run: Path, state: dict | None = None) -> GeneratorConfig | None:
+    """The model config a run folder was started with (its checkpoint, given as ``state`` when already
+    loaded, or its compact checkpoint), or None for a new run."""
+    if state is None and (run / "checkpoint.pt").is_file():
+        state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    if state is not None:
+        stored = state.get("model_config")
     elif (run / "compact.json").is_file():
         stored = json.loads((run / "compact.json").read_text()).get("model_config")
     else:
@@ -288,13 +291,15 @@ def train(data_dirs: list[Path], run: Path, minutes: float, max_kimg: float, cfg
           compile_models: bool = False, limit: int | None = None) -> Trainer:
     """Train one chunk of at most ``minutes`` (or until ``max_kimg`` thousand images in total); save; return."""
     run.mkdir(parents=True, exist_ok=True)
-    stored = stored_model_config(run)
+    # loaded once, on the CPU: load_state_dict moves weights and optimizer state to the trainer's device
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False) \
+        if (run / "checkpoint.pt").is_file() else None
+    stored = stored_model_config(run, state)
     if stored is not None and stored != model_cfg:
         log.warning("resuming %s with the model config it was started with (%s), not %s", run, stored, model_cfg)
         model_cfg = stored
     trainer = Trainer(model_cfg, cfg, device, channels_last=device.type == "cuda")
-    if (run / "checkpoint.pt").is_file():
-        state = torch.load(run / "checkpoint.pt", map_location=device, weights_only=False)
+    if state is not None:
         trainer.load_state(state)
         log.info("resumed at step %d (%d images shown)", trainer.step_count, trainer.images_shown)
     elif (run / "compact.json").is_file():
