@@ -84,7 +84,7 @@ def _gpu_mb() -> float | None:
 def _row(name: str, stats: RunStats, frames: int) -> dict:
     return {
         "variant": name, "frames": stats.frames_out, "seconds": round(stats.seconds, 3),
-        "fps": round(stats.frames_out / stats.seconds, 2) if stats.seconds else 0.0,
+        "fps": round(stats.fps, 2),
         # after the first WARMUP_FRAMES (model load, cuDNN autotuning, CUDA-graph capture); None on short clips
         "steady_fps": None if stats.steady_fps is None else round(stats.steady_fps, 2),
         "stages_ms": {k: [round(a, 2), round(b, 2)] for k, (a, b) in stats.stage_percentiles().items()},
@@ -144,7 +144,7 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
     shared.close()
     if generator is not None:
         generator.close()
-    per_stream = [r.steady_fps or r.frames_out / r.seconds for r in results if r]
+    per_stream = [r.steady_fps or r.fps for r in results if r]
     kind = "full" if encode_dir else "null"
     return {"variant": f"{n} streams {kind}-{config.anonymizer.mode}", "streams": n,
             "aggregate_fps": round(sum(r.frames_out for r in results if r) / wall, 2),

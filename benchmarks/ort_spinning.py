@@ -56,7 +56,7 @@ def main() -> int:
                     os.environ[ORT_SPINNING_ENV] = "1" if spin == "on" else "0"
                     results[spin].append(run_once(clip, mode, tmp))
             for spin, runs in results.items():
-                fps = [r.frames_out / r.seconds for r in runs]
+                fps = [r.fps for r in runs]
                 p50 = {k: statistics.median(r.stage_percentiles()[k][0] for r in runs)
                        for k in ("detect", "anonymize")}
                 rows.append(f"| {label} | {spin} | {statistics.median(fps):.2f} ({min(fps):.2f}-{max(fps):.2f}) | "

@@ -456,9 +456,8 @@ def run_pipeline(source, sink, config: Config, progress: bool = False, detector=
     stats = RunStats()
     try:
         if anonymize:
-            if detector is None or compositor is None:
-                built = build_stages(config, detector=detector, compositor=compositor)
-                detector, compositor = built.detector, built.compositor
+            stages = build_stages(config, detector=detector, compositor=compositor)  # builds only what is missing
+            detector, compositor = stages.detector, stages.compositor
             stats.backend = getattr(getattr(detector, "runner", None), "backend", "custom")
             tracker = FaceTracker(config.tracker, fps=source.info.fps) if config.tracker.enabled else None
             processor = FrameProcessor(config, detector, tracker, compositor, stats)
