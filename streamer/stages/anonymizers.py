@@ -87,7 +87,8 @@ class Anonymizer(Protocol):
         ...
 
     def anonymize_tensor(self, crops: FaceCrops) -> list:
-        """Same on torch float (3, h, w) crops (0..255, any device); returns float crops, same shapes."""
+        """Same on torch float (3, h, w) crops (0..255, any device); returns float crops, same shapes, or
+        smaller ones the compositor up-scales to the crop (bilinear, OpenCV ``INTER_LINEAR``)."""
         ...
 
 
@@ -128,16 +129,15 @@ class Blur:
         return out
 
     def anonymize_tensor(self, crops: FaceCrops) -> list:
-        """:meth:`anonymize` on torch float (3, h, w) crops."""
+        """:meth:`anonymize` on torch float (3, h, w) crops, batched, without its last step: returns
+        the shrunk blurred crops, which the compositor up-scales (bilinear) to the crop as it blends."""
         from streamer.stages import frame_ops
 
-        out = []
-        for image, box in zip(crops.images, crops.boxes):
-            h, w = image.shape[-2:]
-            sigma, small_size = self.plan(box, w, h)
-            small = frame_ops.gaussian_blur(frame_ops.resize_area(image, small_size), sigma)
-            out.append(frame_ops.resize_bilinear(small, (w, h)))
-        return out
+        if not len(crops):
+            return []
+        plans = [self.plan(box, image.shape[-1], image.shape[-2]) for image, box in zip(crops.images, crops.boxes)]
+        return frame_ops.shrink_and_blur(list(crops.images), [size for _, size in plans],
+                                         [sigma for sigma, _ in plans])
 
 
 @dataclass
@@ -165,15 +165,13 @@ class Pixelate:
         return out
 
     def anonymize_tensor(self, crops: FaceCrops) -> list:
-        """:meth:`anonymize` on torch float (3, h, w) crops."""
+        """:meth:`anonymize` on torch float (3, h, w) crops, batched."""
         from streamer.stages import frame_ops
 
-        out = []
-        for image, box in zip(crops.images, crops.boxes):
-            h, w = image.shape[-2:]
-            small = frame_ops.resize_area(image, self.plan(box, w, h))
-            out.append(frame_ops.resize_nearest(small, (w, h)))
-        return out
+        if not len(crops):
+            return []
+        return frame_ops.shrink_and_enlarge(list(crops.images), [self.plan(box, image.shape[-1], image.shape[-2])
+                                                                 for image, box in zip(crops.images, crops.boxes)])
 
 
 @dataclass

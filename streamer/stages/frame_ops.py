@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -52,13 +53,23 @@ def nhwc(images: torch.Tensor) -> torch.Tensor:
 
 
 def upload(array: np.ndarray, device: torch.device | str) -> torch.Tensor:
-    """Copy a host array (a ``(H, W, 3)`` uint8 frame, masks...) to ``device``, asynchronously from
-    pinned memory on CUDA. On the CPU the result shares memory with ``array`` (no copy)."""
-    host = torch.from_numpy(array)
+    """Copy a host array (a ``(H, W, 3)`` uint8 frame, masks, face rectangles...) to ``device``,
+    asynchronously from pinned memory on CUDA: the host does not wait for the GPU work queued before
+    the copy (a plain ``torch.as_tensor(array, device="cuda")`` does). On the CPU the result shares
+    memory with ``array`` (no copy)."""
+    host = torch.from_numpy(np.ascontiguousarray(array))
     device = torch.device(device)
     if device.type != "cuda":
         return host
     return host.pin_memory().to(device, non_blocking=True)
+
+
+def stack_frames(images: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``(N, 3, H, W)`` batch of ``(3, H, W)`` frames: a view of a single frame, else one copy
+    (frames decoded or uploaded one by one live in separate tensors)."""
+    if len(images) == 1:
+        return images[0][None]
+    return nchw(torch.stack([nhwc(image) for image in images]))  # channels-last, like every frame
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -207,12 +218,11 @@ def cut_crops(images: torch.Tensor | Sequence[torch.Tensor], frame_index, rects,
         out = frames[0].new_empty((len(rects_np), 3, *pad_to))
         for f in np.unique(index_np):
             sel = np.flatnonzero(index_np == f)
-            out[torch.as_tensor(sel, device=out.device)] = cut_crops(frames[f][None], np.zeros(len(sel)),
+            out[upload(sel, out.device)] = cut_crops(frames[f][None], np.zeros(len(sel)),
                                                                      rects_np[sel], pad_to)
         return out
     device = images.device
-    rects_t = torch.as_tensor(rects_np, device=device)
-    index = torch.as_tensor(index_np, device=device)
+    rects_t, index = upload(rects_np, device), upload(index_np, device)
     sizes_h, sizes_w = rects_t[:, 3] - rects_t[:, 1], rects_t[:, 2] - rects_t[:, 0]
     height, width = images.shape[-2:]
     steps_y = torch.arange(pad_to[0], device=device)
@@ -223,7 +233,8 @@ def cut_crops(images: torch.Tensor | Sequence[torch.Tensor], frame_index, rects,
     return nchw(crops)
 
 
-def area_weights(sources: torch.Tensor, dst: int, pad: int, area: torch.Tensor) -> torch.Tensor:
+def area_weights(sources: torch.Tensor, dst: int | torch.Tensor, pad: int, area: torch.Tensor,
+                 dst_pad: int | None = None) -> torch.Tensor:
     """Per-axis weights of OpenCV's ``INTER_AREA`` resize, as matrices: ``out = W @ in`` along the axis.
 
     OpenCV averages pixel areas (fractional coverage included) when *both*
@@ -233,16 +244,20 @@ def area_weights(sources: torch.Tensor, dst: int, pad: int, area: torch.Tensor) 
 
     Args:
         sources: ``(K,)`` source lengths along the axis (pixels).
-        dst: destination length (pixels).
+        dst: destination length (pixels), one for all, or ``(K,)`` one per source.
         pad: columns of the matrices (>= every source length); extra ones get weight 0.
         area: ``(K,)`` bool, True where the pixel-area rule applies (both axes shrink).
+        dst_pad: with per-source ``dst``: rows of the matrices (>= every ``dst``); extra ones get weight 0.
 
     Returns:
-        ``(K, dst, pad)`` float32.
+        ``(K, dst, pad)`` float32 (``(K, dst_pad, pad)`` with per-source ``dst``).
     """
     device = sources.device
     src = sources.to(torch.float64)[:, None, None]
-    i = torch.arange(dst, device=device, dtype=torch.float64)[None, :, None]
+    rows = dst_pad if torch.is_tensor(dst) else dst
+    i = torch.arange(rows, device=device, dtype=torch.float64)[None, :, None]
+    if torch.is_tensor(dst):
+        dst = dst.to(torch.float64)[:, None, None]
     j = torch.arange(pad, device=device, dtype=torch.float64)[None, None, :]
     scale = src / dst
     lo = i * scale
@@ -254,7 +269,10 @@ def area_weights(sources: torch.Tensor, dst: int, pad: int, area: torch.Tensor) 
     fx = torch.where(last, torch.zeros_like(fx), fx)
     sx = torch.where(last, src - 1, sx)
     two_tap = (j == sx) * (1 - fx) + (j == sx + 1) * fx
-    return torch.where(area[:, None, None], averaged, two_tap).float()
+    weights = torch.where(area[:, None, None], averaged, two_tap)
+    if torch.is_tensor(dst):
+        weights = weights * (i < dst)
+    return weights.float()
 
 
 def crop_and_resize(images: torch.Tensor | Sequence[torch.Tensor], frame_index, rects, size: int,
@@ -289,27 +307,12 @@ def crop_and_resize(images: torch.Tensor | Sequence[torch.Tensor], frame_index, 
         sl = slice(start, start + step)
         canvas = cut_crops(images, index_np[sl], rects_np[sl]).float()
         device = canvas.device
-        w = torch.as_tensor(widths[sl], device=device)
-        h = torch.as_tensor(heights[sl], device=device)
+        w, h = upload(widths[sl], device), upload(heights[sl], device)
         area = (w >= size) & (h >= size)
         rows = area_weights(h, size, canvas.shape[-2], area)[:, None]  # (k, 1, size, Hmax)
         cols = area_weights(w, size, canvas.shape[-1], area)[:, None]  # (k, 1, size, Wmax)
         out.append(rows @ canvas @ cols.transpose(-1, -2))
     return torch.cat(out)
-
-
-def resize_area(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize ``(..., C, H, W)`` float images to ``size`` = (width, height) like OpenCV's ``INTER_AREA``
-    (pixel-area averaging when shrinking), as two small matrix products."""
-    width, height = size
-    h, w = image.shape[-2:]
-    if (h, w) == (height, width):
-        return image
-    device = image.device
-    area = torch.tensor([width <= w and height <= h], device=device)
-    rows = area_weights(torch.tensor([h], device=device), height, h, area)[0].to(image.dtype)
-    cols = area_weights(torch.tensor([w], device=device), width, w, area)[0].to(image.dtype)
-    return rows @ image @ cols.T
 
 
 def resize_bilinear(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -322,62 +325,272 @@ def resize_bilinear(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out if image.dim() == 4 else out[0]
 
 
-def resize_nearest(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize ``(C, H, W)`` images to ``size`` = (width, height) by nearest neighbour, OpenCV ``INTER_NEAREST``."""
-    width, height = size
-    h, w = image.shape[-2:]
-    # source index floor(dst * src / dst_size) in exact integer arithmetic (float scales miss exact multiples)
-    rows = torch.arange(height, device=image.device) * h // height
-    cols = torch.arange(width, device=image.device) * w // width
-    return image.index_select(-2, rows).index_select(-1, cols)
-
-
 def gaussian_kernel_size(sigma: float) -> int:
     """Kernel width (pixels) OpenCV's ``GaussianBlur(ksize=(0, 0))`` uses on uint8 images: 6 sigma + 1, odd."""
     return int(round(sigma * 3 * 2 + 1)) | 1
 
 
-def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``(C, H, W)`` or ``(N, C, H, W)`` float images, edges replicated.
-
-    Args:
-        image: float images.
-        sigma: standard deviation in pixels; the kernel is OpenCV's for uint8 images
-            (:func:`gaussian_kernel_size` taps).
-    """
+def _gaussian_kernel(sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """OpenCV's Gaussian kernel for uint8 images (:func:`gaussian_kernel_size` taps), normalised."""
     size = gaussian_kernel_size(sigma)
-    half = size // 2
-    x = torch.arange(size, device=image.device, dtype=torch.float64) - half
+    x = torch.arange(size, device=device, dtype=torch.float64) - size // 2
     kernel = torch.exp(-(x * x) / (2 * sigma * sigma))
-    kernel = (kernel / kernel.sum()).to(image.dtype)
-    batch = image if image.dim() == 4 else image[None]
-    n, c, h, w = batch.shape
-    flat = batch.reshape(n * c, 1, h, w)
-    flat = F.conv2d(F.pad(flat, (half, half, 0, 0), mode="replicate"), kernel.view(1, 1, 1, size))
-    flat = F.conv2d(F.pad(flat, (0, 0, half, half), mode="replicate"), kernel.view(1, 1, size, 1))
-    out = flat.reshape(n, c, h, w)
-    return out if image.dim() == 4 else out[0]
+    return (kernel / kernel.sum()).to(dtype)
 
 
-def blend_into(image: torch.Tensor, rect: tuple[int, int, int, int], replacement: torch.Tensor,
-               mask: torch.Tensor) -> None:
-    """Blend ``replacement`` into ``image`` over ``rect`` with weights ``mask``, in place.
+def _convolve_separable(padded: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Valid (unpadded) convolution of ``(N, C, H, W)`` images with ``kernel`` along both axes."""
+    n, c, h, w = padded.shape
+    size = kernel.numel()
+    flat = F.conv2d(padded.reshape(n * c, 1, h, w), kernel.view(1, 1, 1, size))
+    flat = F.conv2d(flat, kernel.view(1, 1, size, 1))
+    return flat.reshape(n, c, h - size + 1, w - size + 1)
+
+
+def pad_stack(images: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``(K, C, H, W)`` canvas of ``(C, h_k, w_k)`` images, each at the top left, zeros elsewhere;
+    ``H``, ``W`` the largest sizes."""
+    height, width = max(im.shape[-2] for im in images), max(im.shape[-1] for im in images)
+    canvas = images[0].new_zeros((len(images), images[0].shape[0], height, width))
+    for k, image in enumerate(images):
+        canvas[k, :, :image.shape[-2], :image.shape[-1]] = image
+    return canvas
+
+
+def shrink_area(images: Sequence[torch.Tensor], small) -> torch.Tensor:
+    """``(K, C, h, w)`` canvas of the ``(C, h_k, w_k)`` images shrunk to ``small`` (``(K, 2)`` width,
+    height each, pixels) with OpenCV ``INTER_AREA``, each at the top left, zeros past its size: two
+    batched matrix products."""
+    small = np.asarray(small, np.int64).reshape(-1, 2)
+    sizes = np.array([[im.shape[-1], im.shape[-2]] for im in images], np.int64)
+    canvas = pad_stack(images).float()
+    device = canvas.device
+    w, h, small_w, small_h = (upload(np.ascontiguousarray(v), device)
+                              for v in (sizes[:, 0], sizes[:, 1], small[:, 0], small[:, 1]))
+    area = (w >= small_w) & (h >= small_h)
+    rows = area_weights(h, small_h, canvas.shape[-2], area, dst_pad=int(small[:, 1].max()))[:, None]
+    cols = area_weights(w, small_w, canvas.shape[-1], area, dst_pad=int(small[:, 0].max()))[:, None]
+    return rows @ canvas @ cols.transpose(-1, -2)
+
+
+def shrink_and_blur(images: Sequence[torch.Tensor], small_sizes, sigmas) -> list[torch.Tensor]:
+    """Shrink each ``(C, h, w)`` float image to its small size (OpenCV ``INTER_AREA``) and blur it with
+    its sigma (edges replicated, OpenCV's kernel), all faces in a few batched operations.
 
     Args:
-        image: ``(3, H, W)`` uint8 frame (modified).
-        rect: ``x0, y0, x1, y1`` integer pixels; may leave the frame (clipped).
-        replacement: ``(3, y1 - y0, x1 - x0)`` float 0..255.
-        mask: ``(y1 - y0, x1 - x0)`` float weights of the replacement, 0..1.
+        images: float images of any sizes (0..255).
+        small_sizes: ``(K, 2)`` each image's shrunk (width, height), pixels, at most its size.
+        sigmas: ``(K,)`` Gaussian standard deviations on the shrunk images, pixels.
 
-    The result is rounded like the CPU compositor (``floor(x + 0.5)``).
+    Returns:
+        The ``K`` shrunk, blurred ``(C, small_h, small_w)`` images (views of one tensor).
     """
-    x0, y0, x1, y1 = (int(v) for v in rect)
-    height, width = image.shape[-2:]
-    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
-    if cx1 <= cx0 or cy1 <= cy0:
-        return
-    m = mask[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
-    new = replacement[:, cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
-    target = image[:, cy0:cy1, cx0:cx1]
-    blended = target.float() * (1.0 - m) + new * m
-    target.copy_(to_uint8(blended))
+    small = np.asarray(small_sizes, np.int64).reshape(-1, 2)
+    shrunk = shrink_area(images, small)  # (K, C, rows, cols)
+    device = shrunk.device
+    rows_max, cols_max = shrunk.shape[-2:]
+    small_w, small_h = upload(small[:, 0], device), upload(small[:, 1], device)
+    blurred = torch.empty_like(shrunk)
+    sigmas = np.asarray(sigmas, np.float64).reshape(-1)
+    keys = np.round(sigmas, 6)  # sigma / (sigma / 3) is 3 up to rounding for every face but the smallest
+    for key in np.unique(keys):
+        chosen = np.flatnonzero(keys == key)
+        sigma = float(sigmas[chosen[0]])
+        half = gaussian_kernel_size(sigma) // 2
+        index = upload(chosen, device)
+        # each face's own edge replicated: clamp the sample positions to its shrunk size
+        ys = torch.arange(-half, rows_max + half, device=device)[None].clamp(min=0)
+        xs = torch.arange(-half, cols_max + half, device=device)[None].clamp(min=0)
+        ys = torch.minimum(ys, small_h[index][:, None] - 1)
+        xs = torch.minimum(xs, small_w[index][:, None] - 1)
+        padded = shrunk[index[:, None, None], :, ys[:, :, None], xs[:, None, :]]  # (k, H', W', C)
+        blurred[index] = _convolve_separable(padded.permute(0, 3, 1, 2).contiguous(),
+                                             _gaussian_kernel(sigma, device, shrunk.dtype))
+    return [blurred[k, :, :hk, :wk] for k, (wk, hk) in enumerate(small)]
+
+
+def shrink_and_enlarge(images: Sequence[torch.Tensor], small_sizes) -> list[torch.Tensor]:
+    """Mosaic: shrink each ``(C, h, w)`` float image to its small size (OpenCV ``INTER_AREA``) and enlarge
+    it back by nearest neighbour (OpenCV ``INTER_NEAREST``), all faces batched.
+
+    Args:
+        images: float images of any sizes (0..255).
+        small_sizes: ``(K, 2)`` each image's shrunk (width, height) in pixels (its blocks across and down).
+
+    Returns:
+        The ``K`` mosaics, each the size of its image (views of one tensor).
+    """
+    small = np.asarray(small_sizes, np.int64).reshape(-1, 2)
+    sizes = np.array([[im.shape[-1], im.shape[-2]] for im in images], np.int64)
+    shrunk = shrink_area(images, small)
+    device = shrunk.device
+    # source index floor(dst * src / dst_size), exact integers, per face; clamped past each face's size
+    steps = [torch.arange(int(sizes[:, axis].max()), device=device)[None] for axis in (1, 0)]
+    rows, cols = ((torch.minimum(step, upload(sizes[:, axis], device)[:, None] - 1)
+                   * upload(small[:, axis], device)[:, None]) // upload(sizes[:, axis], device)[:, None]
+                  for step, axis in zip(steps, (1, 0)))
+    index = torch.arange(len(small), device=device)
+    mosaic = shrunk[index[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (K, H, W, C)
+    mosaic = mosaic.permute(0, 3, 1, 2)
+    return [mosaic[k, :, :hk, :wk] for k, (wk, hk) in enumerate(sizes)]
+
+
+@dataclass
+class FlatImages:
+    """Images of different sizes packed into one tensor, so a batch of faces is one gather, not a loop.
+
+    Image ``k`` is ``values[:, offsets[k]:offsets[k] + h * w]``, row-major, with
+    ``(w, h) = sizes[k]``.
+
+    Attributes:
+        values: ``(C, total)`` float tensor on the device.
+        offsets: ``(K,)`` int64, where each image starts in ``values`` (elements).
+        sizes: ``(K, 2)`` int64, each image's (width, height) in pixels.
+    """
+
+    values: torch.Tensor
+    offsets: np.ndarray
+    sizes: np.ndarray
+
+
+def flatten_images(images: torch.Tensor | Sequence[torch.Tensor] | Sequence[np.ndarray],
+                   device: torch.device | str | None = None) -> FlatImages:
+    """Pack ``(K, C, h, w)`` images, a sequence of ``(C, h_k, w_k)`` tensors, or a sequence of
+    ``(h_k, w_k)`` host arrays (masks: uploaded to ``device`` in one copy) into :class:`FlatImages`."""
+    if torch.is_tensor(images):
+        k, c, h, w = images.shape
+        sizes = np.tile(np.array([w, h], np.int64), (k, 1))
+        values = images.float().transpose(0, 1).reshape(c, k * h * w)
+    elif len(images) and isinstance(images[0], np.ndarray):
+        sizes = np.array([[a.shape[1], a.shape[0]] for a in images], np.int64).reshape(-1, 2)
+        values = upload(np.concatenate([a.ravel() for a in images]).astype(np.float32)[None], device)
+    else:
+        sizes = np.array([[t.shape[-1], t.shape[-2]] for t in images], np.int64).reshape(-1, 2)
+        values = torch.cat([t.float().reshape(t.shape[0], -1) for t in images], 1)
+    counts = sizes[:, 0] * sizes[:, 1]
+    return FlatImages(values=values, offsets=np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64),
+                      sizes=sizes)
+
+
+def _sample_bilinear(flat: FlatImages, geometry: torch.Tensor, scales: torch.Tensor, face: torch.Tensor,
+                     x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Values of each face's image resized to its destination size (OpenCV ``INTER_LINEAR``, the
+    arithmetic of ``F.interpolate(mode="bilinear")``) at destination pixels ``(x, y)``.
+
+    Args:
+        flat: the source images.
+        geometry: ``(K, 3)`` int64 per face: offset in ``flat``, source width, source height.
+        scales: ``(K, 2)`` float32 per face: source / destination size, x and y.
+        face, x, y: ``(T,)`` per pixel: its face, and its column and row in the destination (int64).
+
+    Returns:
+        ``(C, T)`` float.
+    """
+    offset, src_w, src_h = geometry[face].unbind(1)
+    scale_x, scale_y = scales[face].unbind(1)
+    sx = ((x + 0.5) * scale_x - 0.5).clamp_(min=0)
+    sy = ((y + 0.5) * scale_y - 0.5).clamp_(min=0)
+    x0, y0 = sx.long(), sy.long()  # >= 0: truncation is the floor
+    fx, fy = sx - x0, sy - y0
+    x1, y1 = torch.minimum(x0 + 1, src_w - 1), torch.minimum(y0 + 1, src_h - 1)
+    row0, row1 = offset + y0 * src_w, offset + y1 * src_w
+    taps = [flat.values.index_select(1, row + col) for row in (row0, row1) for col in (x0, x1)]
+    top = taps[0] * (1 - fx) + taps[1] * fx
+    bottom = taps[2] * (1 - fx) + taps[3] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def _overlap_layers(frame_index: np.ndarray, rects: np.ndarray) -> np.ndarray:
+    """Per face, the blending pass it belongs to: one after every earlier face of its frame it overlaps,
+    so overlapping faces blend in order (a later face over an earlier one's result), others together."""
+    layers = np.zeros(len(rects), np.int64)
+    for k in range(1, len(rects)):
+        before = np.arange(k)
+        hit = ((frame_index[before] == frame_index[k])
+               & (rects[before, 0] < rects[k, 2]) & (rects[k, 0] < rects[before, 2])
+               & (rects[before, 1] < rects[k, 3]) & (rects[k, 1] < rects[before, 3]))
+        if hit.any():
+            layers[k] = layers[before[hit]].max() + 1
+    return layers
+
+
+def paste_faces(frames: torch.Tensor, frame_index, rects, faces: FlatImages, masks: FlatImages,
+                supports=None, max_pixels: int = 1 << 21) -> None:
+    """Resize every face result and its blend mask to its rectangle and blend them into the frames, in place.
+
+    All faces of a batch are blended together, one pass over their pixels
+    (faces that overlap an earlier face of their frame in a later pass), so
+    the cost in kernel launches does not grow with the number of faces. The
+    arithmetic is the CPU compositor's: bilinear resize (OpenCV
+    ``INTER_LINEAR``), ``frame * (1 - m) + face * m``, rounded with
+    ``floor(x + 0.5)``; pixels of a rectangle outside the frame are skipped.
+
+    Args:
+        frames: ``(N, 3, H, W)`` uint8 frames (modified).
+        frame_index: ``(K,)`` frame of each face.
+        rects: ``(K, 4)`` integer rectangles ``x0, y0, x1, y1`` (pixels, exclusive ends).
+        faces: ``K`` results (3 channels, 0..255), any size: resized to their rectangle.
+        masks: ``K`` blend weights (1 channel, 0..1), any size: resized to their rectangle.
+        supports: ``(K, 4)`` integer boxes ``x0, y0, x1, y1`` in rectangle pixels outside which a
+            face's resized mask is 0 (the GAN's changed box): only those pixels are visited, and
+            faces overlap less. Default: the whole rectangle.
+        max_pixels: pixels blended per pass at most (bounds the index tensors' memory).
+    """
+    rects = np.asarray(rects, np.int64).reshape(-1, 4)
+    frame_index = np.asarray(frame_index, np.int64).reshape(-1)
+    height, width = frames.shape[-2:]
+    sizes = rects[:, 2:] - rects[:, :2]  # (w, h) of each rectangle
+    region = rects if supports is None else np.tile(rects[:, :2], 2) + np.asarray(supports, np.int64).reshape(-1, 4)
+    clipped = np.stack([np.maximum(region[:, 0], 0), np.maximum(region[:, 1], 0),
+                        np.minimum(region[:, 2], width), np.minimum(region[:, 3], height)], 1)
+    visible = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    device = frames.device
+    geometry = upload(np.stack([faces.offsets, *faces.sizes.T, masks.offsets, *masks.sizes.T], 1), device)
+    scales = upload(np.concatenate([faces.sizes / sizes, masks.sizes / sizes], 1).astype(np.float32), device)
+    pixels = nhwc(frames)  # (N, H, W, 3): one pixel = one row
+    layers = _overlap_layers(frame_index, clipped)
+    for layer in range(int(layers.max(initial=-1)) + 1):
+        chosen = np.flatnonzero((layers == layer) & visible)
+        if not len(chosen):
+            continue
+        for group in _pixel_groups(chosen, clipped, max_pixels):
+            _paste_group(pixels, group, frame_index, rects, clipped, geometry, scales, faces, masks)
+
+
+def _pixel_groups(chosen: np.ndarray, clipped: np.ndarray, max_pixels: int) -> list[np.ndarray]:
+    """Split faces into consecutive groups of at most ``max_pixels`` visible pixels (a face never split)."""
+    counts = (clipped[chosen, 2] - clipped[chosen, 0]) * (clipped[chosen, 3] - clipped[chosen, 1])
+    groups, start, total = [], 0, 0
+    for k, count in enumerate(counts):
+        if total and total + count > max_pixels:
+            groups.append(chosen[start:k])
+            start, total = k, 0
+        total += count
+    groups.append(chosen[start:])
+    return groups
+
+
+def _paste_group(pixels: torch.Tensor, group: np.ndarray, frame_index: np.ndarray, rects: np.ndarray,
+                 clipped: np.ndarray, geometry: torch.Tensor, scales: torch.Tensor, faces: FlatImages,
+                 masks: FlatImages) -> None:
+    """Blend the faces of ``group`` (none overlapping another) into ``pixels`` (N, H, W, 3), in place."""
+    device = pixels.device
+    widths = clipped[group, 2] - clipped[group, 0]
+    counts = widths * (clipped[group, 3] - clipped[group, 1])
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    # per face of the group: start, visible width, visible x0/y0, their offset in the rectangle, frame, face id
+    table = upload(np.stack([starts, widths, clipped[group, 0], clipped[group, 1],
+                             clipped[group, 0] - rects[group, 0], clipped[group, 1] - rects[group, 1],
+                             frame_index[group], group], 1).astype(np.int64), device)
+    index = torch.arange(int(counts.sum()), device=device)
+    local = torch.searchsorted(table[:, 0].contiguous(), index, right=True) - 1
+    start, width, vx0, vy0, off_x, off_y, frame, face = table[local].unbind(1)
+    within = index - start
+    row = torch.div(within, width, rounding_mode="floor")
+    col = within - row * width
+    x, y = off_x + col, off_y + row  # pixel in the face's rectangle
+    new = _sample_bilinear(faces, geometry[:, :3], scales[:, :2], face, x, y)  # (3, T)
+    m = _sample_bilinear(masks, geometry[:, 3:], scales[:, 2:], face, x, y)[0][:, None]  # (T, 1)
+    where = (frame, vy0 + row, vx0 + col)
+    blended = pixels[where].float() * (1.0 - m) + new.T * m
+    pixels[where] = to_uint8(blended)

@@ -10,7 +10,11 @@ rounding. The difference is where the pixels are:
   device copy (:attr:`streamer.detections.Frame.pixels`);
 * crops, anonymizers and blending run on the device with
   :mod:`streamer.stages.frame_ops`; faces are batched across all frames of a
-  batch (one gather and one resize for every GAN crop, one generator call);
+  batch: one gather and one resize for every crop, one generator call (or
+  one batched blur / mosaic), one blending pass over the pixels of every
+  face (:func:`~streamer.stages.frame_ops.paste_faces`), so the number of
+  kernel launches per batch hardly grows with the number of faces
+  (``benchmarks/host_ops.py`` counts them);
 * the result crosses back once: downloaded into ``Frame.image`` (the
   default, what live outputs read), or left on the device
   (``download=False``) for a sink that converts it to the encoder's pixel
@@ -18,7 +22,9 @@ rounding. The difference is where the pixels are:
   Then ``Frame.image`` is cleared: the host copy still shows the original faces.
 
 Only the feathered masks are drawn on the host (at most 96 px across, by the
-CPU compositor's own function) and uploaded in one copy per batch.
+CPU compositor's own function) and uploaded in one copy per batch. Small
+host arrays (rectangles, tables) go up from pinned memory without waiting
+for the GPU (:func:`~streamer.stages.frame_ops.upload`).
 
 Example:
     >>> import numpy as np
@@ -45,6 +51,17 @@ from streamer.stages.anonymizers import Anonymizer, FaceCrops
 from streamer.stages.compositor import Compositor, ellipse_mask_work, face_in_crop, place_face
 
 _NONE = np.zeros(0, np.int64)
+
+
+def _mask_supports(placements) -> np.ndarray | None:
+    """Per face, the box of its crop outside which its blend mask is 0: the changed box (GAN) plus a
+    pixel of margin, or None when every mask may cover its whole crop (classic modes)."""
+    if any(p.changed is None for p in placements):
+        return None
+    changed = np.array([p.changed for p in placements], np.float64)
+    limits = np.array([[p.width, p.height, p.width, p.height] for p in placements])
+    boxes = np.concatenate([np.floor(changed[:, :2]) - 1, np.ceil(changed[:, 2:]) + 1], 1)
+    return np.clip(boxes, 0, limits).astype(np.int64)
 
 
 class TorchCompositor(Compositor):
@@ -84,6 +101,10 @@ class TorchCompositor(Compositor):
     def anonymize_frames(self, frames: list[Frame], download: bool | None = None) -> list[Counter]:
         """Anonymize the faces in ``frame.detections`` of every frame, on the device.
 
+        The frames are worked on as one ``(N, 3, H, W)`` batch (a copy when
+        there are several: a few microseconds on a GPU); afterwards each
+        ``frame.device_image`` is a view of that batch.
+
         Args:
             frames: frames with their detections; uploaded first if they are not on the device.
             download: override the compositor's ``download`` setting.
@@ -93,21 +114,26 @@ class TorchCompositor(Compositor):
         """
         download = self.download if download is None else download
         self.upload(frames)
-        images = [frame_ops.nchw(frame.device_image) for frame in frames]  # (3, H, W) views
         counts = [Counter() for _ in frames]
         assigned = [self.assign(f.detections) if len(f.detections) else (_NONE, _NONE) for f in frames]
-        for slot, anonymizer in enumerate((self.anonymizer, self.fallback)):
-            jobs = [(i, int(j)) for i, faces in enumerate(assigned) for j in faces[slot]]
-            if jobs:
-                self._apply_batch(frames, images, jobs, anonymizer)
-                for i, _ in jobs:
-                    counts[i][anonymizer.name] += 1
+        if any(len(main) or len(fallback) for main, fallback in assigned):
+            batch = frame_ops.stack_frames([frame_ops.nchw(frame.device_image) for frame in frames])
+            for i, frame in enumerate(frames):
+                frame.device_image = frame_ops.nhwc(batch[i])
+            for slot, anonymizer in enumerate((self.anonymizer, self.fallback)):
+                jobs = [(i, int(j)) for i, faces in enumerate(assigned) for j in faces[slot]]
+                if jobs:
+                    self._apply_batch(frames, batch, jobs, anonymizer)
+                    for i, _ in jobs:
+                        counts[i][anonymizer.name] += 1
         for frame in frames:
             self._hand_back(frame, download)
         return counts
 
-    def _apply_batch(self, frames: list[Frame], images: list[torch.Tensor], jobs: list[tuple[int, int]],
+    def _apply_batch(self, frames: list[Frame], batch: torch.Tensor, jobs: list[tuple[int, int]],
                      anonymizer: Anonymizer) -> None:
+        """Anonymize the faces ``jobs`` ((frame, face) pairs) of ``batch`` (N, 3, H, W) with ``anonymizer``:
+        one gather of every crop, one anonymizer call, one blend of every face."""
         placements, boxes, keypoints, track_ids = [], [], [], []
         for i, j in jobs:
             det = frames[i].detections
@@ -120,30 +146,19 @@ class TorchCompositor(Compositor):
         frame_index = np.array([i for i, _ in jobs])
         rects = np.array([p.rect for p in placements], np.int64)
         if anonymizer.input_size:  # every crop of the batch to one size, in one gather + resize
-            crops = frame_ops.crop_and_resize(images, frame_index, rects, anonymizer.input_size)
-        else:  # native size: one crop per face
-            crops = [frame_ops.cut_crops(images[i][None], [0], rects[k:k + 1])[0].float()
-                     for k, i in enumerate(frame_index)]
+            crops = frame_ops.crop_and_resize(batch, frame_index, rects, anonymizer.input_size)
+        else:  # native size: one gather, each face a view of its own size
+            canvas = frame_ops.cut_crops(batch, frame_index, rects).float()
+            crops = [canvas[k, :, :p.height, :p.width] for k, p in enumerate(placements)]
         results = anonymizer.anonymize_tensor(FaceCrops(images=crops, boxes=np.stack(boxes),
                                                         keypoints=np.stack(keypoints),
                                                         track_ids=np.array(track_ids, np.int64)))
-        masks, mask_sizes = self._masks(placements)
-        # blend in order: where faces overlap, later faces blend over earlier anonymized pixels
-        for k, (i, p) in enumerate(zip(frame_index, placements)):
-            result = frame_ops.resize_bilinear(results[k].to(self.device).float(), (p.width, p.height))
-            small = masks[k, :, :mask_sizes[k][0], :mask_sizes[k][1]]
-            mask = frame_ops.resize_bilinear(small, (p.width, p.height))[0]
-            frame_ops.blend_into(images[i], p.rect, result, mask)
-
-    def _masks(self, placements) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-        """The small feathered masks of all faces, drawn on the host by the CPU compositor's function
-        and uploaded in one copy: (K, 1, h, w) padded, and each one's (height, width) in pixels."""
-        works = [ellipse_mask_work(p.width, p.height, p.region, p.feather, p.changed) for p in placements]
-        sizes = [w.shape for w in works]
-        canvas = np.zeros((len(works), 1, max(h for h, _ in sizes), max(w for _, w in sizes)), np.float32)
-        for k, w in enumerate(works):
-            canvas[k, 0, :w.shape[0], :w.shape[1]] = w
-        return frame_ops.upload(canvas, self.device), sizes
+        if torch.is_tensor(results):
+            results = results.to(self.device)
+        masks = [ellipse_mask_work(p.width, p.height, p.region, p.feather, p.changed) for p in placements]
+        # in order: where faces overlap, later faces blend over earlier anonymized pixels
+        frame_ops.paste_faces(batch, frame_index, rects, frame_ops.flatten_images(results),
+                              frame_ops.flatten_images(masks, self.device), supports=_mask_supports(placements))
 
     @staticmethod
     def _hand_back(frame: Frame, download: bool) -> None:

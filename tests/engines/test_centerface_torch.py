@@ -61,6 +61,21 @@ def test_detections_match_onnxruntime_within_one_pixel(centerface_torch, ort_run
         assert np.abs(a.scores - b.scores).max() < 1e-3
 
 
+def test_frames_on_a_device_give_the_same_detections_as_host_frames(centerface_torch, real_frames):
+    """Device frames: the outputs stay on the device and only the cells above the threshold are
+    downloaded (streamer.stages.detector.cells_above); the detections are those of the host path."""
+    rendered = np.pad(real_frames[1], ((0, 24), (0, 0), (0, 0)))  # 640 x 384: the network's size, no resize
+    frames = [rendered, np.zeros_like(rendered), np.ascontiguousarray(rendered[:, ::-1])]  # 2, 0, 2 faces
+    detector = CenterFaceDetector(DetectorConfig(input_width=640), runner=TorchRunner(centerface_torch, "cpu"))
+    on_host = detector(frames)
+    on_device = detector([torch.from_numpy(f) for f in frames])
+    assert [len(d) for d in on_host] == [2, 0, 2]
+    for a, b in zip(on_host, on_device):
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
+        np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+
+
 def test_mismatched_onnx_is_refused():
     model = load_centerface_onnx()
     stem = model.graph.node[0]

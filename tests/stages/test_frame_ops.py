@@ -129,13 +129,17 @@ def test_cut_and_crop_and_resize_match_opencv(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_resize_area_is_opencv_inter_area(device):
+def test_shrink_area_is_opencv_inter_area(device):
     image = data.astronaut()[100:237, 150:301]  # 151 x 137: fractional ratios
-    x = frame_ops.nchw(torch.from_numpy(image).to(device)).float()
-    for size in [(20, 18), (75, 68), (151, 40), (200, 100)]:  # shrink both; one axis kept; one grows
-        expected = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        d = _diff(frame_ops.nhwc(frame_ops.resize_area(x, size)).cpu().numpy().round(), expected)
-        assert d.max() <= 1, (size, d.max())
+    sizes = [(20, 18), (75, 68), (151, 40), (151, 137)]  # both axes shrink; one axis kept; none
+    crops = [frame_ops.nchw(torch.from_numpy(np.ascontiguousarray(image[:h0, :w0]))).to(device).float()
+             for w0, h0 in [(151, 137), (120, 137), (151, 100), (151, 137)]]
+    shrunk = frame_ops.shrink_area(crops, sizes)
+    for k, (crop, (w, h)) in enumerate(zip(crops, sizes)):
+        expected = cv2.resize(frame_ops.nhwc(crop).cpu().numpy().astype(np.uint8), (w, h), interpolation=cv2.INTER_AREA)
+        d = _diff(frame_ops.nhwc(shrunk[k, :, :h, :w]).cpu().numpy().round(), expected)
+        assert d.max() <= 1, ((w, h), d.max())
+    assert shrunk[1, :, :, 75:].abs().max() == 0 and shrunk[0, :, 18:].abs().max() == 0  # zeros past each size
 
 
 @pytest.mark.parametrize("anonymizer", [Blur(strength=0.25), Pixelate(blocks=8), Mask(color=(10, 200, 30))],
@@ -153,22 +157,91 @@ def test_classic_anonymizers_on_tensors_match_opencv(anonymizer, device):
     tensors = [frame_ops.nchw(torch.from_numpy(c).to(device)).float() for c in crops]
     ours = anonymizer.anonymize_tensor(FaceCrops(images=tensors, boxes=np.stack(boxes)))
     for e, o in zip(expected, ours):
+        o = frame_ops.resize_bilinear(o, (e.shape[1], e.shape[0]))  # blur returns its shrunk crop
         d = _diff(frame_ops.to_uint8(frame_ops.nhwc(o)).cpu().numpy(), e)
         assert d.max() <= 2 and d.mean() < 0.3, (anonymizer.name, d.mean(), d.max())
 
 
-def test_gaussian_blur_matches_opencv():
+def test_shrink_and_blur_blurs_like_opencv():
     image = np.random.default_rng(0).uniform(0, 255, (40, 30, 3)).astype(np.float32)
     expected = cv2.GaussianBlur(image, (frame_ops.gaussian_kernel_size(3.0),) * 2, 3.0,
                                 borderType=cv2.BORDER_REPLICATE)
-    ours = frame_ops.nhwc(frame_ops.gaussian_blur(frame_ops.nchw(torch.from_numpy(image)), 3.0)).numpy()
-    np.testing.assert_allclose(ours, expected, atol=1e-3)
+    smaller = np.ascontiguousarray(image[:25, :20])  # a second, smaller face: its own edges replicated
+    expected_smaller = cv2.GaussianBlur(smaller, (frame_ops.gaussian_kernel_size(3.0),) * 2, 3.0,
+                                        borderType=cv2.BORDER_REPLICATE)
+    crops = [frame_ops.nchw(torch.from_numpy(a)) for a in (image, smaller)]
+    ours = frame_ops.shrink_and_blur(crops, [(30, 40), (20, 25)], [3.0, 3.0])  # not shrunk: blur alone
+    np.testing.assert_allclose(frame_ops.nhwc(ours[0]).numpy(), expected, atol=1e-3)
+    np.testing.assert_allclose(frame_ops.nhwc(ours[1]).numpy(), expected_smaller, atol=1e-3)
 
 
-def test_blend_into_clips_at_the_frame_edge_and_rounds_like_the_cpu_compositor():
-    frame = torch.full((3, 10, 10), 100, dtype=torch.uint8)
-    replacement = torch.full((3, 6, 6), 201.0)
-    mask = torch.full((6, 6), 0.5)
-    frame_ops.blend_into(frame, (-2, 7, 4, 13), replacement, mask)
-    assert frame[:, 7:, :4].unique().tolist() == [151]  # floor(150.5 + 0.5)
-    assert frame[:, :7].unique().tolist() == [100] and frame[:, :, 4:].unique().tolist() == [100]
+def test_paste_faces_clips_at_the_frame_edge_and_rounds_like_the_cpu_compositor():
+    frames = torch.full((1, 3, 10, 10), 100, dtype=torch.uint8)
+    faces = frame_ops.flatten_images(torch.full((1, 3, 3, 3), 201.0))  # resized to the 6 x 6 rectangle
+    masks = frame_ops.flatten_images([np.full((2, 2), 0.5, np.float32)], "cpu")
+    frame_ops.paste_faces(frames, [0], [(-2, 7, 4, 13)], faces, masks)
+    assert frames[0, :, 7:, :4].unique().tolist() == [151]  # floor(150.5 + 0.5)
+    assert frames[0, :, :7].unique().tolist() == [100] and frames[0, :, :, 4:].unique().tolist() == [100]
+
+
+def _paste_one_by_one(frames: torch.Tensor, frame_index, rects, results, masks) -> None:
+    """Reference: each face resized with F.interpolate and blended on its own, in order."""
+    for i, (x0, y0, x1, y1), result, mask in zip(frame_index, rects, results, masks):
+        size = (int(y1 - y0), int(x1 - x0))
+        new = torch.nn.functional.interpolate(result[None].float(), size=size, mode="bilinear")[0]
+        m = torch.nn.functional.interpolate(torch.from_numpy(mask)[None, None], size=size, mode="bilinear")[0, 0]
+        height, width = frames.shape[-2:]
+        cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+        if cx1 <= cx0 or cy1 <= cy0:
+            continue
+        sub = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
+        target = frames[i, :, cy0:cy1, cx0:cx1]
+        target.copy_(frame_ops.to_uint8(target.float() * (1 - m[sub]) + new[(slice(None), *sub)] * m[sub]))
+
+
+@pytest.mark.parametrize("max_pixels", [1 << 21, 500])
+@pytest.mark.parametrize("device", DEVICES)
+def test_paste_faces_equals_blending_each_face_in_order(device, max_pixels):
+    rng = np.random.default_rng(3)
+    frames = torch.from_numpy(rng.integers(0, 256, (3, 3, 90, 120), dtype=np.uint8)).to(device)
+    original, expected = frames.clone(), frames.clone()
+    rects = np.array([[10, 10, 50, 60],     # 128 px result shrunk
+                      [30, 40, 75, 70],     # overlaps the first: blended after it, over its result
+                      [-20, 60, 30, 110],   # leaves the frame at the left and bottom
+                      [100, 5, 140, 33],    # leaves it at the right
+                      [5, 5, 45, 45],       # other frame
+                      [200, 200, 240, 240],  # wholly outside: skipped
+                      [0, 0, 120, 90]])     # a whole frame, enlarged from 128 x 128 on one axis
+    frame_index = np.array([0, 0, 0, 0, 1, 1, 2])
+    results = torch.from_numpy(rng.uniform(0, 255, (len(rects), 3, 128, 128)).astype(np.float32)).to(device)
+    masks = [rng.uniform(0, 1, (int(rng.integers(3, 40)), int(rng.integers(3, 40)))).astype(np.float32)
+             for _ in rects]
+    frame_ops.paste_faces(frames, frame_index, rects, frame_ops.flatten_images(results),
+                          frame_ops.flatten_images(masks, device), max_pixels=max_pixels)
+    _paste_one_by_one(expected, frame_index, rects, results.cpu(), masks)
+    d = (frames.cpu().int() - expected.cpu().int()).abs()
+    assert d.max() <= 1 and (d > 0).float().mean() < 1e-3, (d.max(), (d > 0).float().mean())  # float rounding
+    outside = torch.ones((3, 90, 120), dtype=torch.bool)
+    for i, (x0, y0, x1, y1) in zip(frame_index, rects):
+        outside[i, max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = False
+    changed = (frames != original).any(1).cpu()
+    assert not changed[outside].any() and changed[~outside].float().mean() > 0.9
+
+
+def test_paste_faces_within_supports_equals_the_whole_rectangles():
+    """Faces whose masks are 0 outside a box blend the same when only that box is visited (the GAN's
+    changed box): the two boxes below overlap as rectangles, not as supports, so one pass blends both."""
+    rng = np.random.default_rng(4)
+    frames = torch.from_numpy(rng.integers(0, 256, (1, 3, 60, 80), dtype=np.uint8))
+    rects = np.array([[0, 0, 40, 40], [20, 20, 60, 60]])
+    supports = np.array([[8, 8, 20, 20], [24, 24, 36, 36]])
+    masks = []
+    for x0, y0, x1, y1 in supports:  # drawn at rectangle size: no resize spreads them
+        mask = np.zeros((40, 40), np.float32)
+        mask[y0 + 1:y1 - 1, x0 + 1:x1 - 1] = rng.uniform(0.2, 1, (y1 - y0 - 2, x1 - x0 - 2))
+        masks.append(mask)
+    faces = frame_ops.flatten_images(torch.from_numpy(rng.uniform(0, 255, (2, 3, 16, 16)).astype(np.float32)))
+    whole, within = frames.clone(), frames.clone()
+    frame_ops.paste_faces(whole, [0, 0], rects, faces, frame_ops.flatten_images(masks, "cpu"))
+    frame_ops.paste_faces(within, [0, 0], rects, faces, frame_ops.flatten_images(masks, "cpu"), supports=supports)
+    assert torch.equal(whole, within) and not torch.equal(whole, frames)
