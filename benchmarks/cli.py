@@ -53,6 +53,9 @@ def add_commands(subparsers) -> dict:
     p.add_argument("--size", default="1920x1080", help="synthetic clip size WxH (default 1920x1080)")
     p.add_argument("--fps", type=int, default=30, help="synthetic clip frame rate")
     p.add_argument("--faces", type=int, default=4, help="faces in the synthetic clip")
+    p.add_argument("--batch-size", type=int, metavar="FRAMES",
+                   help="frames per detector call and anonymizer batch (default: the config's; 0 = auto, "
+                        "8 on a GPU, 1 on the CPU)")
     p.add_argument("--streams", type=int, default=1, help="also run N concurrent streams (null sink)")
     p.add_argument("--generator-weights", metavar="PATH|random",
                    help="gan mode: this weights file, or 'random' for fixed-seed random weights (same cost as "
@@ -219,7 +222,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Run the benchmark variants and print/write the results."""
     from streamer.sample import make_sample_clip
 
-    base = apply_overrides(load_config(args.config), {"pipeline.device": args.device})
+    from streamer.factory import frames_per_batch
+
+    overrides = {"pipeline.device": args.device}
+    if args.batch_size is not None:
+        overrides["detector.batch_size"] = args.batch_size
+    base = apply_overrides(load_config(args.config), overrides)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     with tempfile.TemporaryDirectory() as tmp:
         generator = use_generator_weights(args.generator_weights, tmp) if "gan" in modes else None
@@ -253,7 +261,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not args.no_deface:
             rows.append(_deface(clip, base, tmp))
     meta = {"date": dt.date.today().isoformat(), "command": "streamer " + " ".join(sys.argv[1:]),
-            "machine": describe_machine(args.device), **({"generator": generator} if generator else {})}
+            "machine": describe_machine(args.device), "frames_per_batch": frames_per_batch(base), **({"generator": generator} if generator else {})}
     print(format_table(rows))
     print(f"\n{meta['date']}, {meta['machine']}: `{meta['command']}`")
     if generator:

@@ -46,19 +46,21 @@ class DetectorConfig:
             32). 0 or a value above the frame width means native width.
         threshold: minimum heatmap score (0..1) for a face.
         nms_iou: IoU above which overlapping boxes are merged.
-        batch_size: frames per detector call.
+        batch_size: frames per detector call and per anonymizer batch (faces of
+            all of them go to the generator together); 0 = auto: 8 on a GPU,
+            where per-call costs dominate, 1 on the CPU.
     """
 
     input_width: int = 1280
     threshold: float = 0.2
     nms_iou: float = 0.3
-    batch_size: int = 1
+    batch_size: int = 0
 
     def validate(self) -> None:
         _check(self.input_width >= 0, "detector.input_width", "must be >= 0")
         _check(0.0 < self.threshold < 1.0, "detector.threshold", "must be in (0, 1)")
         _check(0.0 < self.nms_iou <= 1.0, "detector.nms_iou", "must be in (0, 1]")
-        _check(self.batch_size >= 1, "detector.batch_size", "must be >= 1")
+        _check(self.batch_size >= 0, "detector.batch_size", "must be >= 0 (0 = auto)")
 
 
 @dataclass

@@ -44,7 +44,7 @@ def build_detector(config: Config, cpu_runtime_name: str | None = None) -> Cente
     from engines.export import CENTERFACE
     from engines.tensorrt_runner import detector_profiles_for_config, tensorrt_runner_for
 
-    profiles = detector_profiles_for_config(config.detector.input_width, max(32, config.detector.batch_size))
+    profiles = detector_profiles_for_config(config.detector.input_width, max(32, frames_per_batch(config)))
     return CenterFaceDetector(config.detector,
                               runner=tensorrt_runner_for(CENTERFACE, profiles, default_cache_dir()))
 
@@ -52,6 +52,21 @@ def build_detector(config: Config, cpu_runtime_name: str | None = None) -> Cente
 def torch_device(config: Config) -> str:
     """``cuda`` when ``config.pipeline.device`` resolves to a GPU backend, else ``cpu``."""
     return "cpu" if select_backend(config.pipeline.device).name == "cpu" else "cuda"
+
+
+#: Frames per batch on a GPU when ``detector.batch_size`` is 0 (auto). Measured on the H100
+#: (benchmarks/results/engines-h100-2026-11-26.md): CenterFace at 1280x736 takes 1.15 ms per frame
+#: at batch 1 and 0.79 at batch 8; the generator 1.31 ms per face at batch 1, 0.30 at 8 and 0.21 at 32
+#: (8 frames of 4 faces). The CPU gains nothing measurable from batching and needs more memory.
+GPU_BATCH_FRAMES = 8
+
+
+def frames_per_batch(config: Config) -> int:
+    """Frames per detector call and anonymizer batch: ``detector.batch_size``, or when that is 0
+    (auto) :data:`GPU_BATCH_FRAMES` on a GPU and 1 on the CPU."""
+    if config.detector.batch_size:
+        return config.detector.batch_size
+    return GPU_BATCH_FRAMES if torch_device(config) == "cuda" else 1
 
 
 def build_compositor(config: Config, download: bool = True, anonymizer: Anonymizer | None = None) -> Compositor:

@@ -451,6 +451,7 @@ def run_pipeline(source, sink, config: Config, progress: bool = False, detector=
         error or Ctrl-C the sink is finalized (every frame in it is anonymized)
         and the error re-raised; on any other error the sink's output is discarded.
     """
+    from streamer.factory import frames_per_batch
     from streamer.stages.tracker import FaceTracker
 
     stats = RunStats()
@@ -484,7 +485,7 @@ def run_pipeline(source, sink, config: Config, progress: bool = False, detector=
             bar.update(1)
 
     run = ThreadedRun(counted(source), process, sink.write_frame, sink.write_packet,
-                      batch_size=config.detector.batch_size, queue_size=config.pipeline.queue_size,
+                      batch_size=frames_per_batch(config), queue_size=config.pipeline.queue_size,
                       on_written=on_written, on_stage_time=stats.add_stage_time)
     start = time.perf_counter()
     try:

