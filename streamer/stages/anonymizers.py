@@ -189,10 +189,11 @@ class Mask:
         fill = np.asarray(self.color, dtype=np.uint8)
         return [np.broadcast_to(fill, image.shape).copy() for image in crops.images]
 
-    def anonymize_tensor(self, crops: FaceCrops) -> list:
-        """:meth:`anonymize` on torch float (3, h, w) crops."""
-        out = []
-        for image in crops.images:
-            fill = image.new_tensor([float(c) for c in self.color]).view(3, 1, 1)
-            out.append(fill.expand(image.shape).clone())
-        return out
+    def anonymize_tensor(self, crops: FaceCrops):
+        """:meth:`anonymize` on torch float (3, h, w) crops: one (N, 3, 1, 1) tensor of the colour, which
+        the compositor up-scales to each crop (a constant stays exact)."""
+        from streamer.stages import frame_ops
+
+        device = crops.images[0].device if len(crops) else "cpu"
+        fill = frame_ops.upload(np.array(self.color, np.float32), device)  # no wait for the GPU queue
+        return fill.view(1, 3, 1, 1).expand(len(crops), 3, 1, 1)

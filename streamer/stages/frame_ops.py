@@ -100,7 +100,8 @@ def _ycbcr_to_rgb(y: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
     luma = (y.float() - 16.0) * (1.0 / _Y_SCALE)
     # chroma's share of R, G, B at chroma resolution (one small matmul), added to each 2x2 luma block
     kr, kb = 2 * (1 - _KR), 2 * (1 - _KB)
-    mix = torch.tensor([[0.0, kr], [-_KB * kb / _KG, -_KR * kr / _KG], [kb, 0.0]], device=y.device) / _C_SCALE
+    mix = upload(np.array([[0.0, kr], [-_KB * kb / _KG, -_KR * kr / _KG], [kb, 0.0]], np.float32) / _C_SCALE,
+                 y.device)
     share = (chroma.float() - 128.0) @ mix.T  # (N, H/2, W/2, 3)
     rgb = luma.view(n, height // 2, 2, width // 2, 2, 1) + share.view(n, height // 2, 1, width // 2, 1, 3)
     # channels-last storage; clamp, then +0.5 and truncation rounds to nearest
@@ -306,13 +307,26 @@ def crop_and_resize(images: torch.Tensor | Sequence[torch.Tensor], frame_index, 
     for start in range(0, len(rects_np), step):
         sl = slice(start, start + step)
         canvas = cut_crops(images, index_np[sl], rects_np[sl]).float()
-        device = canvas.device
-        w, h = upload(widths[sl], device), upload(heights[sl], device)
-        area = (w >= size) & (h >= size)
-        rows = area_weights(h, size, canvas.shape[-2], area)[:, None]  # (k, 1, size, Hmax)
-        cols = area_weights(w, size, canvas.shape[-1], area)[:, None]  # (k, 1, size, Wmax)
+        sizes = np.stack([widths[sl], heights[sl]], 1)
+        rows, cols = _area_matrices(sizes, np.full_like(sizes, size), canvas.shape[-2:], canvas.device)
         out.append(rows @ canvas @ cols.transpose(-1, -2))
     return torch.cat(out)
+
+
+def _area_matrices(sizes: np.ndarray, small: np.ndarray, canvas_hw: tuple[int, int], device: torch.device
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`area_weights` of ``K`` images of ``sizes`` (``(K, 2)`` width, height, pixels) resized to
+    ``small`` (same layout), both axes in one call: rows ``(K, 1, h, H)`` and columns ``(K, 1, w, W)``
+    for ``rows @ canvas @ cols.transpose(-1, -2)`` on a ``(K, C, H, W)`` canvas (``H, W = canvas_hw``)."""
+    k = len(sizes)
+    area = (sizes[:, 0] >= small[:, 0]) & (sizes[:, 1] >= small[:, 1])  # OpenCV: both axes shrink
+    table = upload(np.stack([np.concatenate([sizes[:, 1], sizes[:, 0]]), np.concatenate([small[:, 1], small[:, 0]]),
+                             np.tile(area, 2)], 1).astype(np.int64), device)
+    source, target, both_area = table.unbind(1)
+    height, width = (int(v) for v in canvas_hw)
+    out_h, out_w = int(small[:, 1].max()), int(small[:, 0].max())
+    weights = area_weights(source, target, max(height, width), both_area.bool(), dst_pad=max(out_h, out_w))
+    return weights[:k, None, :out_h, :height], weights[k:, None, :out_w, :width]
 
 
 def resize_bilinear(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -360,16 +374,11 @@ def pad_stack(images: Sequence[torch.Tensor]) -> torch.Tensor:
 def shrink_area(images: Sequence[torch.Tensor], small) -> torch.Tensor:
     """``(K, C, h, w)`` canvas of the ``(C, h_k, w_k)`` images shrunk to ``small`` (``(K, 2)`` width,
     height each, pixels) with OpenCV ``INTER_AREA``, each at the top left, zeros past its size: two
-    batched matrix products."""
+    batched matrix products (:func:`area_weights`)."""
     small = np.asarray(small, np.int64).reshape(-1, 2)
     sizes = np.array([[im.shape[-1], im.shape[-2]] for im in images], np.int64)
     canvas = pad_stack(images).float()
-    device = canvas.device
-    w, h, small_w, small_h = (upload(np.ascontiguousarray(v), device)
-                              for v in (sizes[:, 0], sizes[:, 1], small[:, 0], small[:, 1]))
-    area = (w >= small_w) & (h >= small_h)
-    rows = area_weights(h, small_h, canvas.shape[-2], area, dst_pad=int(small[:, 1].max()))[:, None]
-    cols = area_weights(w, small_w, canvas.shape[-1], area, dst_pad=int(small[:, 0].max()))[:, None]
+    rows, cols = _area_matrices(sizes, small, canvas.shape[-2:], canvas.device)
     return rows @ canvas @ cols.transpose(-1, -2)
 
 
