@@ -1,9 +1,12 @@
-"""The file pipeline: reader thread -> detect/track/anonymize -> writer thread.
+"""The file pipeline: reader thread -> detect -> track/anonymize -> writer thread.
 
 Decoding and encoding run in their own threads (PyAV releases the GIL), the
-models in the calling thread; bounded queues link them, so memory stays flat
-and the slowest stage sets the pace. Frame order is kept: pass-through
-packets (audio...) travel the same queues as the frames around them.
+models in the calling thread; on a GPU, tracking and anonymization get a
+thread of their own, so one batch's detection overlaps the previous batch's
+anonymization (:func:`streamer.factory.stage_threads`). Bounded queues link
+them, so memory stays flat and the slowest stage sets the pace. Frame order
+is kept: pass-through packets (audio...) travel the same queues as the
+frames around them.
 
 Example:
     >>> from streamer.config import load_config
@@ -20,7 +23,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -53,8 +56,9 @@ class RunStats:
         anonymized: faces per anonymizer mode.
         packets_copied: audio/other packets copied through.
         seconds: wall time of the run.
-        stage_ms: per stage (decode, detect, anonymize, encode), the time each
-            frame spent in it (milliseconds; a batched stage's time is shared
+        stage_ms: per stage (decode, with the upload to the GPU when the
+            GPU compositor is used; detect; anonymize, with tracking; encode),
+            the time each frame spent in it (milliseconds; a batched stage's time is shared
             equally by the batch's frames). Only the last ``stage_window``
             frames are kept when that is set (live streams run for days).
         stage_window: how many recent frames ``stage_ms`` keeps per stage (None: all).
@@ -164,6 +168,7 @@ class FrameProcessor:
         self.tracker = tracker
         self.compositor = compositor
         self.stats = stats
+        self._lock = threading.Lock()  # detect and anonymize may run on two threads
 
     def _fail(self, frame: Frame, stage: str, exc: BaseException) -> None:
         policy = self.config.pipeline.on_error
@@ -174,19 +179,25 @@ class FrameProcessor:
         frame.error = message
         if policy == "drop":
             frame.dropped = True
-            self.stats.frames_dropped += 1
         else:
             frame.blackout()
-            self.stats.frames_masked += 1
+        with self._lock:
+            if policy == "drop":
+                self.stats.frames_dropped += 1
+            else:
+                self.stats.frames_masked += 1
 
     def process(self, frames: list[Frame]) -> list[Frame]:
-        """Anonymize a batch of frames in place; returns them in order.
+        """Detect and anonymize a batch of frames in place (:meth:`detect` then :meth:`anonymize`);
+        returns them in order."""
+        return self.anonymize(self.detect(frames))
+
+    def detect(self, frames: list[Frame]) -> list[Frame]:
+        """Find the faces of a batch of frames: ``frame.detections`` holds the raw detections.
 
         A compositor with ``upload(frames)`` (the GPU compositor) gets the
-        frames first, so the detector reads the same device copy; one with
-        ``anonymize_frames(frames)`` anonymizes the whole batch at once (faces
-        batched across frames). Any other compositor is called per frame on
-        the host image.
+        frames first, so the detector reads the same device copy. A detector
+        failure goes through the ``on_error`` policy for the whole batch.
         """
         t0 = time.perf_counter()
         upload = getattr(self.compositor, "upload", None)
@@ -198,30 +209,43 @@ class FrameProcessor:
             for frame in frames:
                 self._fail(frame, "detector", exc)
             return frames
-        t1 = time.perf_counter()
-        self.stats.add_stage_time("detect", t1 - t0, len(frames))
-        if getattr(self.compositor, "anonymize_frames", None) is not None:
-            self._anonymize_batch(frames, found)
-        else:
-            for frame, detections in zip(frames, found):
-                t2 = time.perf_counter()
-                try:
-                    self._track(frame, detections)
-                    image = frame.to_host()
-                    frame.device_image = None  # anonymized on the host: a device copy would be stale
-                    self.stats.anonymized.update(self.compositor(image, frame.detections))
-                except FrameAbort:
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    self._fail(frame, "anonymizer", exc)
-                self.stats.add_stage_time("anonymize", time.perf_counter() - t2)
+        for frame, detections in zip(frames, found):
+            frame.detections = detections
+        self.stats.add_stage_time("detect", time.perf_counter() - t0, len(frames))
         return frames
 
-    def _anonymize_batch(self, frames: list[Frame], found: list[Detections]) -> None:
-        t = time.perf_counter()
-        for frame, detections in zip(frames, found):
+    def anonymize(self, frames: list[Frame]) -> list[Frame]:
+        """Track and anonymize a batch of frames whose raw detections :meth:`detect` stored, in place.
+
+        Frames the detector failed on (already masked or dropped) are skipped.
+        A compositor with ``anonymize_frames(frames)`` anonymizes the whole
+        batch at once (faces batched across frames); any other compositor is
+        called per frame on the host image.
+        """
+        frames_ok = [f for f in frames if f.error is None]
+        if getattr(self.compositor, "anonymize_frames", None) is not None:
+            if frames_ok:
+                self._anonymize_batch(frames_ok)
+            return frames
+        for frame in frames_ok:
+            t2 = time.perf_counter()
             try:
-                self._track(frame, detections)
+                self._track(frame, frame.detections)
+                image = frame.to_host()
+                frame.device_image = None  # anonymized on the host: a device copy would be stale
+                self.stats.anonymized.update(self.compositor(image, frame.detections))
+            except FrameAbort:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                self._fail(frame, "anonymizer", exc)
+            self.stats.add_stage_time("anonymize", time.perf_counter() - t2)
+        return frames
+
+    def _anonymize_batch(self, frames: list[Frame]) -> None:
+        t = time.perf_counter()
+        for frame in frames:
+            try:
+                self._track(frame, frame.detections)
             except FrameAbort:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -264,29 +288,42 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
 
 
 class ThreadedRun:
-    """Runs source iteration, processing and writing on three threads.
+    """Runs source iteration, the processing stages and writing, each stage on its own thread.
+
+    The reader thread iterates the source; the calling thread gathers frames
+    into batches and runs the first stage; every further stage runs on its
+    own thread (the file pipeline: detection, then tracking and
+    anonymization, so one batch's detection overlaps the previous batch's
+    anonymization); the writer thread writes. Bounded queues link them, so
+    memory stays flat and the slowest stage sets the pace. Pass-through
+    packets travel the same queues as the frames around them, so order is kept.
 
     Args:
         items: iterable of Frames and pass-through packets (consumed on the reader thread).
-        process: callable taking a list of Frames and returning them processed.
+        process: callable taking a list of Frames and returning them processed, or a
+            sequence of such stages applied in order, each on its own thread.
         write_frame: called on the writer thread for each kept Frame.
         write_packet: called on the writer thread for each pass-through packet.
         batch_size: frames per ``process`` call.
-        queue_size: bound of each queue (items).
+        queue_size: bound of each queue (items; batches between stages).
         on_written: called after each written frame (progress bars).
         on_stage_time: called as ``(stage, seconds)`` with each frame's decode
             and encode time (e.g. :meth:`RunStats.add_stage_time`).
     """
 
-    def __init__(self, items: Iterable, process: Callable, write_frame: Callable, write_packet: Callable,
-                 batch_size: int = 1, queue_size: int = 8, on_written: Callable | None = None,
+    def __init__(self, items: Iterable, process: Callable | Sequence[Callable], write_frame: Callable,
+                 write_packet: Callable, batch_size: int = 1, queue_size: int = 8,
+                 on_written: Callable | None = None,
                  on_stage_time: Callable[[str, float], None] | None = None) -> None:
         self.items = items
-        self.process = process
+        self.stages = list(process) if isinstance(process, (list, tuple)) else [process]
         self.write_frame = write_frame
         self.write_packet = write_packet
         self.batch_size = batch_size
         self.in_q: queue.Queue = queue.Queue(maxsize=queue_size)
+        # between stage i and i + 1: batches (lists of frames) and packets
+        self.stage_qs: list[queue.Queue] = [queue.Queue(maxsize=max(2, queue_size // max(batch_size, 1)))
+                                            for _ in self.stages[1:]]
         self.out_q: queue.Queue = queue.Queue(maxsize=queue_size)
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
@@ -330,12 +367,51 @@ class ThreadedRun:
             while self.out_q.get() is not _END:  # unblock the producer
                 pass
 
+    def _stage_worker(self, level: int) -> None:
+        """Run stage ``level`` (>= 1) on the batches of its input queue; always passes the end on."""
+        source = self.stage_qs[level - 1]
+        try:
+            while True:
+                item = source.get()
+                if item is _END:
+                    break
+                if self.stop.is_set():
+                    continue  # draining after an error elsewhere
+                if isinstance(item, list):
+                    self._forward(level, self.stages[level](item))
+                else:
+                    self._forward_packet(level, item)
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread
+            self.errors.append(exc)
+            self.stop.set()
+            while source.get() is not _END:  # unblock the producer
+                pass
+        finally:
+            self._end(level)
+
+    def _forward(self, level: int, frames: list[Frame]) -> None:
+        """Hand the batch stage ``level`` finished to the next stage, or its frames to the writer."""
+        if level + 1 < len(self.stages):
+            _put(self.stage_qs[level], frames, self.stop)
+        else:
+            for frame in frames:
+                _put(self.out_q, frame, self.stop)
+
+    def _forward_packet(self, level: int, packet) -> None:
+        _put(self.stage_qs[level] if level + 1 < len(self.stages) else self.out_q, packet, self.stop)
+
+    def _end(self, level: int) -> None:
+        """Tell the consumer after stage ``level`` that nothing more comes (a blocking put: it drains)."""
+        (self.stage_qs[level] if level + 1 < len(self.stages) else self.out_q).put(_END)
+
     def run(self) -> None:
         """Run to the end of the input; re-raises the first error of any thread."""
         reader = threading.Thread(target=self._reader, name="streamer-reader", daemon=True)
         writer = threading.Thread(target=self._writer, name="streamer-writer", daemon=True)
-        reader.start()
-        writer.start()
+        workers = [threading.Thread(target=self._stage_worker, args=(level,), name=f"streamer-stage{level}",
+                                    daemon=True) for level in range(1, len(self.stages))]
+        for thread in (reader, writer, *workers):
+            thread.start()
         batch: list[Frame] = []
         try:
             while not self.stop.is_set():
@@ -347,30 +423,27 @@ class ThreadedRun:
                     continue
                 if item is _END or not isinstance(item, Frame):
                     if batch:
-                        self._emit(self.process(batch))
+                        self._forward(0, self.stages[0](batch))
                         batch = []
                     if item is _END:
                         break
-                    _put(self.out_q, item, self.stop)
+                    self._forward_packet(0, item)
                     continue
                 batch.append(item)
                 if len(batch) >= self.batch_size:
-                    self._emit(self.process(batch))
+                    self._forward(0, self.stages[0](batch))
                     batch = []
         except BaseException as exc:
             self.errors.append(exc)
             self.stop.set()
         finally:
-            self.out_q.put(_END)
-            writer.join()
+            self._end(0)
+            for thread in (*workers, writer):
+                thread.join()
             self.stop.set()
             reader.join(timeout=5)
         if self.errors:
             raise self.errors[0]
-
-    def _emit(self, frames: list[Frame]) -> None:
-        for frame in frames:
-            _put(self.out_q, frame, self.stop)
 
 
 def anonymize_file(input_path: str, output_path: str, config: Config, progress: bool = True,
@@ -451,7 +524,7 @@ def run_pipeline(source, sink, config: Config, progress: bool = False, detector=
         error or Ctrl-C the sink is finalized (every frame in it is anonymized)
         and the error re-raised; on any other error the sink's output is discarded.
     """
-    from streamer.factory import frames_per_batch
+    from streamer.factory import frames_per_batch, stage_threads
     from streamer.stages.tracker import FaceTracker
 
     stats = RunStats()
@@ -463,7 +536,8 @@ def run_pipeline(source, sink, config: Config, progress: bool = False, detector=
             tracker = FaceTracker(config.tracker, fps=source.info.fps) if config.tracker.enabled else None
             processor = FrameProcessor(config, detector, tracker, compositor, stats)
             processor.fps = source.info.fps
-            process = processor.process
+            # two threads: one batch's detection overlaps the previous batch's anonymization
+            process = [processor.detect, processor.anonymize] if stage_threads(config) == 2 else processor.process
         else:
             process = _unchanged
     except BaseException:
@@ -473,10 +547,16 @@ def run_pipeline(source, sink, config: Config, progress: bool = False, detector=
 
     bar = _progress_bar(progress, source.info.frames, source.path)
 
+    # the GPU compositor's upload (pinned copy + host-to-GPU transfer) runs on the reader thread, after
+    # decoding, so the model stages find the frame on the GPU; the "decode" stage time includes it
+    upload = getattr(compositor, "upload", None) if anonymize else None
+
     def counted(items):
         for item in items:
             if isinstance(item, Frame):
                 stats.frames_in += 1
+                if upload is not None:
+                    upload([item])
             yield item
 
     def on_written(_frame: Frame) -> None:

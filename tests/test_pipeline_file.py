@@ -128,8 +128,10 @@ def test_variable_frame_rate_and_audio_first(tmp_path):
     assert audio_digest(out)[2] == audio_digest(src.path)[2]
 
 
+@pytest.mark.parametrize("threads", ["1", "2"])
 @pytest.mark.parametrize("policy", ["mask_frame", "drop"])
-def test_stage_failure_policy(small_clip, tmp_path, policy):
+def test_stage_failure_policy(small_clip, tmp_path, policy, threads, monkeypatch):
+    monkeypatch.setenv("STREAMER_STAGE_THREADS", threads)  # 2: detection and anonymization on two threads
     config = fast_config(**{"pipeline.on_error": policy})
     inner = CenterFaceDetector(config.detector)
     calls = {"n": 0}
@@ -148,6 +150,27 @@ def test_stage_failure_policy(small_clip, tmp_path, policy):
         assert frames[4].mean() < 20  # the whole frame is blacked out, face included
     else:
         assert stats.frames_dropped == 1 and len(frames) == stats.frames_in - 1
+
+
+def test_two_stage_threads_write_the_same_video(small_clip, tmp_path, monkeypatch):
+    """Detection and anonymization on two threads (the GPU default) change nothing in the output."""
+    outputs = []
+    for threads in ("1", "2"):
+        monkeypatch.setenv("STREAMER_STAGE_THREADS", threads)
+        out = str(tmp_path / f"threads-{threads}.mp4")
+        stats = anonymize_file(small_clip.path, out, fast_config(**{"detector.batch_size": 3}), progress=False)
+        assert stats.frames_out == stats.frames_in == len(small_clip.face_boxes)
+        outputs.append(video_frames(out))
+    assert all(np.array_equal(a, b) for a, b in zip(*outputs)) and len(outputs[0]) == len(outputs[1])
+
+
+def test_bad_stage_threads_setting_is_one_line(small_clip, tmp_path, monkeypatch):
+    from streamer.config import ConfigError
+
+    monkeypatch.setenv("STREAMER_STAGE_THREADS", "4")
+    with pytest.raises(ConfigError, match="STREAMER_STAGE_THREADS must be 1 or 2"):
+        anonymize_file(small_clip.path, str(tmp_path / "out.mp4"), fast_config(), progress=False)
+    assert not (tmp_path / "out.mp4").exists()
 
 
 @pytest.mark.skipif(not SHARED_VIDEOS.is_dir(), reason="../shared/data/videos not present")

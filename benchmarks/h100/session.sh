@@ -4,7 +4,7 @@
 #         bash benchmarks/h100/pack_training_shards.sh .cache/generator-shards-full   # .whl + 3 shards < 64 MiB
 #   run: carry [".whl", ".cache/gen-mini"], timeout_s 590, command `bash benchmarks/h100/session.sh`
 #   (as run on 2026-11-26; with the generator weights now tracked, split .whl over two calls: README.md)
-# PROFILE=1 adds checks.sh's profile part after the timings; EXTRA passes flags to the training run.
+# PROFILE=1 adds checks.sh's ab and profile parts after the timings; EXTRA passes flags to the training run.
 # 1. generator training starts in the background (TRAIN_MINUTES) while the CUDA tests run (correctness only:
 #    sharing the GPU changes no result); 2. after training has ended, the engine latency table and the bench
 #    run alone on the GPU (timings). Everything small is packed into $OUT/results.tgz and the FP16 compact
@@ -37,8 +37,10 @@ OUT=$WORK WHEELS=none GENERATOR_WEIGHTS=$weights LATENCY_LIMIT=${LATENCY_LIMIT:-
   BENCH_LIMIT=${BENCH_LIMIT:-170} SECONDS_CLIP=${SECONDS_CLIP:-6} bash benchmarks/h100/checks.sh timings
 
 if [ "${PROFILE:-0}" = 1 ]; then
-  stamp "profile (GPU alone)"
-  OUT=$WORK WHEELS=none GENERATOR_WEIGHTS=$weights bash benchmarks/h100/checks.sh profile
+  for part in ab profile; do
+    stamp "$part (GPU alone)"
+    OUT=$WORK WHEELS=none GENERATOR_WEIGHTS=$weights bash benchmarks/h100/checks.sh "$part"
+  done
 fi
 
 stamp "packing"

@@ -1,0 +1,82 @@
+"""ThreadedRun: stages on their own threads keep frame and packet order, and any stage's error stops
+the run (no hang, the error re-raised)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from streamer.detections import Frame
+from streamer.pipeline import ThreadedRun
+
+
+def _items(frames: int, packet_every: int = 4) -> list:
+    items = []
+    for i in range(frames):
+        items.append(Frame(index=i, pts=i, time_base=None, image=np.zeros((2, 2, 3), np.uint8)))
+        if i % packet_every == packet_every - 1:
+            items.append(f"packet after {i}")
+    return items
+
+
+def _run_in_thread(run: ThreadedRun, timeout: float = 20.0) -> BaseException | None:
+    """Run with a time limit: a deadlock fails the test instead of hanging it."""
+    outcome: list = []
+
+    def target() -> None:
+        try:
+            run.run()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), "the run did not finish"
+    return outcome[0]
+
+
+def _stage(name: str, threads: set, fail_on: int | None = None):
+    def stage(frames: list[Frame]) -> list[Frame]:
+        threads.add((name, threading.current_thread().name))
+        for frame in frames:
+            if frame.index == fail_on:
+                raise RuntimeError(f"{name} failed on {frame.index}")
+            frame.error = (frame.error or "") + name  # the stages' order, per frame
+        return frames
+    return stage
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8])
+def test_two_stages_keep_order_and_run_on_their_own_threads(batch_size):
+    items, written, threads = _items(23), [], set()
+    run = ThreadedRun(items, [_stage("A", threads), _stage("B", threads)], written.append, written.append,
+                      batch_size=batch_size, queue_size=4)
+    assert _run_in_thread(run) is None
+    assert written == items  # every frame and packet, in order
+    assert all(f.error == "AB" for f in written if isinstance(f, Frame))
+    assert len({thread for _, thread in threads}) == 2
+
+
+@pytest.mark.parametrize("failing", ["A", "B"])
+def test_an_error_in_any_stage_stops_the_run_and_is_raised(failing):
+    threads: set = set()
+    stages = [_stage("A", threads, fail_on=40 if failing == "A" else None),
+              _stage("B", threads, fail_on=40 if failing == "B" else None)]
+    run = ThreadedRun(_items(500), stages, lambda f: None, lambda p: None, batch_size=4, queue_size=4)
+    error = _run_in_thread(run)
+    assert isinstance(error, RuntimeError) and str(error) == f"{failing} failed on 40"
+
+
+def test_a_writer_error_stops_every_stage():
+    def write(frame: Frame) -> None:
+        if frame.index == 30:
+            raise OSError("disk full")
+
+    run = ThreadedRun(_items(500), [_stage("A", set()), _stage("B", set())], write, lambda p: None,
+                      batch_size=4, queue_size=4)
+    error = _run_in_thread(run)
+    assert isinstance(error, OSError) and "disk full" in str(error)
