@@ -92,6 +92,13 @@ def stage_threads(config: Config) -> int:
     return 2 if torch_device(config) == "cuda" else 1
 
 
+def uses_torch_compositor(config: Config) -> bool:
+    """Whether :func:`build_compositor` builds the GPU (torch) compositor for ``config``:
+    ``pipeline.compositor: torch``, or ``auto`` on a CUDA device."""
+    requested = config.pipeline.compositor
+    return requested == "torch" or (requested == "auto" and torch_device(config) == "cuda")
+
+
 def build_compositor(config: Config, download: bool = True, anonymizer: Anonymizer | None = None) -> Compositor:
     """Create the anonymizer stage for ``config.anonymizer.mode``.
 
@@ -113,7 +120,7 @@ def build_compositor(config: Config, download: bool = True, anonymizer: Anonymiz
     """
     requested = config.pipeline.compositor
     device = torch_device(config) if requested != "numpy" else "cpu"
-    use_torch = requested == "torch" or (requested == "auto" and device == "cuda")
+    use_torch = uses_torch_compositor(config)
     if config.anonymizer.mode != "gan":
         anonymizer = None
     elif anonymizer is None:

@@ -13,6 +13,11 @@ or drops the frames.
   GPU), anonymized crops out; :meth:`SharedAnonymizer.for_camera` gives each
   camera its own view, whose track ids are made distinct from other cameras'
   so two people on two cameras never share a fake face.
+* :class:`SharedCompositor`: on a GPU, whole frames with their tracked faces
+  in, anonymized in place: the frames of every waiting camera go through one
+  :meth:`~streamer.stages.torch_compositor.TorchCompositor.anonymize_frames`
+  call (one gather, one generator call, one blend pass), whose fixed cost in
+  kernel launches a camera would otherwise pay on each of its frames.
 
 Example:
     >>> batcher = SharedBatcher(lambda requests: [sum(r) for r in requests], size=len)
@@ -29,9 +34,12 @@ import time
 from concurrent.futures import Future
 from typing import Any, Callable, Hashable
 
+import dataclasses
+from collections import Counter
+
 import numpy as np
 
-from streamer.detections import Detections
+from streamer.detections import Detections, Frame
 from streamer.stages.anonymizers import Anonymizer, FaceCrops
 
 #: Track ids of camera k are offset by k << CAMERA_ID_SHIFT in the shared generator.
@@ -195,7 +203,24 @@ class SharedAnonymizer(SharedBatcher):
         return _split(out, [len(crops) for _, crops in requests])
 
 
-class CameraAnonymizer:
+def camera_track_ids(track_ids: np.ndarray, offset: int) -> np.ndarray:
+    """Track ids made distinct across cameras: ``offset`` added to tracked faces, -1 (untracked) kept."""
+    ids = np.asarray(track_ids, np.int64)
+    return np.where(ids >= 0, ids + offset, ids)
+
+
+class _CameraView:
+    """One camera's view of a shared batcher: camera ``index``'s track ids are offset by
+    ``index << CAMERA_ID_SHIFT`` inside it (camera 0's are unchanged)."""
+
+    def __init__(self, shared: SharedBatcher, index: int) -> None:
+        if index < 0:
+            raise ValueError(f"camera index must be >= 0, got {index}")
+        self.shared = shared
+        self.offset = index << CAMERA_ID_SHIFT
+
+
+class CameraAnonymizer(_CameraView):
     """One camera's view of a :class:`SharedAnonymizer`: the Anonymizer interface, batched behind it.
 
     Track ids of camera ``index`` are offset by ``index << CAMERA_ID_SHIFT``, so
@@ -204,19 +229,15 @@ class CameraAnonymizer:
     """
 
     def __init__(self, shared: SharedAnonymizer, index: int) -> None:
-        if index < 0:
-            raise ValueError(f"camera index must be >= 0, got {index}")
-        self.shared = shared
-        self.offset = index << CAMERA_ID_SHIFT
+        super().__init__(shared, index)
         self.name = shared.anonymizer.name
         self.context = shared.anonymizer.context
         self.input_size = shared.anonymizer.input_size
         self.mask_scale = shared.anonymizer.mask_scale
 
     def _own(self, crops: FaceCrops) -> FaceCrops:
-        ids = np.asarray(crops.track_ids, np.int64)
-        ids = np.where(ids >= 0, ids + self.offset, ids)
-        return FaceCrops(images=crops.images, boxes=crops.boxes, keypoints=crops.keypoints, track_ids=ids)
+        return FaceCrops(images=crops.images, boxes=crops.boxes, keypoints=crops.keypoints,
+                         track_ids=camera_track_ids(crops.track_ids, self.offset))
 
     def anonymize(self, crops: FaceCrops) -> list[np.ndarray]:
         """See :meth:`streamer.stages.anonymizers.Anonymizer.anonymize`."""
@@ -225,3 +246,60 @@ class CameraAnonymizer:
     def anonymize_tensor(self, crops: FaceCrops):
         """See :meth:`streamer.stages.anonymizers.Anonymizer.anonymize_tensor`."""
         return self.shared.submit(("anonymize_tensor", self._own(crops)))
+
+
+class SharedCompositor(SharedBatcher):
+    """One GPU compositor for the cameras with the same anonymizer settings: their frames anonymized in
+    one :meth:`~streamer.stages.torch_compositor.TorchCompositor.anonymize_frames` call.
+
+    Args:
+        compositor: the real compositor (a :class:`~streamer.stages.torch_compositor.TorchCompositor`
+            that downloads its results: live outputs read ``Frame.image``).
+        max_batch: most frames per call.
+        window: seconds to wait for more frames once one arrived.
+    """
+
+    def __init__(self, compositor, max_batch: int = 16, window: float = 0.005) -> None:
+        self.compositor = compositor
+        super().__init__(self._anonymize, size=len, key=lambda frames: tuple(frames[0].shape), max_batch=max_batch,
+                         window=window, name="streamer-compositor")
+
+    def for_camera(self, index: int) -> "CameraCompositor":
+        """The compositor camera number ``index`` (0, 1, ...) uses."""
+        return CameraCompositor(self, index)
+
+    def _anonymize(self, requests: list[list[Frame]]) -> list[list[Counter]]:
+        counts = self.compositor.anonymize_frames([frame for frames in requests for frame in frames])
+        return _split(counts, [len(frames) for frames in requests])
+
+
+class CameraCompositor(_CameraView):
+    """One camera's view of a :class:`SharedCompositor`, with the compositor interface
+    :class:`~streamer.pipeline.FrameProcessor` uses (``upload``, ``anonymize_frames``).
+
+    Track ids of camera ``index`` are offset by ``index << CAMERA_ID_SHIFT`` while its frames are in
+    the shared call, so two cameras' track 1 (two people) get different fake faces.
+    """
+
+    def __init__(self, shared: SharedCompositor, index: int) -> None:
+        super().__init__(shared, index)
+        self.anonymizer = shared.compositor.anonymizer
+
+    def upload(self, frames: list[Frame]) -> None:
+        """Put the frames on the compositor's device (see ``TorchCompositor.upload``)."""
+        self.shared.compositor.upload(frames)
+
+    def anonymize_frames(self, frames: list[Frame]) -> list[Counter]:
+        """Anonymize this camera's frames in place, batched with other cameras' frames; per frame, the
+        faces each anonymizer handled."""
+        if not frames:
+            return []
+        own = [frame.detections for frame in frames]
+        for frame, detections in zip(frames, own):
+            frame.detections = dataclasses.replace(detections,
+                                                   track_ids=camera_track_ids(detections.track_ids, self.offset))
+        try:
+            return self.shared.submit(frames)
+        finally:
+            for frame, detections in zip(frames, own):
+                frame.detections = detections

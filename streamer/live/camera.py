@@ -56,16 +56,18 @@ class CameraWorker:
         stop: set to shut the camera down; outputs are finalized.
         anonymizer: gan mode: this camera's view of the shared face generator
             (None: the camera loads its own).
+        compositor: this camera's view of a shared GPU compositor
+            (:class:`~streamer.live.batcher.CameraCompositor`); None: the camera builds its own.
     """
 
     def __init__(self, spec: CameraSpec, server: ServerSettings, detector, stop: threading.Event,
-                 anonymizer=None) -> None:
+                 anonymizer=None, compositor=None) -> None:
         self.spec = spec
         self.server = server
         self.stop = stop
         self.stats = CameraStats(spec.name)
         self.run_stats = RunStats(stage_window=STAGE_WINDOW_FRAMES)
-        self.compositor = build_compositor(spec.config, anonymizer=anonymizer)
+        self.compositor = compositor or build_compositor(spec.config, anonymizer=anonymizer)
         self.detector = detector
         self.in_q: queue.Queue = queue.Queue(maxsize=server.queue_size)
         self.out_q: queue.Queue = queue.Queue(maxsize=server.queue_size)

@@ -1,5 +1,5 @@
-"""Many cameras, one process: a shared batching detector and face generator, one worker per camera,
-metrics, signals.
+"""Many cameras, one process: a shared batching detector, face generator or GPU compositor, one worker
+per camera, metrics, signals.
 
 Example:
     >>> from streamer.config import load_config
@@ -15,8 +15,8 @@ import threading
 import time
 
 from streamer.config import Config
-from streamer.factory import build_detector, build_shared_generator
-from streamer.live.batcher import SharedAnonymizer, SharedDetector
+from streamer.factory import build_compositor, build_detector, build_shared_generator, uses_torch_compositor
+from streamer.live.batcher import SharedAnonymizer, SharedCompositor, SharedDetector
 from streamer.live.camera import CameraWorker
 from streamer.live.metrics import CameraStats, MetricsServer
 from streamer.live.settings import CameraSpec, ServerSettings, parse_live
@@ -33,7 +33,11 @@ class LiveServer:
         detector: replaces the shared detector (tests).
 
     Cameras in gan mode share one face generator per device, whose calls
-    batch the faces of every camera (:class:`SharedAnonymizer`).
+    batch the faces of every camera (:class:`SharedAnonymizer`). On a GPU
+    (the torch compositor), cameras with the same anonymizer settings share
+    one compositor instead, whose calls take the frames of every waiting
+    camera at once (:class:`SharedCompositor`; the generator inside it then
+    sees every camera's faces in one call too).
 
     Attributes:
         workers: one CameraWorker per camera, by name.
@@ -50,12 +54,37 @@ class LiveServer:
         self.detector = SharedDetector(detector or build_detector(config), self.settings.max_batch,
                                        self.settings.batch_window_ms / 1000)
         self.generators: dict[str, SharedAnonymizer] = {}
-        self.workers = {s.name: CameraWorker(s, self.settings, self.detector, self.stop, self._generator_view(s, i))
-                        for i, s in enumerate(specs)}
+        self.compositors: dict[tuple, SharedCompositor] = {}
+        self.gan_models: dict[str, object] = {}  # generators inside the shared compositors, per device
+        self.workers = {s.name: self._worker(s, i) for i, s in enumerate(specs)}
         self.stats: dict[str, CameraStats] = {n: w.stats for n, w in self.workers.items()}
         self.metrics = None
         if self.settings.metrics_port >= 0:
             self.metrics = MetricsServer(self.stats, self.settings.metrics_host, self.settings.metrics_port)
+
+    def _worker(self, spec: CameraSpec, index: int) -> CameraWorker:
+        """Camera ``index``'s worker, with its view of the shared GPU compositor or face generator."""
+        if uses_torch_compositor(spec.config):
+            return CameraWorker(spec, self.settings, self.detector, self.stop,
+                                compositor=self._compositor_view(spec, index))
+        return CameraWorker(spec, self.settings, self.detector, self.stop, self._generator_view(spec, index))
+
+    def _compositor_view(self, spec: CameraSpec, index: int):
+        """Camera ``index``'s view of the shared GPU compositor for its device and anonymizer settings."""
+        config = spec.config
+        key = (config.pipeline.device, repr(config.anonymizer))
+        if key not in self.compositors:
+            anonymizer = None
+            if config.anonymizer.mode == "gan":  # one generator per device, whatever the other settings
+                from streamer.stages.gan import build_gan_anonymizer
+
+                device = config.pipeline.device
+                if device not in self.gan_models:
+                    self.gan_models[device] = build_gan_anonymizer(device, threads=config.pipeline.threads)
+                anonymizer = self.gan_models[device]
+            self.compositors[key] = SharedCompositor(build_compositor(config, anonymizer=anonymizer),
+                                                     self.settings.max_batch, self.settings.batch_window_ms / 1000)
+        return self.compositors[key].for_camera(index)
 
     def _generator_view(self, spec: CameraSpec, index: int):
         """Camera ``index``'s view of the shared generator for its device (None unless in gan mode)."""
@@ -108,7 +137,7 @@ class LiveServer:
         for worker in self.workers.values():
             worker.join(max(0.1, deadline - time.monotonic()))
         self.detector.close()
-        for generator in self.generators.values():
-            generator.close()
+        for shared in (*self.generators.values(), *self.compositors.values()):
+            shared.close()
         if self.metrics is not None:
             self.metrics.close()

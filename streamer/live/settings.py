@@ -37,8 +37,9 @@ class ServerSettings:
         backoff_initial: first reconnect delay in seconds (doubles per failure).
         backoff_max: largest reconnect delay in seconds.
         queue_size: bound (frames) of each per-camera queue; when full the oldest frame is dropped.
-        batch_window_ms: how long the shared detector waits for frames of other cameras (ms).
-        max_batch: most frames per detector call.
+        batch_window_ms: how long the shared detector (and generator or GPU compositor) waits
+            for frames of other cameras (ms).
+        max_batch: most frames per detector call (and per GPU compositor call).
     """
 
     metrics_host: str = "127.0.0.1"

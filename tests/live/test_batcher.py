@@ -145,3 +145,52 @@ def test_shared_generator_takes_tensor_batches_from_the_gpu_compositor():
         shared.close()
     assert [tuple(o.shape) for o in out] == [(2, 3, 128, 128), (3, 3, 128, 128)]
     assert (shared.calls, shared.items) == (1, 5)
+
+
+def test_one_gpu_compositor_for_all_cameras_takes_their_frames_in_one_call():
+    """Two cameras' frames through one shared torch compositor (on the CPU here): one call for both,
+    the same pictures as each camera's own compositor, track ids apart inside and restored after."""
+    from skimage import data
+
+    from streamer.config import AnonymizerConfig
+    from streamer.detections import Detections, Frame
+    from streamer.live.batcher import CameraCompositor, SharedCompositor
+    from streamer.sample import ASTRONAUT_FACE_BOX
+    from streamer.stages.anonymizers import Blur
+    from streamer.stages.torch_compositor import TorchCompositor
+
+    seen_ids: list[list[int]] = []
+
+    class RecordingBlur(Blur):  # the real blur, recording the track ids it is given
+        def anonymize_tensor(self, crops):
+            seen_ids.append(sorted(int(t) for t in crops.track_ids))
+            return super().anonymize_tensor(crops)
+
+    def frames(shift: int) -> list[Frame]:
+        out = []
+        for i in range(2):
+            image = np.ascontiguousarray(np.roll(data.astronaut(), 20 * i + shift, axis=1))
+            box = ASTRONAUT_FACE_BOX + [20 * i + shift, 0, 20 * i + shift, 0]
+            out.append(Frame(index=i, pts=i, time_base=None, image=image,
+                             detections=Detections(xyxy=[box], scores=[0.9], track_ids=[i + 1])))
+        return out
+
+    expected = [frames(0), frames(7)]
+    for batch in expected:
+        TorchCompositor(AnonymizerConfig(mode="blur"), device="cpu").anonymize_frames(batch)
+    shared = SharedCompositor(TorchCompositor(AnonymizerConfig(mode="blur"), device="cpu", anonymizer=RecordingBlur()),
+                              window=0.5)
+    cams = [shared.for_camera(0), shared.for_camera(1)]
+    mine = [frames(0), frames(7)]
+    try:
+        counts = _concurrently([lambda: cams[0].anonymize_frames(mine[0]), lambda: cams[1].anonymize_frames(mine[1])])
+    finally:
+        shared.close()
+    assert (shared.calls, shared.items) == (1, 4) and isinstance(cams[1], CameraCompositor)
+    assert [[c["blur"] for c in per_camera] for per_camera in counts] == [[1, 1], [1, 1]]
+    assert seen_ids == [[1, 2, 1 + (1 << CAMERA_ID_SHIFT), 2 + (1 << CAMERA_ID_SHIFT)]]
+    for got, want in zip(mine, expected):
+        for a, b in zip(got, want):
+            assert np.array_equal(a.image, b.image)  # what each camera's own compositor gives
+            assert a.detections.track_ids.tolist() == b.detections.track_ids.tolist()  # restored
+    assert not np.array_equal(mine[0][0].image, data.astronaut())  # and the face did change
