@@ -23,6 +23,7 @@ from pathlib import Path
 
 import av
 
+from streamer.colour import ColourInfo, rgb_to_video_frame
 from streamer.config import EncoderConfig
 from streamer.detections import Frame
 from streamer.errors import OutputError
@@ -38,7 +39,8 @@ FORCED_IDR_ENCODERS = ("libx264", "libx265", "h264_nvenc", "hevc_nvenc")
 
 def _info(frame: Frame, fps: float) -> StreamInfo:
     h, w = frame.image.shape[:2]
-    return StreamInfo(width=w, height=h, fps=fps, time_base=TIME_BASE, frames=0, codec="", duration=0.0)
+    return StreamInfo(width=w, height=h, fps=fps, time_base=TIME_BASE, frames=0, codec="", duration=0.0,
+                      colour=getattr(frame, "colour", None) or ColourInfo())
 
 
 class _EncodedOutput:
@@ -82,6 +84,7 @@ class _EncodedOutput:
             container.close()
             raise
         self.container, self.stream = container, stream
+        self.colour = _info(frame, self.fps).colour
         self._last_pts = -1
         self._last_key_pts = None
 
@@ -96,7 +99,7 @@ class _EncodedOutput:
             return
         self._last_pts = frame.pts
         image = frame.image[: self.stream.height, : self.stream.width]
-        vf = av.VideoFrame.from_ndarray(image, format="rgb24")
+        vf = rgb_to_video_frame(image, self.colour, self.stream.pix_fmt)
         vf.pts, vf.time_base = frame.pts, TIME_BASE
         if self._last_key_pts is None or frame.pts - self._last_key_pts >= self.gop_ticks:
             vf.pict_type = av.video.frame.PictureType.I

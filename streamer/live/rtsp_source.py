@@ -15,12 +15,13 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Callable, Iterator
 
 import av
 
+from streamer.colour import ColourInfo, video_frame_to_rgb
 from streamer.detections import Frame
 from streamer.errors import InputError
 from streamer.sources.video_file import open_input
@@ -38,10 +39,12 @@ class LiveFrame(Frame):
     Attributes:
         arrival: ``time.monotonic()`` seconds when the frame left the decoder.
         fps: the input's nominal frame rate (frames per second).
+        colour: the camera's YUV matrix, range and tags (outputs encode with them).
     """
 
     arrival: float = 0.0
     fps: float = 25.0
+    colour: ColourInfo = field(default_factory=ColourInfo)
 
 
 class Backoff:
@@ -194,7 +197,8 @@ class LiveSource:
                     t = self._last_time + 1e-3
                 self._last_time = t
                 frame = LiveFrame(index=self._index, pts=int(round(t / TIME_BASE)), time_base=TIME_BASE,
-                                  image=vf.to_ndarray(format="rgb24"), arrival=time.monotonic(), fps=fps)
+                                  image=video_frame_to_rgb(vf), arrival=time.monotonic(), fps=fps,
+                                  colour=ColourInfo.of(vf))
                 self._index += 1
                 yield frame
         self._lost_at = time.monotonic()

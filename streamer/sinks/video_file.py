@@ -18,6 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from streamer.colour import rgb_to_video_frame
 from streamer.config import EncoderConfig
 from streamer.detections import Frame
 from streamer.errors import OutputError
@@ -120,6 +121,7 @@ def open_video_encoder(container, info: StreamInfo, config: EncoderConfig):
     stream.width = info.width - info.width % 2
     stream.height = info.height - info.height % 2
     stream.pix_fmt = config.pix_fmt
+    info.colour.tag(stream.codec_context)  # the input's matrix, range, primaries and transfer
     stream.time_base = info.time_base
     stream.codec_context.time_base = info.time_base
     if container.format.name in _DECODE_ORDER_ONLY_FORMATS:
@@ -147,6 +149,7 @@ class VideoFileSink:
             raise OutputError(f"cannot write {path}: {exc}") from None
         try:
             self.video = open_video_encoder(self.container, info, config)
+            self.colour = info.colour
             self.copied = {}
             supported = self.container.supported_codecs
             for stream in copy_streams:
@@ -171,11 +174,12 @@ class VideoFileSink:
         """
         if frame.image is None and frame.device_image is not None and self.video.pix_fmt == "yuv420p":
             vf = av.VideoFrame.from_ndarray(self._device_yuv420p(frame.device_image), format="yuv420p")
+            self.colour.tag(vf)
         else:
             image = frame.to_host()
             if image.shape[1] != self.video.width or image.shape[0] != self.video.height:
                 image = np.ascontiguousarray(image[: self.video.height, : self.video.width])
-            vf = av.VideoFrame.from_ndarray(image, format="rgb24")
+            vf = rgb_to_video_frame(image, self.colour, self.video.pix_fmt)
         vf.pts = frame.pts
         vf.time_base = frame.time_base
         for packet in self.video.encode(vf):
@@ -186,7 +190,7 @@ class VideoFileSink:
         from streamer.stages import frame_ops
 
         rgb = frame_ops.nchw(device_image[: self.video.height, : self.video.width])
-        return frame_ops.rgb_to_yuv420p(rgb)[0].cpu().numpy()
+        return frame_ops.rgb_to_yuv420p(rgb, self.colour)[0].cpu().numpy()
 
     def write_packet(self, packet: av.Packet) -> None:
         """Copy a packet of an audio/subtitle/data stream unchanged."""

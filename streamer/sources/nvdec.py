@@ -17,8 +17,8 @@ decoder:
   B-frames included);
 * pictures come back as NV12 in GPU memory; ``torch.from_dlpack`` wraps them
   without a copy and :func:`streamer.stages.frame_ops.nv12_to_rgb` converts
-  them (BT.601 limited range, like PyAV on the CPU) into the frame's
-  ``device_image``. ``Frame.image`` stays None: nothing crosses to the host.
+  them (with the stream's matrix and range, like PyAV on the CPU) into the
+  frame's ``device_image``. ``Frame.image`` stays None: nothing crosses to the host.
 
 :func:`select_decoder` decides between this and the CPU source and says why;
 :func:`streamer.factory.build_source` applies it.
@@ -183,6 +183,6 @@ class NvdecSource(VideoFileSource):
         for stale in [k for k in self._pts if k < key - 64]:  # packets that carried no picture
             del self._pts[stale]
         # the decoder's surface may be taller than the picture (coded size): convert, then crop
-        rgb = frame_ops.nhwc(frame_ops.nv12_to_rgb(planes[None])[0])
+        rgb = frame_ops.nhwc(frame_ops.nv12_to_rgb(planes[None], self.info.colour)[0])
         return Frame(index=index, pts=self._timestamp(pts, dts), time_base=self.info.time_base, image=None,
                      device_image=rgb[: self.info.height, : self.info.width])

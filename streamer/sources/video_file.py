@@ -15,13 +15,14 @@ Example:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
 import av
 
+from streamer.colour import ColourInfo, video_frame_to_rgb
 from streamer.detections import Frame
 from streamer.errors import InputError
 from streamer.sources.timestamps import TimestampRepair
@@ -43,6 +44,7 @@ class StreamInfo:
         frames: number of frames if the container says so, else an estimate (0 if unknown).
         codec: decoder name.
         duration: stream duration in seconds (0 if unknown).
+        colour: matrix, range and tags of the stream's YUV (the output gets the same).
     """
 
     width: int
@@ -52,6 +54,7 @@ class StreamInfo:
     frames: int
     codec: str
     duration: float
+    colour: ColourInfo = field(default_factory=ColourInfo)
 
 
 def _describe(exc: BaseException) -> str:
@@ -130,6 +133,7 @@ class VideoFileSource:
             frames=frames,
             codec=s.codec_context.name,
             duration=duration,
+            colour=ColourInfo.of(s.codec_context),
         )
 
     #: Exceptions of :meth:`_decode` that mean "this packet is undecodable" (skipped and counted).
@@ -196,7 +200,7 @@ class VideoFileSource:
 
     def _to_frame(self, vf: av.VideoFrame, index: int) -> Frame:
         return Frame(index=index, pts=self._timestamp(vf.pts, vf.dts), time_base=vf.time_base or self.info.time_base,
-                     image=vf.to_ndarray(format="rgb24"))
+                     image=video_frame_to_rgb(vf))
 
     def close(self) -> None:
         """Close the container."""

@@ -14,10 +14,12 @@ Conventions:
   and ``Frame.device_image``. :func:`nchw` and :func:`nhwc` switch views.
 * Coordinates are pixels, x to the right, y down, pixel ``i`` covering
   ``[i, i + 1)`` (centre at ``i + 0.5``), as in OpenCV and FFmpeg.
-* Colour is BT.601, limited ("TV") range: what FFmpeg's swscale, and so
-  PyAV's ``to_ndarray(format="rgb24")``, assumes for SD/HD H.264 whose
-  colour matrix is unspecified. Chroma is up-sampled by replication (the
-  swscale fast path PyAV uses) and down-sampled by 2x2 averaging.
+* Colour follows the stream's :class:`~streamer.colour.ColourInfo` (matrix
+  BT.601, BT.709, BT.2020...; limited or full range), as the CPU path's
+  PyAV conversions do; None means BT.601 limited range, what FFmpeg's
+  swscale assumes for an unspecified matrix. Chroma is up-sampled by
+  replication (the swscale fast path PyAV uses) and down-sampled by 2x2
+  averaging.
 
 Example:
     >>> import torch
@@ -35,10 +37,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-#: BT.601 luma weights (R, G, B).
-_KR, _KG, _KB = 0.299, 0.587, 0.114
+from streamer.colour import ColourInfo
+
 #: Limited range: luma 16..235 (219 steps), chroma 16..240 (224 steps) around 128.
 _Y_SCALE, _C_SCALE = 219.0 / 255.0, 224.0 / 255.0
+
+
+def _coefficients(colour: ColourInfo | None) -> tuple[float, float, float, float, float, float]:
+    """(Kr, Kg, Kb, luma offset, luma scale, chroma scale) of a stream's matrix and range."""
+    colour = colour or ColourInfo()
+    kr, kb = colour.luma_weights
+    if colour.full_range:
+        return kr, 1 - kr - kb, kb, 0.0, 1.0, 1.0
+    return kr, 1 - kr - kb, kb, 16.0, _Y_SCALE, _C_SCALE
 
 
 # -- layout -----------------------------------------------------------------------------------------
@@ -95,12 +106,13 @@ def _split_420(planes: torch.Tensor, interleaved: bool) -> tuple[torch.Tensor, t
     return y, flat.permute(0, 2, 3, 1)
 
 
-def _ycbcr_to_rgb(y: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
+def _ycbcr_to_rgb(y: torch.Tensor, chroma: torch.Tensor, colour: ColourInfo | None) -> torch.Tensor:
     n, height, width = y.shape
-    luma = (y.float() - 16.0) * (1.0 / _Y_SCALE)
+    k_r, k_g, k_b, y_offset, y_scale, c_scale = _coefficients(colour)
+    luma = (y.float() - y_offset) * (1.0 / y_scale)
     # chroma's share of R, G, B at chroma resolution (one small matmul), added to each 2x2 luma block
-    kr, kb = 2 * (1 - _KR), 2 * (1 - _KB)
-    mix = upload(np.array([[0.0, kr], [-_KB * kb / _KG, -_KR * kr / _KG], [kb, 0.0]], np.float32) / _C_SCALE,
+    kr, kb = 2 * (1 - k_r), 2 * (1 - k_b)
+    mix = upload(np.array([[0.0, kr], [-k_b * kb / k_g, -k_r * kr / k_g], [kb, 0.0]], np.float32) / c_scale,
                  y.device)
     share = (chroma.float() - 128.0) @ mix.T  # (N, H/2, W/2, 3)
     rgb = luma.view(n, height // 2, 2, width // 2, 2, 1) + share.view(n, height // 2, 1, width // 2, 1, 3)
@@ -108,39 +120,42 @@ def _ycbcr_to_rgb(y: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
     return nchw(rgb.view(n, height, width, 3).clamp_(0, 255).add_(0.5).to(torch.uint8))
 
 
-def yuv420p_to_rgb(planes: torch.Tensor) -> torch.Tensor:
+def yuv420p_to_rgb(planes: torch.Tensor, colour: ColourInfo | None = None) -> torch.Tensor:
     """Convert planar YUV 4:2:0 (I420) frames to RGB.
 
     Args:
         planes: ``(N, H*3/2, W)`` (or ``(H*3/2, W)``) uint8: the Y plane (H rows),
             then the U and V planes (H/2 x W/2 each) packed row after row, the
             layout of PyAV's ``to_ndarray(format="yuv420p")``. H and W even (pixels).
+        colour: the stream's matrix and range (None: BT.601, limited).
 
     Returns:
         ``(N, 3, H, W)`` uint8 RGB, channels-last in memory.
     """
-    return _ycbcr_to_rgb(*_split_420(planes, interleaved=False))
+    return _ycbcr_to_rgb(*_split_420(planes, interleaved=False), colour)
 
 
-def nv12_to_rgb(planes: torch.Tensor) -> torch.Tensor:
+def nv12_to_rgb(planes: torch.Tensor, colour: ColourInfo | None = None) -> torch.Tensor:
     """Convert NV12 frames (the NVDEC output format) to RGB.
 
     Args:
         planes: ``(N, H*3/2, W)`` (or ``(H*3/2, W)``) uint8: the Y plane (H rows),
             then H/2 rows of interleaved U, V samples. H and W even (pixels).
+        colour: the stream's matrix and range (None: BT.601, limited).
 
     Returns:
         ``(N, 3, H, W)`` uint8 RGB, channels-last in memory.
     """
-    return _ycbcr_to_rgb(*_split_420(planes, interleaved=True))
+    return _ycbcr_to_rgb(*_split_420(planes, interleaved=True), colour)
 
 
-def rgb_to_yuv420p(images: torch.Tensor) -> torch.Tensor:
+def rgb_to_yuv420p(images: torch.Tensor, colour: ColourInfo | None = None) -> torch.Tensor:
     """Convert RGB frames to planar YUV 4:2:0 (I420), the encoder's usual input.
 
     Args:
         images: ``(N, 3, H, W)`` (or ``(3, H, W)``) RGB, uint8 or float 0..255;
             H and W even (pixels).
+        colour: the output's matrix and range (None: BT.601, limited).
 
     Returns:
         ``(N, H*3/2, W)`` uint8 planes, the layout :func:`yuv420p_to_rgb` and
@@ -152,11 +167,12 @@ def rgb_to_yuv420p(images: torch.Tensor) -> torch.Tensor:
     n, _, height, width = images.shape
     if height % 2 or width % 2:
         raise ValueError(f"yuv420p needs an even frame size, got {width}x{height}")
+    k_r, k_g, k_b, y_offset, y_scale, c_scale = _coefficients(colour)
     r, g, b = images.float().unbind(1)
-    luma = _KR * r + _KG * g + _KB * b
-    y = 16.0 + _Y_SCALE * luma
-    cb = F.avg_pool2d((128.0 + _C_SCALE * (b - luma) / (2 * (1 - _KB)))[:, None], 2)
-    cr = F.avg_pool2d((128.0 + _C_SCALE * (r - luma) / (2 * (1 - _KR)))[:, None], 2)
+    luma = k_r * r + k_g * g + k_b * b
+    y = y_offset + y_scale * luma
+    cb = F.avg_pool2d((128.0 + c_scale * (b - luma) / (2 * (1 - k_b)))[:, None], 2)
+    cr = F.avg_pool2d((128.0 + c_scale * (r - luma) / (2 * (1 - k_r)))[:, None], 2)
     flat = torch.cat([y.flatten(1), cb.flatten(1), cr.flatten(1)], dim=1)
     return flat.round_().clamp_(0, 255).to(torch.uint8).reshape(n, height * 3 // 2, width)
 
