@@ -161,7 +161,9 @@ def build_source(path: str, config: Config):
     NVDEC (:class:`~streamer.sources.nvdec.NvdecSource`: frames decoded into
     GPU memory) when the pipeline's device is a CUDA GPU, PyNvVideoCodec is
     installed and NVDEC takes the stream's codec and pixel format; otherwise
-    PyAV on the CPU (:class:`~streamer.sources.video_file.VideoFileSource`).
+    PyAV on the CPU, converting 4:2:0 frames to RGB on the GPU where the GPU
+    compositor works (:class:`~streamer.sources.yuv_upload.YuvUploadSource`),
+    else on the CPU (:class:`~streamer.sources.video_file.VideoFileSource`).
     The path and the reason are logged.
 
     Raises:
@@ -170,18 +172,23 @@ def build_source(path: str, config: Config):
     """
     from streamer.sources.nvdec import NvdecSource, pynvvideocodec_status, select_decoder
     from streamer.sources.video_file import VideoFileSource
+    from streamer.sources.yuv_upload import GPU_CONVERTED_PIX_FMTS, YuvUploadSource
 
     source = VideoFileSource(path)
     try:
         requested = config.pipeline.decoder
         gpu = requested != "cpu" and torch_device(config) == "cuda"
         library = pynvvideocodec_status() if requested != "cpu" and gpu else None
-        choice = select_decoder(requested, source.info.codec, source.stream.codec_context.pix_fmt,
-                                cuda=gpu, library_error=library)
-        log.info("decode: %s (%s)", choice.name, choice.reason)
-        if choice.name == "cpu":
-            return source
-        return NvdecSource(path, container=source.container)
+        pix_fmt = source.stream.codec_context.pix_fmt
+        choice = select_decoder(requested, source.info.codec, pix_fmt, cuda=gpu, library_error=library)
+        if choice.name != "cpu":
+            log.info("decode: %s (%s)", choice.name, choice.reason)
+            return NvdecSource(path, container=source.container)
+        if uses_torch_compositor(config) and pix_fmt in GPU_CONVERTED_PIX_FMTS:
+            log.info("decode: cpu (%s); YUV to RGB on the %s", choice.reason, torch_device(config))
+            return YuvUploadSource(path, torch_device(config), container=source.container)
+        log.info("decode: cpu (%s)", choice.reason)
+        return source
     except BaseException:
         source.close()
         raise
