@@ -133,6 +133,9 @@ class Frame:
         error: a short description of a stage failure on this frame.
         device_image: (H, W, 3) uint8 RGB torch tensor on the GPU (GPU decode,
             or uploaded by the GPU compositor), else None.
+        ready: a CUDA event recorded after the last GPU work on ``device_image``
+            (the GPU compositor's), so a consumer on another CUDA stream waits
+            for exactly that work; None when nothing is pending.
     """
 
     index: int
@@ -143,6 +146,7 @@ class Frame:
     dropped: bool = False
     error: str | None = None
     device_image: Any = None
+    ready: Any = None
 
     @property
     def time(self) -> float:

@@ -150,6 +150,7 @@ class VideoFileSink:
         try:
             self.video = open_video_encoder(self.container, info, config)
             self.colour = info.colour
+            self._stream = None  # CUDA stream of the device-side conversion (created on first use)
             self.copied = {}
             supported = self.container.supported_codecs
             for stream in copy_streams:
@@ -173,7 +174,7 @@ class VideoFileSink:
         encoder's yuv420p there and crosses to the host at half the size of RGB.
         """
         if frame.image is None and frame.device_image is not None and self.video.pix_fmt == "yuv420p":
-            vf = av.VideoFrame.from_ndarray(self._device_yuv420p(frame.device_image), format="yuv420p")
+            vf = av.VideoFrame.from_ndarray(self._device_yuv420p(frame), format="yuv420p")
             self.colour.tag(vf)
         else:
             image = frame.to_host()
@@ -186,11 +187,29 @@ class VideoFileSink:
             self.container.mux(packet)
         self.frames_written += 1
 
-    def _device_yuv420p(self, device_image) -> np.ndarray:
+    def _device_yuv420p(self, frame: Frame) -> np.ndarray:
+        """The frame's device image as yuv420p planes on the host, converted on the device.
+
+        On CUDA, with ``frame.ready`` set, the conversion and download run on
+        this sink's own stream after waiting for that event only: on the
+        shared default stream the download would also wait for every batch
+        the model stages queued after this frame's.
+        """
         from streamer.stages import frame_ops
 
-        rgb = frame_ops.nchw(device_image[: self.video.height, : self.video.width])
-        return frame_ops.rgb_to_yuv420p(rgb, self.colour)[0].cpu().numpy()
+        image = frame.device_image
+        rgb = frame_ops.nchw(image[: self.video.height, : self.video.width])
+        if frame.ready is None or image.device.type != "cuda":
+            return frame_ops.rgb_to_yuv420p(rgb, self.colour)[0].cpu().numpy()
+        import torch
+
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(image.device)
+        with torch.cuda.stream(self._stream):
+            self._stream.wait_event(frame.ready)
+            planes = frame_ops.rgb_to_yuv420p(rgb, self.colour)[0]
+            image.record_stream(self._stream)  # its memory is not reused before this stream has read it
+            return planes.cpu().numpy()  # waits for this stream only
 
     def write_packet(self, packet: av.Packet) -> None:
         """Copy a packet of an audio/subtitle/data stream unchanged."""

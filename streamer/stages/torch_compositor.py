@@ -126,7 +126,12 @@ class TorchCompositor(Compositor):
                     self._apply_batch(frames, batch, jobs, anonymizer)
                     for i, _ in jobs:
                         counts[i][anonymizer.name] += 1
+        ready = None
+        if not download and self.device.type == "cuda":  # the sink converts on its own stream: tell it when
+            ready = torch.cuda.Event()
+            ready.record()
         for frame in frames:
+            frame.ready = ready
             self._hand_back(frame, download)
         return counts
 

@@ -1,0 +1,49 @@
+"""Frames that reach the file sink only on the GPU: converted to yuv420p there, on the sink's own CUDA
+stream, after exactly the GPU work the compositor recorded for them."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from streamer.config import EncoderConfig
+from streamer.detections import Frame
+from streamer.sinks.video_file import VideoFileSink
+from streamer.sources.video_file import StreamInfo
+from tests.media import video_frames
+
+INFO = StreamInfo(width=64, height=48, fps=25.0, time_base=Fraction(1, 25), frames=0, codec="", duration=0.0)
+
+
+def _write(tmp_path, frames: list[Frame]) -> list[np.ndarray]:
+    path = str(tmp_path / "out.mkv")
+    sink = VideoFileSink(path, INFO, [], EncoderConfig(codec="libx264", crf=0, preset="ultrafast"))
+    for frame in frames:
+        sink.write_frame(frame)
+    sink.close()
+    return video_frames(path)
+
+
+def test_device_frames_on_the_cpu_are_written(tmp_path):
+    image = torch.full((48, 64, 3), 180, dtype=torch.uint8)
+    decoded = _write(tmp_path, [Frame(index=0, pts=0, time_base=INFO.time_base, image=None, device_image=image)])
+    assert len(decoded) == 1 and abs(int(np.median(decoded[0])) - 180) <= 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_the_sink_waits_for_the_work_recorded_for_its_frame(tmp_path):
+    """The pixels are written by GPU work queued behind a long kernel on the default stream; the sink,
+    on its own stream, must still encode the finished pixels (a missing wait writes black)."""
+    frames = []
+    for i, value in enumerate((200, 90)):
+        image = torch.zeros((48, 64, 3), dtype=torch.uint8, device="cuda")
+        torch.cuda._sleep(20_000_000)  # tens of milliseconds of GPU time before the pixels are set
+        image.fill_(value)
+        ready = torch.cuda.Event()
+        ready.record()
+        frames.append(Frame(index=i, pts=i, time_base=INFO.time_base, image=None, device_image=image, ready=ready))
+    decoded = _write(tmp_path, frames)
+    assert [int(np.median(f)) for f in decoded] == [200, 90]
