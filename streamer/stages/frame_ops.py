@@ -235,8 +235,7 @@ def cut_crops(images: torch.Tensor | Sequence[torch.Tensor], frame_index, rects,
         out = frames[0].new_empty((len(rects_np), 3, *pad_to))
         for f in np.unique(index_np):
             sel = np.flatnonzero(index_np == f)
-            out[upload(sel, out.device)] = cut_crops(frames[f][None], np.zeros(len(sel)),
-                                                                     rects_np[sel], pad_to)
+            out[upload(sel, out.device)] = cut_crops(frames[f][None], np.zeros(len(sel)), rects_np[sel], pad_to)
         return out
     device = images.device
     rects_t, index = upload(rects_np, device), upload(index_np, device)
@@ -449,15 +448,22 @@ def shrink_and_enlarge(images: Sequence[torch.Tensor], small_sizes) -> list[torc
     sizes = np.array([[im.shape[-1], im.shape[-2]] for im in images], np.int64)
     shrunk = shrink_area(images, small)
     device = shrunk.device
-    # source index floor(dst * src / dst_size), exact integers, per face; clamped past each face's size
-    steps = [torch.arange(int(sizes[:, axis].max()), device=device)[None] for axis in (1, 0)]
-    rows, cols = ((torch.minimum(step, upload(sizes[:, axis], device)[:, None] - 1)
-                   * upload(small[:, axis], device)[:, None]) // upload(sizes[:, axis], device)[:, None]
-                  for step, axis in zip(steps, (1, 0)))
+    rows = _nearest_sources(sizes[:, 1], small[:, 1], device)
+    cols = _nearest_sources(sizes[:, 0], small[:, 0], device)
     index = torch.arange(len(small), device=device)
     mosaic = shrunk[index[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (K, H, W, C)
     mosaic = mosaic.permute(0, 3, 1, 2)
     return [mosaic[k, :, :hk, :wk] for k, (wk, hk) in enumerate(sizes)]
+
+
+def _nearest_sources(lengths: np.ndarray, small: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``(K, max length)``: for each pixel ``i`` of each image's length, the pixel of its ``small``
+    version that nearest-neighbour enlarging takes, ``floor(i * small / length)`` in exact integers
+    (float scales miss exact multiples); pixels past an image's length repeat its last one."""
+    table = upload(np.stack([lengths, small], 1), device)
+    length, shrunk = table[:, :1], table[:, 1:]
+    steps = torch.arange(int(lengths.max()), device=device)[None]
+    return torch.minimum(steps, length - 1) * shrunk // length
 
 
 @dataclass
@@ -528,14 +534,13 @@ def _sample_bilinear(flat: FlatImages, geometry: torch.Tensor, scales: torch.Ten
 def _overlap_layers(frame_index: np.ndarray, rects: np.ndarray) -> np.ndarray:
     """Per face, the blending pass it belongs to: one after every earlier face of its frame it overlaps,
     so overlapping faces blend in order (a later face over an earlier one's result), others together."""
+    a, b = rects[:, None], rects[None, :]
+    overlap = ((frame_index[:, None] == frame_index[None, :]) & (a[..., 0] < b[..., 2]) & (b[..., 0] < a[..., 2])
+               & (a[..., 1] < b[..., 3]) & (b[..., 1] < a[..., 3]))
+    earlier = np.tril(overlap, -1)  # [k, j]: face j comes before face k and overlaps it
     layers = np.zeros(len(rects), np.int64)
-    for k in range(1, len(rects)):
-        before = np.arange(k)
-        hit = ((frame_index[before] == frame_index[k])
-               & (rects[before, 0] < rects[k, 2]) & (rects[k, 0] < rects[before, 2])
-               & (rects[before, 1] < rects[k, 3]) & (rects[k, 1] < rects[before, 3]))
-        if hit.any():
-            layers[k] = layers[before[hit]].max() + 1
+    for k in np.flatnonzero(earlier.any(1)):  # usually none: faces of a frame rarely overlap
+        layers[k] = layers[earlier[k]].max() + 1
     return layers
 
 
