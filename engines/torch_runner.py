@@ -171,7 +171,10 @@ class TorchRunner:
                 self.module(*static_ins)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=side):
+        # other threads keep working while this one captures (the reader uploads, the writer downloads, the
+        # other model stage launches and synchronizes): in the default "global" mode any of their
+        # synchronizing calls during the capture would fail it; "thread_local" checks this thread only
+        with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
             static_out = _as_tuple(self.module(*static_ins))
         return graph, static_ins, static_out
 

@@ -15,6 +15,34 @@ from tests.engines.conftest import frame_batch, torch_outputs
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 
 
+def test_graph_capture_while_another_thread_synchronizes(centerface_torch):
+    """The pipeline's threads keep downloading (synchronizing) while a stage captures a new CUDA graph:
+    the capture must neither fail nor disturb them (capture_error_mode thread_local)."""
+    import threading
+
+    stop, errors = threading.Event(), []
+
+    def busy() -> None:
+        try:
+            a = torch.ones((256, 256), device="cuda")
+            while not stop.is_set():
+                (a @ a).sum().cpu()  # a synchronizing download, as the writer and detector threads make
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    try:
+        graphed = TorchRunner(centerface_torch, "cuda", cuda_graphs=True)
+        for n in (1, 2, 3, 5, 8):  # four new graphs
+            x = torch.rand((n, 3, 192, 320), device="cuda") * 255
+            assert all(torch.isfinite(o).all() for o in graphed.run_tensor(x))
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not errors and len(graphed.graph_shapes) == 4
+
+
 def test_fp16_matches_fp32(centerface_torch, real_frames):
     x = np.concatenate([frame_batch(f, (640, 384)) for f in real_frames])
     ref = torch_outputs(centerface_torch, x)
