@@ -7,8 +7,8 @@ colour conversion) and the RGB -> YUV conversion of its output use the same
 matrix and range, the input's, and the output is tagged with the input's
 colour description. Unchanged pixels keep their YUV values (up to rounding)
 and players show the output as they showed the input. A BT.709 clip decoded
-as BT.709 but encoded with FFmpeg's default (BT.601) and left untagged
-shifted saturated colours by up to ~20 levels.
+as BT.709 but encoded with FFmpeg's default (BT.601) and left untagged moved
+saturated colours by up to 19 levels of luma (``benchmarks/colour_shift.py``).
 
 Example:
     >>> c = ColourInfo(space=1, range=1, primaries=1, trc=1)

@@ -164,3 +164,15 @@ def make_sample_clip(path: str, seconds: float = 3.0, fps: int = 25, width: int 
             audio_seconds = samples / 44100
     return SampleClip(path=path, face_boxes=boxes, pts=pts_list, time_base=time_base, fps=fps,
                       audio_seconds=audio_seconds)
+
+
+#: Saturated colours (RGB) where a YUV matrix or range mix-up shows most.
+COLOUR_BARS = ((220, 30, 30), (30, 200, 40), (40, 40, 220), (200, 200, 40), (230, 230, 230), (20, 20, 20))
+
+
+def colour_bars(width: int = 192, height: int = 96) -> np.ndarray:
+    """Vertical bars of :data:`COLOUR_BARS`, (height, width, 3) uint8 RGB (colour checks)."""
+    image = np.zeros((height, width, 3), np.uint8)
+    for i, colour in enumerate(COLOUR_BARS):
+        image[:, i * width // len(COLOUR_BARS):(i + 1) * width // len(COLOUR_BARS)] = colour
+    return image

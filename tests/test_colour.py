@@ -12,18 +12,9 @@ import torch
 
 from streamer.colour import ColourInfo, rgb_to_video_frame, video_frame_to_rgb
 from streamer.pipeline import anonymize_file
+from streamer.sample import colour_bars as _bars
 from streamer.stages import frame_ops
 from tests.conftest import fast_config
-
-#: Saturated bars: where a matrix mix-up shows most (BT.601 vs BT.709 moved Y by 11 levels on average).
-BARS = [(220, 30, 30), (30, 200, 40), (40, 40, 220), (200, 200, 40), (230, 230, 230), (20, 20, 20)]
-
-
-def _bars(width: int = 192, height: int = 96) -> np.ndarray:
-    image = np.zeros((height, width, 3), np.uint8)
-    for i, colour in enumerate(BARS):
-        image[:, i * width // len(BARS):(i + 1) * width // len(BARS)] = colour
-    return image
 
 
 def _tagged_clip(path: str, colour: ColourInfo, frames: int = 12) -> None:
