@@ -296,7 +296,8 @@ class ThreadedRun:
     anonymization, so one batch's detection overlaps the previous batch's
     anonymization); the writer thread writes. Bounded queues link them, so
     memory stays flat and the slowest stage sets the pace. Pass-through
-    packets travel the same queues as the frames around them, so order is kept.
+    packets travel inside the batches, between the frames they came between,
+    so order is kept and they never cut a batch short.
 
     Args:
         items: iterable of Frames and pass-through packets (consumed on the reader thread).
@@ -321,7 +322,7 @@ class ThreadedRun:
         self.write_packet = write_packet
         self.batch_size = batch_size
         self.in_q: queue.Queue = queue.Queue(maxsize=queue_size)
-        # between stage i and i + 1: batches (lists of frames) and packets
+        # between stage i and i + 1: batches (frames and the packets between them)
         self.stage_qs: list[queue.Queue] = [queue.Queue(maxsize=max(2, queue_size // max(batch_size, 1)))
                                             for _ in self.stages[1:]]
         self.out_q: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -372,15 +373,11 @@ class ThreadedRun:
         source = self.stage_qs[level - 1]
         try:
             while True:
-                item = source.get()
-                if item is _END:
+                batch = source.get()
+                if batch is _END:
                     break
-                if self.stop.is_set():
-                    continue  # draining after an error elsewhere
-                if isinstance(item, list):
-                    self._forward(level, self.stages[level](item))
-                else:
-                    self._forward_packet(level, item)
+                if not self.stop.is_set():  # else: draining after an error elsewhere
+                    self._forward(level, self._process(level, batch))
         except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread
             self.errors.append(exc)
             self.stop.set()
@@ -389,16 +386,24 @@ class ThreadedRun:
         finally:
             self._end(level)
 
-    def _forward(self, level: int, frames: list[Frame]) -> None:
-        """Hand the batch stage ``level`` finished to the next stage, or its frames to the writer."""
-        if level + 1 < len(self.stages):
-            _put(self.stage_qs[level], frames, self.stop)
-        else:
-            for frame in frames:
-                _put(self.out_q, frame, self.stop)
+    def _process(self, level: int, batch: list) -> list:
+        """Run stage ``level`` on the frames of ``batch`` (frames and the packets between them, in
+        order); returns the batch in the same order, each frame replaced by the stage's result."""
+        positions = [i for i, item in enumerate(batch) if isinstance(item, Frame)]
+        if positions:
+            done = self.stages[level]([batch[i] for i in positions])
+            batch = list(batch)
+            for i, frame in zip(positions, done):
+                batch[i] = frame
+        return batch
 
-    def _forward_packet(self, level: int, packet) -> None:
-        _put(self.stage_qs[level] if level + 1 < len(self.stages) else self.out_q, packet, self.stop)
+    def _forward(self, level: int, batch: list) -> None:
+        """Hand a batch stage ``level`` finished to the next stage, or its items to the writer, in order."""
+        if level + 1 < len(self.stages):
+            _put(self.stage_qs[level], batch, self.stop)
+        else:
+            for item in batch:
+                _put(self.out_q, item, self.stop)
 
     def _end(self, level: int) -> None:
         """Tell the consumer after stage ``level`` that nothing more comes (a blocking put: it drains)."""
@@ -412,7 +417,10 @@ class ThreadedRun:
                                     daemon=True) for level in range(1, len(self.stages))]
         for thread in (reader, writer, *workers):
             thread.start()
-        batch: list[Frame] = []
+        # a batch: ``batch_size`` frames with the pass-through packets that came between them, so an
+        # audio packet every frame or two does not cut batches down to one frame
+        batch: list = []
+        frames = 0
         try:
             while not self.stop.is_set():
                 try:
@@ -421,18 +429,15 @@ class ThreadedRun:
                     if not reader.is_alive() and self.in_q.empty():
                         break
                     continue
-                if item is _END or not isinstance(item, Frame):
-                    if batch:
-                        self._forward(0, self.stages[0](batch))
-                        batch = []
-                    if item is _END:
-                        break
-                    self._forward_packet(0, item)
-                    continue
+                if item is _END:
+                    break
                 batch.append(item)
-                if len(batch) >= self.batch_size:
-                    self._forward(0, self.stages[0](batch))
-                    batch = []
+                frames += isinstance(item, Frame)
+                if frames >= self.batch_size:
+                    self._forward(0, self._process(0, batch))
+                    batch, frames = [], 0
+            if batch and not self.stop.is_set():
+                self._forward(0, self._process(0, batch))
         except BaseException as exc:
             self.errors.append(exc)
             self.stop.set()

@@ -61,6 +61,19 @@ def test_two_stages_keep_order_and_run_on_their_own_threads(batch_size):
     assert len({thread for _, thread in threads}) == 2
 
 
+def test_packets_between_frames_do_not_cut_batches_short():
+    """An audio packet after every frame (a typical file) still gives full batches, in order."""
+    items, written, sizes = _items(10, packet_every=1), [], []
+
+    def stage(frames: list[Frame]) -> list[Frame]:
+        sizes.append(len(frames))
+        return frames
+
+    run = ThreadedRun(items, [stage, stage], written.append, written.append, batch_size=4, queue_size=4)
+    assert _run_in_thread(run) is None
+    assert written == items and sorted(sizes) == [2, 2, 4, 4, 4, 4]  # each stage: 4, 4, then the last 2
+
+
 @pytest.mark.parametrize("failing", ["A", "B"])
 def test_an_error_in_any_stage_stops_the_run_and_is_raised(failing):
     threads: set = set()
