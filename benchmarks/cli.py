@@ -116,26 +116,45 @@ def _decode_only(path: str, config: Config) -> RunStats:
 
 
 def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | None = None) -> dict:
-    """Run n pipelines at once with one shared detector; real time = each stream >= fps.
+    """Run n pipelines at once sharing their models as the live server's cameras do; real time = each
+    stream >= fps.
 
-    Each stream's rate is its steady rate (after its first WARMUP_FRAMES, which hold model warm-up)
-    where the clip is long enough, else frames over wall time.
+    One detector batches the frames of every stream. With the GPU compositor,
+    one shared compositor takes every waiting stream's frames (the generator
+    inside it), and each stream hands over one frame at a time, as a live
+    camera does (``detector.batch_size: 1``: batching is across streams);
+    with the CPU compositor, one generator batches every stream's faces.
+    Each stream's rate is its steady rate (after its first WARMUP_FRAMES,
+    which hold model warm-up) where the clip is long enough, else frames over
+    wall time.
 
     Each stream goes to a null sink, or, with ``encode_dir``, is encoded into
     its own file there (what a camera being recorded costs).
     """
-    from streamer.factory import build_compositor, build_detector, build_shared_generator
-    from streamer.live.batcher import SharedDetector
+    from streamer.config import apply_overrides
+    from streamer.factory import build_compositor, build_detector, build_shared_generator, uses_torch_compositor
+    from streamer.live.batcher import SharedCompositor, SharedDetector
 
     shared = SharedDetector(build_detector(config), max_batch=max(1, n))
-    generator = build_shared_generator(config)  # gan mode: one generator, faces batched across streams
+    gpu = uses_torch_compositor(config)
+    generator = compositor = None
+    if gpu:
+        from streamer.stages.gan import build_gan_anonymizer
+
+        anonymizer = (build_gan_anonymizer(config.pipeline.device, threads=config.pipeline.threads)
+                      if config.anonymizer.mode == "gan" else None)
+        compositor = SharedCompositor(build_compositor(config, download=False, anonymizer=anonymizer),
+                                      max_batch=max(1, n))
+        config = apply_overrides(config, {"detector.batch_size": 1})
+    else:
+        generator = build_shared_generator(config)  # gan mode: one generator, faces batched across streams
     results: list[RunStats | None] = [None] * n
 
     def one(i: int) -> None:
         sink_path = os.path.join(encode_dir, f"stream-{i}.mp4") if encode_dir else None
-        compositor = build_compositor(config, download=False,
-                                      anonymizer=generator.for_camera(i) if generator else None)
-        results[i] = run_variant(path, config, sink_path, True, detector=shared, compositor=compositor)
+        own = compositor.for_camera(i) if compositor else build_compositor(
+            config, download=False, anonymizer=generator.for_camera(i) if generator else None)
+        results[i] = run_variant(path, config, sink_path, True, detector=shared, compositor=own)
 
     start = time.perf_counter()
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
@@ -144,9 +163,10 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
-    shared.close()
-    if generator is not None:
-        generator.close()
+    batched = {"detector": shared, "generator": generator, "compositor": compositor}
+    for batcher in batched.values():
+        if batcher is not None:
+            batcher.close()
     per_stream = [r.steady_fps or r.fps for r in results if r]
     kind = "full" if encode_dir else "null"
     return {"variant": f"{n} streams {kind}-{config.anonymizer.mode}", "streams": n,
@@ -154,8 +174,7 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
             "per_stream_fps": [round(f, 2) for f in per_stream], "native_fps": fps,
             "per_stream_frames": [r.frames_out if r else 0 for r in results],
             "all_real_time": all(f >= fps for f in per_stream),
-            "mean_detector_batch": round(shared.items / max(shared.calls, 1), 2),
-            **({"mean_generator_batch": round(generator.items / max(generator.calls, 1), 2)} if generator else {})}
+            **{f"mean_{name}_batch": round(b.items / max(b.calls, 1), 2) for name, b in batched.items() if b}}
 
 
 def _deface(path: str, config: Config, workdir: str) -> dict:
@@ -203,9 +222,9 @@ def format_table(rows: list[dict]) -> str:
         if "aggregate_fps" in r:
             lines.append(f"| {r['variant']} | {r['aggregate_fps']} total; per stream "
                          f"{min(r['per_stream_fps'])}-{max(r['per_stream_fps'])} vs {r['native_fps']} native; "
-                         f"real time: {'yes' if r['all_real_time'] else 'no'} | | mean detector batch "
-                         f"{r['mean_detector_batch']}"
-                         + (f", generator batch {r['mean_generator_batch']}" if "mean_generator_batch" in r else "")
+                         f"real time: {'yes' if r['all_real_time'] else 'no'} | | mean batch: "
+                         + ", ".join(f"{key[5:-6]} {value}" for key, value in r.items()
+                                     if key.startswith("mean_") and key.endswith("_batch"))
                          + " | | | | |")
             continue
         if "error" in r:

