@@ -245,3 +245,12 @@ def test_paste_faces_within_supports_equals_the_whole_rectangles():
     frame_ops.paste_faces(whole, [0, 0], rects, faces, frame_ops.flatten_images(masks, "cpu"))
     frame_ops.paste_faces(within, [0, 0], rects, faces, frame_ops.flatten_images(masks, "cpu"), supports=supports)
     assert torch.equal(whole, within) and not torch.equal(whole, frames)
+
+
+def test_overlapping_faces_blend_in_passes_one_after_another():
+    """A chain of overlaps takes as many passes as it is long; other frames' and disjoint faces share pass 0."""
+    rects = np.array([[0, 0, 10, 10], [5, 5, 15, 15], [12, 12, 20, 20], [40, 40, 50, 50], [0, 0, 10, 10]])
+    frames = np.array([0, 0, 0, 0, 1])
+    assert frame_ops._overlap_layers(frames, rects).tolist() == [0, 1, 2, 0, 0]
+    touching = np.array([[0, 0, 10, 10], [10, 0, 20, 10]])  # sharing an edge is not overlapping
+    assert frame_ops._overlap_layers(np.array([0, 0]), touching).tolist() == [0, 0]
