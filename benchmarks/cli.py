@@ -136,15 +136,9 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
     from streamer.live.batcher import SharedCompositor, SharedDetector
 
     shared = SharedDetector(build_detector(config), max_batch=max(1, n))
-    gpu = uses_torch_compositor(config)
     generator = compositor = None
-    if gpu:
-        from streamer.stages.gan import build_gan_anonymizer
-
-        anonymizer = (build_gan_anonymizer(config.pipeline.device, threads=config.pipeline.threads)
-                      if config.anonymizer.mode == "gan" else None)
-        compositor = SharedCompositor(build_compositor(config, download=False, anonymizer=anonymizer),
-                                      max_batch=max(1, n))
+    if uses_torch_compositor(config):  # the compositor loads the generator in gan mode
+        compositor = SharedCompositor(build_compositor(config, download=False), max_batch=max(1, n))
         config = apply_overrides(config, {"detector.batch_size": 1})
     else:
         generator = build_shared_generator(config)  # gan mode: one generator, faces batched across streams

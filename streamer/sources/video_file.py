@@ -199,8 +199,13 @@ class VideoFileSource:
         return out
 
     def _to_frame(self, vf: av.VideoFrame, index: int) -> Frame:
+        image, device_image = self._pixels(vf)
         return Frame(index=index, pts=self._timestamp(vf.pts, vf.dts), time_base=vf.time_base or self.info.time_base,
-                     image=video_frame_to_rgb(vf))
+                     image=image, device_image=device_image)
+
+    def _pixels(self, vf: av.VideoFrame) -> tuple:
+        """(host RGB image, device RGB image) of a decoded picture: here on the host only."""
+        return video_frame_to_rgb(vf), None
 
     def close(self) -> None:
         """Close the container."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 import av
 
 from streamer.colour import ColourInfo
-from streamer.detections import Frame
 from streamer.sources.video_file import VideoFileSource
 
 #: Pixel formats converted on the GPU (8-bit planar 4:2:0; yuvj420p is its full-range twin).
@@ -41,12 +40,12 @@ class YuvUploadSource(VideoFileSource):
         super().__init__(path, container=container)
         self.device = torch.device(device)
 
-    def _to_frame(self, vf: av.VideoFrame, index: int) -> Frame:
+    def _pixels(self, vf: av.VideoFrame) -> tuple:
+        """The picture on the device only (None on the host), converted there; on the host as usual
+        when it is not even-sized 8-bit 4:2:0."""
         if vf.format.name not in GPU_CONVERTED_PIX_FMTS or vf.width % 2 or vf.height % 2:
-            return super()._to_frame(vf, index)
+            return super()._pixels(vf)
         from streamer.stages import frame_ops
 
         planes = frame_ops.upload(vf.to_ndarray(), self.device)  # (H*3/2, W): Y, then U, then V
-        rgb = frame_ops.yuv420p_to_rgb(planes, ColourInfo.of(vf))[0]
-        return Frame(index=index, pts=self._timestamp(vf.pts, vf.dts), time_base=vf.time_base or self.info.time_base,
-                     image=None, device_image=frame_ops.nhwc(rgb))
+        return None, frame_ops.nhwc(frame_ops.yuv420p_to_rgb(planes, ColourInfo.of(vf))[0])
