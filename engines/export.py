@@ -20,7 +20,7 @@ import logging
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -256,6 +256,36 @@ GENERATOR = register_model(ModelSpec(
 ))
 
 
+def generator_spec(mask_scale: float | None = None) -> ModelSpec:
+    """The generator's spec, blacking out and regenerating the face box x ``mask_scale`` (pixels scale).
+
+    ``mask_scale`` is traced into the exported graph, so a value other than the
+    weights' own gives a spec of its own name (``generator-mask1.3``), hence
+    its own ONNX export and TensorRT engine in the cache. None, or the value
+    the weights were trained with, gives :data:`GENERATOR` itself.
+    """
+    if mask_scale is None:
+        return GENERATOR
+    mask_scale = float(mask_scale)
+
+    def build() -> nn.Module:
+        model = _build_generator()
+        model.config = replace(model.config, mask_scale=mask_scale)
+        return model
+
+    if abs(_trained_mask_scale() - mask_scale) < 1e-9:
+        return GENERATOR
+    return replace(GENERATOR, name=f"generator-mask{mask_scale:g}", build=build)
+
+
+def _trained_mask_scale() -> float:
+    """The mask scale the generator's weights were trained with (``GeneratorConfig()``'s without a file)."""
+    from engines.generator.model import GeneratorConfig, read_generator_info
+
+    path = _generator_file()
+    return float((read_generator_info(path).config if path else GeneratorConfig()).mask_scale)
+
+
 def dynamic_axes(spec: ModelSpec) -> dict[str, dict[int, str]]:
     """The ``dynamic_axes`` mapping for torch.onnx.export: batch always, H/W where the spec says so.
 
@@ -337,7 +367,7 @@ def exported_onnx_path(spec: ModelSpec, cache_dir: str | os.PathLike) -> Path:
     module = None if spec.weights_path() else spec.build()  # random weights: hashed, then exported
     path = Path(cache_dir) / f"{spec.name}-{weights_tag(spec, module)}.onnx"
     if not path.exists():
-        log.info("exporting %s to ONNX (once per weights file): %s", spec.name, path)
+        log.info("exporting %s to ONNX (once per model and weights file): %s", spec.name, path)
         export_onnx(spec, path, module)
     return path
 

@@ -30,6 +30,8 @@ from streamer.errors import StreamerError
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 ANONYMIZER_MODES = ("blur", "pixelate", "mask", "gan")
+#: Default ``anonymizer.gan_mask_scale``: see the sweep in engines/generator/MODEL_CARD.md.
+GAN_MASK_SCALE = 1.3
 ERROR_POLICIES = ("mask_frame", "drop", "abort")
 DEVICES = ("auto", "cpu", "cuda")
 DECODERS = ("auto", "cpu", "nvdec")
@@ -105,6 +107,10 @@ class AnonymizerConfig:
         fallback_mode: classic mode for faces the GAN cannot take.
         min_gan_size: faces smaller than this (pixels, short side) use the
             fallback mode.
+        gan_mask_scale: gan mode: the generator blacks out and regenerates
+            the face box scaled by this about its centre; null takes the value
+            the weights were trained with. Larger hides more of the person
+            (hairline, ears, jaw) and leaves the generator less to go on.
     """
 
     mode: str = field(default_factory=_default_mode)
@@ -115,6 +121,7 @@ class AnonymizerConfig:
     mask_color: list = field(default_factory=lambda: [0, 0, 0])
     fallback_mode: str = "blur"
     min_gan_size: int = 14
+    gan_mask_scale: float | None = GAN_MASK_SCALE
 
     def validate(self) -> None:
         _check(self.mode in ANONYMIZER_MODES, "anonymizer.mode", f"must be one of {ANONYMIZER_MODES}")
@@ -127,6 +134,8 @@ class AnonymizerConfig:
         _check(len(self.mask_color) == 3 and all(0 <= int(c) <= 255 for c in self.mask_color),
                "anonymizer.mask_color", "must be three integers 0..255")
         _check(self.min_gan_size >= 0, "anonymizer.min_gan_size", "must be >= 0")
+        _check(self.gan_mask_scale is None or 1.0 <= self.gan_mask_scale < 2.0, "anonymizer.gan_mask_scale",
+               "must be null or in [1, 2)")
 
 
 @dataclass
@@ -242,7 +251,8 @@ def build_section(cls, data: Any, prefix: str):
         default = names[key].default
         if default is dataclasses.MISSING:
             default = names[key].default_factory()  # type: ignore[misc]
-        kwargs[key] = _coerce(value, default, f"{prefix}.{key}")
+        nullable = "None" in str(names[key].type)  # an Optional field takes YAML null
+        kwargs[key] = None if value is None and nullable else _coerce(value, default, f"{prefix}.{key}")
     return _validated(cls(**kwargs))
 
 

@@ -124,9 +124,7 @@ def build_compositor(config: Config, download: bool = True, anonymizer: Anonymiz
     if config.anonymizer.mode != "gan":
         anonymizer = None
     elif anonymizer is None:
-        from streamer.stages.gan import build_gan_anonymizer
-
-        anonymizer = build_gan_anonymizer(config.pipeline.device, threads=config.pipeline.threads)
+        anonymizer = build_gan(config)
     if not use_torch:
         log.info("compositor: numpy/OpenCV on the CPU (%s)", "pipeline.compositor: numpy" if requested == "numpy"
                  else "no CUDA device")
@@ -149,10 +147,22 @@ def build_shared_generator(config: Config, window: float = 0.005):
     if config.anonymizer.mode != "gan":
         return None
     from streamer.live.batcher import SharedAnonymizer
+
+    return SharedAnonymizer(build_gan(config), window=window)
+
+
+def gan_key(config: Config) -> tuple:
+    """What tells two configs' face generators apart: runs with equal keys can share one."""
+    return config.pipeline.device, config.anonymizer.gan_mask_scale
+
+
+def build_gan(config: Config):
+    """The face generator (:class:`~streamer.stages.gan.GanAnonymizer`) ``config`` asks for:
+    its device, CPU threads and ``anonymizer.gan_mask_scale``."""
     from streamer.stages.gan import build_gan_anonymizer
 
-    return SharedAnonymizer(build_gan_anonymizer(config.pipeline.device, threads=config.pipeline.threads),
-                            window=window)
+    return build_gan_anonymizer(config.pipeline.device, threads=config.pipeline.threads,
+                                mask_scale=config.anonymizer.gan_mask_scale)
 
 
 def build_source(path: str, config: Config):

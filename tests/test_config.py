@@ -26,6 +26,8 @@ def test_presets_exist():
     ({"anonymizer": {"mode": "smudge"}}, "anonymizer.mode"),
     ({"pipeline": {"on_error": "ignore"}}, "pipeline.on_error"),
     ({"anonymizer": {"mask_color": [0, 0]}}, "anonymizer.mask_color"),
+    ({"anonymizer": {"gan_mask_scale": 2.5}}, "anonymizer.gan_mask_scale"),
+    ({"anonymizer": {"gan_mask_scale": "wide"}}, "anonymizer.gan_mask_scale"),
 ])
 def test_bad_values_name_the_key(data, fragment):
     with pytest.raises(ConfigError, match=fragment.replace("'", ".")):
@@ -38,6 +40,14 @@ def test_overrides_apply_and_validate():
     assert cfg.encoder.crf == load_config("dashcam-offline").encoder.crf
     with pytest.raises(ConfigError, match="encoder.crf"):
         apply_overrides(cfg, {"encoder.crf": 99})
+
+
+def test_optional_keys_take_null():
+    """``gan_mask_scale: null`` means 'the value the weights were trained with'."""
+    assert config_from_dict({"anonymizer": {"gan_mask_scale": None}}).anonymizer.gan_mask_scale is None
+    assert config_from_dict({"anonymizer": {"gan_mask_scale": 1.2}}).anonymizer.gan_mask_scale == 1.2
+    with pytest.raises(ConfigError, match="anonymizer.min_gan_size"):
+        config_from_dict({"anonymizer": {"min_gan_size": None}})  # not optional: null is refused
 
 
 def test_invalid_yaml_is_reported(tmp_path):

@@ -55,6 +55,7 @@ import numpy as np
 
 from engines.generator.data import SHARED_DATA, load_shards
 from engines.select import describe_machine
+from streamer.config import GAN_MASK_SCALE
 
 log = logging.getLogger(__name__)
 
@@ -141,18 +142,19 @@ def video_frames(per_video: int, root: Path = SHARED_DATA / "videos") -> Iterato
 
 # ---------------------------------------------------------------- evaluation
 
-def build_compositors(modes: list[str], device: str) -> dict:
-    """One compositor per mode (the GAN falls back to blur for faces it cannot take)."""
+def build_compositors(modes: list[str], device: str, gan_mask_scale: float | None = GAN_MASK_SCALE) -> dict:
+    """One compositor per mode (the GAN, regenerating the face box x ``gan_mask_scale``, falls back to
+    blur for faces it cannot take)."""
     from streamer.config import AnonymizerConfig
     from streamer.stages.compositor import Compositor
 
     out = {}
     for mode in modes:
-        config = AnonymizerConfig(mode=mode)
+        config = AnonymizerConfig(mode=mode, gan_mask_scale=gan_mask_scale)
         if mode == "gan":
             from streamer.stages.gan import build_gan_anonymizer
 
-            out[mode] = Compositor(config, anonymizer=build_gan_anonymizer(device))
+            out[mode] = Compositor(config, anonymizer=build_gan_anonymizer(device, mask_scale=gan_mask_scale))
         else:
             out[mode] = Compositor(config)
     return out
@@ -331,7 +333,8 @@ def evaluate_images(images: Iterator, detector, compositors: dict, recognizer: R
     return result
 
 
-def contact_sheet(shards: Path, path: Path, device: str, count: int = 8) -> None:
+def contact_sheet(shards: Path, path: Path, device: str, count: int = 8,
+                  gan_mask_scale: float | None = GAN_MASK_SCALE) -> None:
     """PNG: one row per held-out face, original | blacked-out input | generated."""
     import cv2
     import torch
@@ -340,7 +343,7 @@ def contact_sheet(shards: Path, path: Path, device: str, count: int = 8) -> None
     from streamer.stages.anonymizers import FaceCrops
     from streamer.stages.gan import build_gan_anonymizer
 
-    gan = build_gan_anonymizer(device)
+    gan = build_gan_anonymizer(device, mask_scale=gan_mask_scale)
     faces = load_shards(shards, "heldout", count)
     generated = gan.anonymize(FaceCrops(images=list(faces.images), boxes=faces.boxes, keypoints=faces.keypoints,
                                         track_ids=np.arange(len(faces))))
@@ -404,8 +407,15 @@ def markdown_table(results: dict) -> str:
 
 def markdown_report(results: dict) -> str:
     """The tables under a header that says when, where and with which command they were measured."""
+    scale = results.get("gan_mask_scale")
+    gan = f" GAN regenerates the face box x {scale}." if scale else ""
     return (f"# Generator evaluation, {results['date']}\n\nMachine: {results['machine']}; "
-            f"{results.get('seconds', '?')} s.\n\n```\n{results['command']}\n```\n\n{markdown_table(results)}\n")
+            f"{results.get('seconds', '?')} s.{gan}\n\n```\n{results['command']}\n```\n\n{markdown_table(results)}\n")
+
+
+def _scale_or_none(text: str) -> float | None:
+    """argparse type: a number, or ``none``."""
+    return None if text.lower() == "none" else float(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -427,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="short-side edges (px) of the face-size buckets of the leakage table")
     p.add_argument("--no-dlib-check", action="store_true",
                    help="skip running dlib's own HOG detector on the originals (a diagnostic of the metric)")
+    p.add_argument("--gan-mask-scale", type=_scale_or_none, default=GAN_MASK_SCALE, metavar="X|none",
+                   help="the GAN regenerates the face box x this (default: anonymizer.gan_mask_scale's, "
+                        f"{GAN_MASK_SCALE}; none: the value the weights were trained with)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, help="write the results as JSON here (and .md beside it)")
     p.add_argument("--contact-sheet", type=Path, help="write the GAN contact sheet PNG here")
@@ -437,14 +450,14 @@ def main(argv: list[str] | None = None) -> int:
     from streamer.stages.detector import CenterFaceDetector
 
     detector = CenterFaceDetector(DetectorConfig())
-    compositors = build_compositors(args.modes, args.device)
+    compositors = build_compositors(args.modes, args.device, args.gan_mask_scale)
     recognizer = Recognizer()
     sources = {"heldout": lambda: heldout_images(args.shards, args.heldout),
                "wider": lambda: wider_images(args.wider),
                "videos": lambda: video_frames(args.frames_per_video)}
     command = "python -m engines.generator.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
     results: dict = {"date": dt.date.today().isoformat(), "machine": describe_machine(args.device),
-                     "modes": args.modes, "command": command,
+                     "modes": args.modes, "command": command, "gan_mask_scale": args.gan_mask_scale,
                      "sets": {}}
     start = time.perf_counter()
     for name in args.sets:
@@ -462,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps(results, indent=2))
         args.out.with_suffix(".md").write_text(markdown_report(results))
     if args.contact_sheet:
-        contact_sheet(args.shards, args.contact_sheet, args.device)
+        contact_sheet(args.shards, args.contact_sheet, args.device, gan_mask_scale=args.gan_mask_scale)
     return 0
 
 

@@ -15,7 +15,8 @@ import threading
 import time
 
 from streamer.config import Config
-from streamer.factory import build_compositor, build_detector, build_shared_generator, uses_torch_compositor
+from streamer.factory import (build_compositor, build_detector, build_gan, build_shared_generator, gan_key,
+                              uses_torch_compositor)
 from streamer.live.batcher import SharedAnonymizer, SharedCompositor, SharedDetector
 from streamer.live.camera import CameraWorker
 from streamer.live.metrics import CameraStats, MetricsServer
@@ -53,9 +54,9 @@ class LiveServer:
         self.stop = threading.Event()
         self.detector = SharedDetector(detector or build_detector(config), self.settings.max_batch,
                                        self.settings.batch_window_ms / 1000)
-        self.generators: dict[str, SharedAnonymizer] = {}
+        self.generators: dict[tuple, SharedAnonymizer] = {}  # by factory.gan_key
         self.compositors: dict[tuple, SharedCompositor] = {}
-        self.gan_models: dict[str, object] = {}  # generators inside the shared compositors, per device
+        self.gan_models: dict[tuple, object] = {}  # generators inside the shared compositors, by gan_key
         self.workers = {s.name: self._worker(s, i) for i, s in enumerate(specs)}
         self.stats: dict[str, CameraStats] = {n: w.stats for n, w in self.workers.items()}
         self.metrics = None
@@ -75,25 +76,23 @@ class LiveServer:
         key = (config.pipeline.device, repr(config.anonymizer))
         if key not in self.compositors:
             anonymizer = None
-            if config.anonymizer.mode == "gan":  # one generator per device, whatever the other settings
-                from streamer.stages.gan import build_gan_anonymizer
-
-                device = config.pipeline.device
-                if device not in self.gan_models:
-                    self.gan_models[device] = build_gan_anonymizer(device, threads=config.pipeline.threads)
-                anonymizer = self.gan_models[device]
+            if config.anonymizer.mode == "gan":  # one generator per gan_key, whatever the other settings
+                gan = gan_key(config)
+                if gan not in self.gan_models:
+                    self.gan_models[gan] = build_gan(config)
+                anonymizer = self.gan_models[gan]
             self.compositors[key] = SharedCompositor(build_compositor(config, anonymizer=anonymizer),
                                                      self.settings.max_batch, self.settings.batch_window_ms / 1000)
         return self.compositors[key].for_camera(index)
 
     def _generator_view(self, spec: CameraSpec, index: int):
-        """Camera ``index``'s view of the shared generator for its device (None unless in gan mode)."""
+        """Camera ``index``'s view of the shared generator for its device and mask (None unless in gan mode)."""
         if spec.config.anonymizer.mode != "gan":
             return None
-        device = spec.config.pipeline.device
-        if device not in self.generators:
-            self.generators[device] = build_shared_generator(spec.config, self.settings.batch_window_ms / 1000)
-        return self.generators[device].for_camera(index)
+        gan = gan_key(spec.config)
+        if gan not in self.generators:
+            self.generators[gan] = build_shared_generator(spec.config, self.settings.batch_window_ms / 1000)
+        return self.generators[gan].for_camera(index)
 
     def start(self) -> "LiveServer":
         """Start the metrics endpoint and every camera (returns at once)."""

@@ -19,6 +19,7 @@ by default: 1.4-1.7x faster per face than PyTorch on 2 cores,
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -130,7 +131,7 @@ class GanAnonymizer:
 
 
 def build_gan_anonymizer(device: str = "auto", seed: int = 0, threads: int = 0,
-                         cpu_runtime_name: str | None = None) -> GanAnonymizer:
+                         cpu_runtime_name: str | None = None, mask_scale: float | None = None) -> GanAnonymizer:
     """The GAN anonymizer on the backend chosen for ``device`` (``auto``, ``cpu``, ``cuda``, ...).
 
     The weights are :func:`engines.generator.weights_path` (the shipped file,
@@ -146,14 +147,17 @@ def build_gan_anonymizer(device: str = "auto", seed: int = 0, threads: int = 0,
         threads: CPU inference threads (0 = all cores).
         cpu_runtime_name: ``onnxruntime`` or ``torch`` (default:
             ``$STREAMER_CPU_RUNTIME``, else the measured-faster one).
+        mask_scale: regenerate the face box x this (None: the value the
+            weights were trained with); must stay under the crop's context.
 
     Raises:
-        BackendError: no weights file, or the requested backend is unavailable.
+        BackendError: no weights file, the requested backend is unavailable,
+            or ``mask_scale`` leaves no context around the face.
     """
     from engines.engine_cache import default_cache_dir
-    from engines.export import GENERATOR, exported_onnx_path
+    from engines.export import exported_onnx_path, generator_spec
     from engines.generator import WEIGHTS_ENV, weights_path
-    from engines.generator.model import load_generator, read_generator_info
+    from engines.generator.model import read_generator_info
     from engines.select import cpu_runtime, select_backend
     from streamer.errors import BackendError
 
@@ -163,27 +167,33 @@ def build_gan_anonymizer(device: str = "auto", seed: int = 0, threads: int = 0,
                            f"train them (engines/generator/train.py), point {WEIGHTS_ENV} at a file, "
                            "or use --mode blur, pixelate or mask")
     info = read_generator_info(path)
+    config = info.config if mask_scale is None else replace(info.config, mask_scale=float(mask_scale))
+    if not 1.0 <= config.mask_scale < config.context:
+        raise BackendError(f"anonymizer.gan_mask_scale {config.mask_scale:g} must be >= 1 and below the "
+                           f"generator's context ({config.context:g} x the face)")
+    spec = generator_spec(config.mask_scale)
     choice = select_backend(device)
     backend = cpu_runtime(cpu_runtime_name) if choice.name == "cpu" else choice.name
-    log.info("face generator %s: %d images shown; backend %s (%s)", path, info.images_shown, backend, choice.reason)
+    log.info("face generator %s: %d images shown, face box x %g regenerated; backend %s (%s)", path,
+             info.images_shown, config.mask_scale, backend, choice.reason)
     if backend in ("torch", "torch-cuda"):
         if backend == "torch":
             log.warning("the face generator runs on the CPU in PyTorch FP32: correct but slow")
-        generator, _ = load_generator(path)
+        generator = spec.build()
         return GanAnonymizer.from_module(generator, "cpu" if backend == "torch" else "cuda", seed=seed,
                                          threads=threads)
     if backend == "tensorrt":
         from engines.tensorrt_runner import batch_profiles, tensorrt_runner_for
 
-        runner = tensorrt_runner_for(GENERATOR, batch_profiles(GENERATOR, max_batch=64), default_cache_dir())
+        runner = tensorrt_runner_for(spec, batch_profiles(spec, max_batch=64), default_cache_dir())
     else:  # onnxruntime
         from engines.runner import OnnxRuntimeRunner
 
         cache = default_cache_dir()
         try:
-            onnx_path = exported_onnx_path(GENERATOR, cache)
+            onnx_path = exported_onnx_path(spec, cache)
         except OSError as exc:
             raise BackendError(f"cannot write the face generator's ONNX export to {cache} ({exc.strerror or exc}); "
                                "set STREAMER_ENGINE_CACHE to a writable folder") from None
-        runner = OnnxRuntimeRunner(onnx_path, GENERATOR.input_names, GENERATOR.output_names, threads)
-    return GanAnonymizer(runner, info.config, seed=seed)
+        runner = OnnxRuntimeRunner(onnx_path, spec.input_names, spec.output_names, threads)
+    return GanAnonymizer(runner, config, seed=seed)

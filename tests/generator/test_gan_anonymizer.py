@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engines.generator import WEIGHTS_ENV, WEIGHTS_PATH, default_mode, weights_status
-from streamer.config import AnonymizerConfig, Config
+from streamer.config import AnonymizerConfig, Config, config_from_dict
 from streamer.detections import Detections
 from streamer.errors import BackendError
 from streamer.sample import ASTRONAUT_FACE_BOX
@@ -183,3 +183,52 @@ def test_unwritable_engine_cache_is_a_clear_error(weights_file, tmp_path, monkey
     monkeypatch.setenv("STREAMER_ENGINE_CACHE", str(blocker / "engines"))
     with pytest.raises(BackendError, match="STREAMER_ENGINE_CACHE to a writable folder"):
         build_gan_anonymizer("cpu", cpu_runtime_name="onnxruntime")
+
+
+def _ring(box: np.ndarray, inner: float, outer: float, size: int = 128) -> np.ndarray:
+    """(size, size) bool: pixels inside ``box`` x ``outer`` but outside ``box`` x ``inner`` (about its centre)."""
+    yy, xx = np.mgrid[:size, :size] + 0.5
+    centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2
+
+    def inside(scale: float) -> np.ndarray:
+        return (np.abs(xx - centre[0]) <= half[0] * scale) & (np.abs(yy - centre[1]) <= half[1] * scale)
+
+    return inside(outer) & ~inside(inner)
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "torch"])
+def test_gan_mask_scale_widens_what_is_regenerated(weights_file, engine_cache, monkeypatch, runtime):
+    """anonymizer.gan_mask_scale reaches the generator on every runtime (the ONNX export included):
+    between the trained box x 1.1 and x 1.5 the input comes back untouched at 1.1, regenerated at 1.5."""
+    from streamer.stages.gan import build_gan_anonymizer
+
+    monkeypatch.setenv(WEIGHTS_ENV, str(weights_file))  # trained with mask_scale 1.1
+    crop, box, kps = _crop(_astronaut(), 0.0)
+    crops = FaceCrops(images=[crop], boxes=box[None], keypoints=kps[None], track_ids=np.array([1]))
+    ring = _ring(box, 1.15, 1.45)
+    trained = build_gan_anonymizer("cpu", cpu_runtime_name=runtime)
+    wider = build_gan_anonymizer("cpu", cpu_runtime_name=runtime, mask_scale=1.5)
+    assert (trained.mask_scale, wider.mask_scale) == (1.1, 1.5)  # what the compositor blends back
+    kept = np.abs(trained.anonymize(crops)[0].astype(int) - crop.astype(int))[ring]
+    regenerated = np.abs(wider.anonymize(crops)[0].astype(int) - crop.astype(int))[ring]
+    assert kept.max() <= 1 and regenerated.mean() > 10, (kept.max(), regenerated.mean())
+    if runtime == "onnxruntime":  # one export per mask scale, side by side in the cache
+        assert {p.name.split("-")[1] for p in engine_cache.glob("generator*.onnx")} >= {"mask1.5"}
+
+
+def test_gan_mask_scale_must_leave_context(weights_file, monkeypatch):
+    from streamer.stages.gan import build_gan_anonymizer
+
+    monkeypatch.setenv(WEIGHTS_ENV, str(weights_file))
+    with pytest.raises(BackendError, match="gan_mask_scale 2 must be >= 1 and below the generator's context"):
+        build_gan_anonymizer("cpu", mask_scale=2.0)
+
+
+def test_cameras_share_a_generator_only_with_the_same_device_and_mask():
+    from streamer.factory import gan_key
+
+    def key(**anonymizer):
+        return gan_key(config_from_dict({"anonymizer": {"mode": "gan", **anonymizer}, "pipeline": {"device": "cpu"}}))
+
+    assert key(fallback_mode="pixelate", box_scale=1.8) == key()  # settings outside the generator
+    assert key(gan_mask_scale=1.1) != key() and key(gan_mask_scale=None) != key()

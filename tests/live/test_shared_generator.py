@@ -23,7 +23,7 @@ from test_live import _read_frames, _wait
 def test_cameras_in_gan_mode_share_one_generator(tmp_path, monkeypatch, face_clip, rtsp_server_factory,
                                                  publisher_factory, compositor):
     from engines.generator import use_generator_weights
-    from streamer.factory import build_detector
+    from streamer.factory import build_detector, gan_key
 
     monkeypatch.setenv("STREAMER_GENERATOR_WEIGHTS", "")  # restored after the test; set just below
     use_generator_weights("random", tmp_path)
@@ -44,17 +44,17 @@ def test_cameras_in_gan_mode_share_one_generator(tmp_path, monkeypatch, face_cli
         server.shutdown()
 
     if compositor == "numpy":  # one generator, and both cameras' compositors use it through their own view
-        assert list(server.generators) == ["cpu"] and not server.compositors
-        generator = server.generators["cpu"]
+        assert list(server.generators) == [gan_key(config)] and not server.compositors
+        generator = server.generators[gan_key(config)]
         views = [w.compositor.anonymizer for w in server.workers.values()]
         assert all(isinstance(v, CameraAnonymizer) and v.shared is generator for v in views)
         assert generator.items >= 20 and generator.calls <= generator.items
     else:  # one compositor (holding the one generator) takes both cameras' frames
-        assert list(server.gan_models) == ["cpu"] and len(server.compositors) == 1 and not server.generators
+        assert list(server.gan_models) == [gan_key(config)] and len(server.compositors) == 1 and not server.generators
         shared = next(iter(server.compositors.values()))
         views = [w.compositor for w in server.workers.values()]
         assert all(isinstance(v, CameraCompositor) and v.shared is shared for v in views)
-        assert shared.compositor.anonymizer is server.gan_models["cpu"]
+        assert shared.compositor.anonymizer is server.gan_models[gan_key(config)]
         assert shared.items >= 20 and shared.calls <= shared.items
     for worker in server.workers.values():
         assert worker.run_stats.anonymized["gan"] > 10, worker.run_stats.anonymized
