@@ -28,6 +28,10 @@ figure therefore comes with
   original (among its own original and the originals of every different person
   of the same set and size range) is its own original; chance = the mean of
   1 / gallery size;
+* **identity gap**: mean dlib distance from the anonymized face to other
+  people's originals minus to its own original (0: the output says nothing
+  about who it replaced). Unlike the thresholded rates it does not move when
+  an anonymizer merely shifts every distance across the 0.6 threshold;
 * per face-size bucket (``--size-buckets``, short side in px): the same numbers,
   dlib's false-match rate between *originals* of different people (how well dlib
   separates faces of that size at all), and how many faces dlib's own HOG
@@ -366,22 +370,29 @@ def _ci(ci: list[float] | None) -> str:
     return "" if ci is None else f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
 
 
+def _gap(r: dict) -> str:
+    """Mean dlib distance to other people's originals minus to the face's own (0: no identity signal)."""
+    if r.get("mean_d_own") is None or r.get("mean_d_other") is None:
+        return "n/a"
+    return f"{r['mean_d_other'] - r['mean_d_own']:+.3f}"
+
+
 def markdown_table(results: dict) -> str:
     """Results as Markdown: the headline table (one row per set and mode) and the table by face size."""
     lines = [("| set | mode | faces | re-detected | leak faces (>= min px) | identity leakage (dlib, d < 0.6) "
-              "| chance match rate | leakage - chance [95% CI] | rank-1 re-id (chance) |"),
-             "|---|---|---|---|---|---|---|---|---|"]
+              "| chance match rate | leakage - chance [95% CI] | rank-1 re-id (chance) | identity gap |"),
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for set_name, res in results["sets"].items():
         for mode in results["modes"]:
             r = res.get(mode)
             if not r:
                 continue
             if r.get("leakage_rate") is None:
-                leak_cols = "n/a | n/a | n/a | n/a | n/a"
+                leak_cols = "n/a | n/a | n/a | n/a | n/a | n/a"
             else:
                 leak_cols = (f"{r['leak_faces']} | {_pct(r['leakage_rate'])} | {_pct(r['chance_match_rate'])} | "
                              f"{_pp(r['leakage_minus_chance'])}{_ci(r.get('leakage_minus_chance_ci95'))} | "
-                             f"{_pct(r['rank1_rate'])} ({_pct(r['rank1_chance'])})")
+                             f"{_pct(r['rank1_rate'])} ({_pct(r['rank1_chance'])}) | {_gap(r)}")
             lines.append(f"| {set_name} | {mode} | {r['faces']} | {100 * r['redetection_rate']:.1f}% | {leak_cols} |")
     sized = [(n, r) for n, r in results["sets"].items() if "by_size" in r]
     if sized:
