@@ -39,9 +39,12 @@ def add_commands(subparsers) -> dict:
 
     b = sub.add_parser("build", help="build (or load from cache) a TensorRT FP16 engine; needs a GPU + tensorrt")
     b.add_argument("--model", default="centerface", help="registered model: centerface (default) or generator")
-    b.add_argument("--config", "-c", metavar="NAME|PATH", help="config whose detector.input_width sets the sizes")
+    b.add_argument("--config", "-c", metavar="NAME|PATH",
+                   help="config to build for (detector input width and batch, anonymizer.gan_mask_scale): the "
+                        "engine its runs load (default: the default config)")
     b.add_argument("--sizes", help="detector input sizes WxH,... (overrides the config; dynamic-size models only)")
-    b.add_argument("--max-batch", type=int, default=32)
+    b.add_argument("--max-batch", type=int, help="largest batch (default: what the pipeline uses, 32 frames for "
+                                                 "the detector, 64 faces for the generator)")
     b.add_argument("--cache-dir", help="engine cache folder (default $STREAMER_ENGINE_CACHE or ~/.cache)")
     b.add_argument("--fp32", action="store_true", help="build FP32 instead of FP16")
 
@@ -79,26 +82,22 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     """Build the TensorRT engine into the cache (or report it is already there)."""
     from engines.engine_cache import default_cache_dir
-    from engines.export import exported_onnx_path, get_model_spec
+    from engines.export import exported_onnx_path
     from engines.select import select_backend, tensorrt_available
-    from engines.tensorrt_runner import (batch_profiles, build_cached_engine, detector_profiles,
-                                         detector_profiles_for_config, profile_text)
+    from engines.tensorrt_runner import build_cached_engine, detector_profiles, profile_text
     from streamer.config import load_config
+    from streamer.factory import DETECTOR_ENGINE_MAX_BATCH, tensorrt_plan
 
     if not tensorrt_available():
         raise BackendError("`streamer engines build` needs TensorRT 10: tensorrt not installed "
                            "(pip install tensorrt on a machine with an NVIDIA GPU)")
     select_backend("tensorrt")  # clear error when there is no usable GPU
-    spec = get_model_spec(args.model)
+    spec, profiles = tensorrt_plan(args.model, load_config(args.config), args.max_batch)
     if args.sizes and not spec.dynamic_hw:
         h, w = spec.example_hw
-        raise BackendError(f"--sizes: {spec.name} has a fixed input size ({w}x{h})")
+        raise BackendError(f"--sizes: {args.model} has a fixed input size ({w}x{h})")
     if args.sizes:
-        profiles = detector_profiles(_parse_sizes(args.sizes), args.max_batch)
-    elif spec.dynamic_hw:
-        profiles = detector_profiles_for_config(load_config(args.config).detector.input_width, args.max_batch)
-    else:
-        profiles = batch_profiles(spec, args.max_batch)
+        profiles = detector_profiles(_parse_sizes(args.sizes), args.max_batch or DETECTOR_ENGINE_MAX_BATCH)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     onnx_path = exported_onnx_path(spec, cache_dir)
     _, built = build_cached_engine(onnx_path, spec.name, spec.input_names, profiles, cache_dir, not args.fp32)

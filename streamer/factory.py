@@ -42,12 +42,40 @@ def build_detector(config: Config, cpu_runtime_name: str | None = None) -> Cente
         return CenterFaceDetector(config.detector, runner=TorchRunner(load_centerface_torch(), "cuda",
                                                                       cuda_graphs=True))
     from engines.engine_cache import default_cache_dir
-    from engines.export import CENTERFACE
-    from engines.tensorrt_runner import detector_profiles_for_config, tensorrt_runner_for
+    from engines.tensorrt_runner import tensorrt_runner_for
 
-    profiles = detector_profiles_for_config(config.detector.input_width, max(32, frames_per_batch(config)))
-    return CenterFaceDetector(config.detector,
-                              runner=tensorrt_runner_for(CENTERFACE, profiles, default_cache_dir()))
+    spec, profiles = tensorrt_plan("centerface", config)
+    return CenterFaceDetector(config.detector, runner=tensorrt_runner_for(spec, profiles, default_cache_dir()))
+
+
+#: Smallest "largest batch" (frames) of the detector's TensorRT engine.
+DETECTOR_ENGINE_MAX_BATCH = 32
+
+
+def tensorrt_plan(model: str, config: Config, max_batch: int | None = None) -> tuple:
+    """The model spec and TensorRT optimisation profiles of the engine the pipeline loads for ``model``
+    under ``config``: what ``streamer engines build`` builds ahead of time, so the first run finds it cached.
+
+    Args:
+        model: ``centerface`` or ``generator``.
+        config: the run's configuration (detector input width and batch, ``anonymizer.gan_mask_scale``).
+        max_batch: largest batch (frames for the detector, faces for the generator); default what
+            the pipeline uses.
+
+    Raises:
+        ConfigError: ``model`` is not one of the two.
+    """
+    from engines.export import CENTERFACE, generator_spec
+    from engines.tensorrt_runner import batch_profiles, detector_profiles_for_config
+    from streamer.stages.gan import GENERATOR_ENGINE_MAX_BATCH
+
+    if model == "centerface":
+        batch = max_batch or max(DETECTOR_ENGINE_MAX_BATCH, frames_per_batch(config))
+        return CENTERFACE, detector_profiles_for_config(config.detector.input_width, batch)
+    if model == "generator":
+        spec = generator_spec(config.anonymizer.gan_mask_scale)
+        return spec, batch_profiles(spec, max_batch or GENERATOR_ENGINE_MAX_BATCH)
+    raise ConfigError(f"no TensorRT engine for model {model!r}: centerface or generator")
 
 
 def torch_device(config: Config) -> str:

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: Largest batch (faces) of the generator's TensorRT engine.
+GENERATOR_ENGINE_MAX_BATCH = 64
+
+
 def track_latent(track_id: int, z_dim: int, seed: int = 0) -> np.ndarray:
     """The latent (z_dim,) float32 of a track: the same for the same (seed, track id)."""
     return np.random.default_rng([seed, int(track_id)]).standard_normal(z_dim).astype(np.float32)
@@ -185,7 +189,7 @@ def build_gan_anonymizer(device: str = "auto", seed: int = 0, threads: int = 0,
     if backend == "tensorrt":
         from engines.tensorrt_runner import batch_profiles, tensorrt_runner_for
 
-        runner = tensorrt_runner_for(spec, batch_profiles(spec, max_batch=64), default_cache_dir())
+        runner = tensorrt_runner_for(spec, batch_profiles(spec, GENERATOR_ENGINE_MAX_BATCH), default_cache_dir())
     else:  # onnxruntime
         from engines.runner import OnnxRuntimeRunner
 

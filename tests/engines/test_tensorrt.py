@@ -44,6 +44,27 @@ def test_multi_input_profiles():
         per_input({"image": profile["image"]}, GENERATOR.input_names)
 
 
+def test_engines_build_plans_the_engine_the_pipeline_loads(monkeypatch):
+    """`streamer engines build` and the pipeline ask for the same spec and profiles (one cache key)."""
+    from engines.generator import WEIGHTS_ENV, WEIGHTS_PATH
+    from streamer.config import ConfigError, config_from_dict
+    from streamer.factory import tensorrt_plan
+
+    if not WEIGHTS_PATH.is_file():
+        pytest.skip("no generator weights committed")
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    config = config_from_dict({"detector": {"input_width": 640}})
+    spec, [profile] = tensorrt_plan("generator", config)
+    assert spec.name == "generator-mask1.3" and profile["image"].max[0] == 64  # the default mask, 64 faces
+    config.anonymizer.gan_mask_scale = None
+    assert tensorrt_plan("generator", config)[0] is GENERATOR  # the weights' own mask
+    spec, profiles = tensorrt_plan("centerface", config)
+    assert spec is CENTERFACE and profiles == detector_profiles_for_config(640, 32)
+    assert tensorrt_plan("centerface", config, max_batch=4)[1][0].max[0] == 4
+    with pytest.raises(ConfigError, match="centerface or generator"):
+        tensorrt_plan("yolo", config)
+
+
 _SKIP = "tensorrt not installed" if not tensorrt_available() else None if cuda_available() else "no CUDA GPU"
 
 
