@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -167,10 +168,19 @@ def _load_extensions(subparsers) -> None:
             COMMANDS.update(importlib.import_module(name).add_commands(subparsers))
 
 
+def _looks_like_input(arg: str) -> bool:
+    """Whether a command-line word is a file or stream URL rather than a mistyped command."""
+    return "://" in arg or os.path.exists(arg) or Path(arg).suffix.lower() in (".mp4", ".mkv", ".mov", ".avi")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``streamer`` console script; returns the exit code."""
     parser = build_parser()
-    _load_extensions(next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)))
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    _load_extensions(subparsers)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] not in subparsers.choices and _looks_like_input(argv[0]):
+        parser.error(f"'{argv[0]}' is not a command; to anonymize it run: streamer anonymize {' '.join(argv)}")
     args = parser.parse_args(argv)
     setup_logging(args.log_format, debug=args.debug, quiet=getattr(args, "quiet", False))
     try:

@@ -27,6 +27,12 @@ def test_missing_input(tmp_path):
     assert_one_line_error(proc, "input not found", 3)
 
 
+def test_forgotten_command_suggests_anonymize(small_clip, tmp_path):
+    proc = run_cli(small_clip.path, str(tmp_path / "o.mp4"))
+    assert_one_line_error(proc, f"to anonymize it run: streamer anonymize {small_clip.path} {tmp_path / 'o.mp4'}", 2)
+    assert not (tmp_path / "o.mp4").exists()
+
+
 def test_not_a_video(tmp_path):
     text = tmp_path / "notes.mp4"
     text.write_text("this is not a video\n" * 50)
