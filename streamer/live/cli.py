@@ -10,7 +10,8 @@ from pathlib import Path
 
 from streamer.errors import InputError
 from streamer.logs import json_logs
-from streamer.live.settings import INPUT_SCHEMES, OUTPUT_SCHEMES, ServerSettings, parse_camera, parse_server
+from streamer.live.settings import (ANONYMIZE_STARTUP_TIMEOUT, INPUT_SCHEMES, OUTPUT_SCHEMES, ServerSettings,
+                                    parse_camera, parse_server)
 
 
 def _live_options(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +19,9 @@ def _live_options(parser: argparse.ArgumentParser) -> None:
                         help="HTTP port of /metrics and /health (0 = any free port, -1 = none)")
     parser.add_argument("--duration", type=float, metavar="SECONDS",
                         help="stop after this many seconds (default: run until SIGINT/SIGTERM)")
+    parser.add_argument("--startup-timeout", type=float, metavar="SECONDS",
+                        help="exit with an error when no camera has sent a frame after this many seconds "
+                             "(default server.startup_timeout, 0 = keep retrying)")
 
 
 def add_commands(subparsers) -> dict:
@@ -30,10 +34,18 @@ def add_commands(subparsers) -> dict:
     return {"serve": cmd_serve}
 
 
-def _settings(config, args) -> ServerSettings:
-    settings = parse_server(config.extra.get("server"))
+def _settings(config, args, startup_timeout: float | None = None) -> ServerSettings:
+    """The ``server`` section with the command line's overrides; ``startup_timeout``: the command's
+    default when neither the config nor ``--startup-timeout`` sets one."""
+    raw = config.extra.get("server")
+    settings = parse_server(raw)
     if getattr(args, "metrics_port", None) is not None:
         settings.metrics_port = args.metrics_port
+    if getattr(args, "startup_timeout", None) is not None:
+        settings.startup_timeout = args.startup_timeout
+    elif startup_timeout is not None and "startup_timeout" not in (raw or {}):
+        settings.startup_timeout = startup_timeout
+    settings.validate()
     return settings
 
 
@@ -42,6 +54,10 @@ def _run(config, specs, settings, args) -> int:
 
     server = LiveServer(config, specs, settings)
     snapshots = server.run(getattr(args, "duration", None))
+    if server.gave_up:
+        why = "; ".join(f"{name}: {s['detail']}" for name, s in snapshots.items() if s.get("detail"))
+        raise InputError(f"no camera sent a frame within {settings.startup_timeout:g} s ({why or 'no detail'}); "
+                         "server.startup_timeout: 0 in the config keeps retrying")
     if json_logs(args):  # one more JSON line, like every other one
         logging.getLogger("streamer").info("summary", extra={"event": "summary", "cameras": snapshots})
     elif not getattr(args, "quiet", False):
@@ -86,7 +102,7 @@ def run_urls(urls: list[str], args: argparse.Namespace) -> int:
         if not url.startswith(INPUT_SCHEMES):
             raise InputError(f"{url}: every input but the last argument must be a stream URL when the first is")
     config = _config_from_args(args)
-    settings = _settings(config, args)
+    settings = _settings(config, args, ANONYMIZE_STARTUP_TIMEOUT)
     specs = []
     for i, url in enumerate(inputs):
         entry: dict = {"name": f"cam{i + 1}", "input": url}

@@ -52,6 +52,7 @@ class LiveServer:
             settings, specs = parse_live(config)
         self.settings = settings or ServerSettings()
         self.stop = threading.Event()
+        self.gave_up = False  # run() stopped because no camera came up within settings.startup_timeout
         self.detector = SharedDetector(detector or build_detector(config), self.settings.max_batch,
                                        self.settings.batch_window_ms / 1000)
         self.generators: dict[tuple, SharedAnonymizer] = {}  # by factory.gan_key
@@ -112,17 +113,26 @@ class LiveServer:
                 previous[sig] = signal.signal(sig, self._on_signal)
         try:
             self.start()
-            deadline = None if duration is None else time.monotonic() + duration
-            while not self.stop.wait(0.5):
+            started = time.monotonic()
+            deadline = None if duration is None else started + duration
+            give_up = self.settings.startup_timeout
+            while not self.stop.wait(0.5 if not give_up else min(0.5, give_up)):
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 if all(w.error is not None for w in self.workers.values()):
+                    break
+                if give_up and time.monotonic() - started >= give_up and self.never_up():
+                    self.gave_up = True
                     break
         finally:
             self.shutdown()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return {name: stats.snapshot() for name, stats in self.stats.items()}
+
+    def never_up(self) -> bool:
+        """Whether no camera has delivered a single frame yet."""
+        return all(stats.frames_in == 0 for stats in self.stats.values())
 
     def _on_signal(self, signum, _frame) -> None:
         log.info("received %s: finalizing recordings", signal.Signals(signum).name,

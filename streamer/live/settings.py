@@ -23,6 +23,8 @@ from streamer.config import Config, ConfigError, apply_overrides, build_section
 INPUT_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "srt://", "udp://", "http://", "https://")
 OUTPUT_SCHEMES = ("rtsp://", "rtmp://")
 TRANSPORTS = ("tcp", "udp")
+#: Seconds ``streamer anonymize URL...`` waits for a first frame before it gives up (``serve``: never).
+ANONYMIZE_STARTUP_TIMEOUT = 30.0
 
 
 @dataclass
@@ -40,6 +42,9 @@ class ServerSettings:
         batch_window_ms: how long the shared detector (and generator or GPU compositor) waits
             for frames of other cameras (ms).
         max_batch: most frames per detector call (and per GPU compositor call).
+        startup_timeout: seconds to wait for a first frame from any camera before exiting with an
+            error (0 = never give up: cameras may come up later; ``streamer anonymize URL...``
+            uses :data:`ANONYMIZE_STARTUP_TIMEOUT` unless the config or ``--startup-timeout`` says).
     """
 
     metrics_host: str = "127.0.0.1"
@@ -51,10 +56,12 @@ class ServerSettings:
     queue_size: int = 4
     batch_window_ms: float = 5.0
     max_batch: int = 16
+    startup_timeout: float = 0.0
 
     def validate(self) -> None:
         """Check ranges; raises ConfigError naming the key."""
-        for key in ("connect_timeout", "stall_seconds", "backoff_initial", "backoff_max", "batch_window_ms"):
+        for key in ("connect_timeout", "stall_seconds", "backoff_initial", "backoff_max", "batch_window_ms",
+                    "startup_timeout"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key 'server.{key}' must be >= 0")
         for key in ("queue_size", "max_batch"):

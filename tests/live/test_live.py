@@ -24,6 +24,7 @@ from streamer.config import ConfigError, config_from_dict, load_config
 from streamer.live.camera import put_latest
 from streamer.live.rtsp_source import Backoff
 from streamer.live.settings import parse_live
+from tests.conftest import run_cli
 
 
 def test_camera_config_errors_name_the_key():
@@ -198,3 +199,23 @@ def test_json_logs_one_object_per_line_with_camera_events(tmp_path):
     assert (retry["camera"], retry["url"]) == ("dead", url) and retry["delay_s"] > 0
     summary = next(e for e in lines if e.get("event") == "summary")
     assert summary["cameras"]["dead"]["state"] == "failed"
+
+
+def test_a_dead_camera_url_given_to_anonymize_ends_with_one_clear_error(tmp_path):
+    """``streamer anonymize rtsp://dead out`` gives up after server.startup_timeout with the reason;
+    ``serve`` (startup_timeout 0 by default) keeps retrying, as the test above shows."""
+    url = f"rtsp://127.0.0.1:{free_port()}/none"
+    cfg = tmp_path / "give-up.yaml"
+    cfg.write_text(yaml.safe_dump({"server": {"metrics_port": -1, "connect_timeout": 1, "backoff_initial": 0.2,
+                                              "startup_timeout": 2}}))
+    start = time.monotonic()
+    proc = run_cli("anonymize", url, str(tmp_path / "rec"), "-c", str(cfg), timeout=120)
+    assert proc.returncode == 3 and time.monotonic() - start < 60, proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("streamer: error: no camera sent a frame within 2 s") and "cannot connect" in last, last
+    serve = tmp_path / "serve.yaml"
+    serve.write_text(yaml.safe_dump({"server": {"metrics_port": -1, "connect_timeout": 1},
+                                     "cameras": [{"name": "dead", "input": url, "record": str(tmp_path / "rec")}]}))
+    proc = run_cli("serve", "--config", str(serve), "--startup-timeout", "1", timeout=120)
+    assert proc.returncode == 3 and "no camera sent a frame within 1 s (dead: " in proc.stderr, proc.stderr
