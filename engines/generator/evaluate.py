@@ -146,15 +146,18 @@ def video_frames(per_video: int, root: Path = SHARED_DATA / "videos") -> Iterato
 
 # ---------------------------------------------------------------- evaluation
 
-def build_compositors(modes: list[str], device: str, gan_mask_scale: float | None = GAN_MASK_SCALE) -> dict:
+def build_compositors(modes: list[str], device: str, gan_mask_scale: float | None = GAN_MASK_SCALE,
+                      min_gan_size: int | None = None) -> dict:
     """One compositor per mode (the GAN, regenerating the face box x ``gan_mask_scale``, falls back to
-    blur for faces it cannot take)."""
+    blur for faces it cannot take: under ``min_gan_size`` px, default the config's)."""
     from streamer.config import AnonymizerConfig
     from streamer.stages.compositor import Compositor
 
     out = {}
     for mode in modes:
         config = AnonymizerConfig(mode=mode, gan_mask_scale=gan_mask_scale)
+        if min_gan_size is not None:
+            config.min_gan_size = min_gan_size
         if mode == "gan":
             from streamer.stages.gan import build_gan_anonymizer
 
@@ -263,7 +266,10 @@ def evaluate_images(images: Iterator, detector, compositors: dict, recognizer: R
     """Re-detection counts and calibrated leakage per mode over ``images``.
 
     ``images`` yields RGB arrays or ``(image, group)`` pairs; the group (identity, image or
-    clip) decides which faces are different people for the chance baseline.
+    clip) decides which faces are different people for the chance baseline. ``compositors``
+    maps a mode to a callable ``(image, detections)`` that anonymizes in place; where it has
+    ``assign`` (the pipeline's Compositor), re-detection is also split between its main
+    anonymizer's faces and its fallback's.
     """
     from streamer.detections import Detections
 
@@ -300,8 +306,12 @@ def evaluate_images(images: Iterator, detector, compositors: dict, recognizer: R
                 c[f"handled_{name}"] += n
             again = detector([anon])[0]
             c["faces"] += len(found)
-            if len(again):
-                c["redetected"] += int((iou_matrix(found.xyxy, again.xyxy).max(1) >= 0.5).sum())
+            hit = (iou_matrix(found.xyxy, again.xyxy).max(1) >= 0.5) if len(again) else np.zeros(len(found), bool)
+            c["redetected"] += int(hit.sum())
+            fallback = compositor.assign(found)[1] if hasattr(compositor, "assign") else []
+            if len(fallback):  # re-detection of the faces the fallback took (too small for the GAN)
+                c["fallback_faces"] += len(fallback)
+                c["fallback_redetected"] += int(hit[fallback].sum())
             if recognizer:
                 anonymized[mode] += [recognizer.embed(anon, box) for box in found.xyxy]
 
@@ -323,6 +333,10 @@ def evaluate_images(images: Iterator, detector, compositors: dict, recognizer: R
             result["by_size"][name] = entry
     for mode, c in counts.items():
         r = {**c, "redetection_rate": c["redetected"] / max(c["faces"], 1)}
+        if c["fallback_faces"]:
+            main_faces = c["faces"] - c["fallback_faces"]
+            r["main_redetection_rate"] = (c["redetected"] - c["fallback_redetected"]) / max(main_faces, 1)
+            r["fallback_redetection_rate"] = c["fallback_redetected"] / c["fallback_faces"]
         if recognizer:
             anon_a = np.asarray(anonymized[mode], np.float32).reshape(-1, 128)
             per = {}
@@ -377,6 +391,15 @@ def _gap(r: dict) -> str:
     return f"{r['mean_d_other'] - r['mean_d_own']:+.3f}"
 
 
+def _redetected(r: dict, mode: str) -> str:
+    """The re-detection cell: overall, then split between the mode's own faces and the fallback's."""
+    cell = f"{100 * r['redetection_rate']:.1f}%"
+    if r.get("fallback_faces"):
+        cell += (f" ({mode} {100 * r['main_redetection_rate']:.1f}% of {r['faces'] - r['fallback_faces']}, "
+                 f"fallback {100 * r['fallback_redetection_rate']:.1f}% of {r['fallback_faces']})")
+    return cell
+
+
 def markdown_table(results: dict) -> str:
     """Results as Markdown: the headline table (one row per set and mode) and the table by face size."""
     lines = [("| set | mode | faces | re-detected | leak faces (>= min px) | identity leakage (dlib, d < 0.6) "
@@ -393,7 +416,7 @@ def markdown_table(results: dict) -> str:
                 leak_cols = (f"{r['leak_faces']} | {_pct(r['leakage_rate'])} | {_pct(r['chance_match_rate'])} | "
                              f"{_pp(r['leakage_minus_chance'])}{_ci(r.get('leakage_minus_chance_ci95'))} | "
                              f"{_pct(r['rank1_rate'])} ({_pct(r['rank1_chance'])}) | {_gap(r)}")
-            lines.append(f"| {set_name} | {mode} | {r['faces']} | {100 * r['redetection_rate']:.1f}% | {leak_cols} |")
+            lines.append(f"| {set_name} | {mode} | {r['faces']} | {_redetected(r, mode)} | {leak_cols} |")
     sized = [(n, r) for n, r in results["sets"].items() if "by_size" in r]
     if sized:
         modes = [m for m in results["modes"] if any(m in r for _, r in sized)]
@@ -420,6 +443,10 @@ def markdown_report(results: dict) -> str:
     """The tables under a header that says when, where and with which command they were measured."""
     scale = results.get("gan_mask_scale")
     gan = f" GAN regenerates the face box x {scale}." if scale else ""
+    if results.get("min_gan_size"):
+        gan += f" Faces under {results['min_gan_size']} px go to the fallback (blur)."
+    elif results.get("min_gan_size") == 0:
+        gan += " Faces of every size go to the GAN."
     return (f"# Generator evaluation, {results['date']}\n\nMachine: {results['machine']}; "
             f"{results.get('seconds', '?')} s.{gan}\n\n```\n{results['command']}\n```\n\n{markdown_table(results)}\n")
 
@@ -451,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gan-mask-scale", type=_scale_or_none, default=GAN_MASK_SCALE, metavar="X|none",
                    help="the GAN regenerates the face box x this (default: anonymizer.gan_mask_scale's, "
                         f"{GAN_MASK_SCALE}; none: the value the weights were trained with)")
+    p.add_argument("--min-gan-size", type=int, metavar="PX",
+                   help="faces whose short side is under this go to the fallback (default: "
+                        "anonymizer.min_gan_size's)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, help="write the results as JSON here (and .md beside it)")
     p.add_argument("--contact-sheet", type=Path, help="write the GAN contact sheet PNG here")
@@ -461,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     from streamer.stages.detector import CenterFaceDetector
 
     detector = CenterFaceDetector(DetectorConfig())
-    compositors = build_compositors(args.modes, args.device, args.gan_mask_scale)
+    compositors = build_compositors(args.modes, args.device, args.gan_mask_scale, args.min_gan_size)
     recognizer = Recognizer()
     sources = {"heldout": lambda: heldout_images(args.shards, args.heldout),
                "wider": lambda: wider_images(args.wider),
@@ -469,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m engines.generator.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
     results: dict = {"date": dt.date.today().isoformat(), "machine": describe_machine(args.device),
                      "modes": args.modes, "command": command, "gan_mask_scale": args.gan_mask_scale,
+                     "min_gan_size": compositors["gan"].config.min_gan_size if "gan" in compositors else None,
                      "sets": {}}
     start = time.perf_counter()
     for name in args.sets:

@@ -13,6 +13,7 @@ from engines.generator.evaluate import (
     different_people,
     evaluate_images,
     false_match_rate,
+    markdown_table,
     leakage_metrics,
     size_buckets,
     wilson_interval,
@@ -171,3 +172,35 @@ def test_evaluate_images_separates_sizes_and_keeps_faces_aligned():
 
 def test_threshold_is_dlibs_standard():
     assert DLIB_THRESHOLD == 0.6
+
+
+class _KeepBigBlackSmall:
+    """Like the pipeline's Compositor in gan mode: big faces to the main anonymizer (kept here),
+    faces under 30 px to the fallback (blacked out)."""
+
+    def assign(self, found):
+        small = np.minimum(found.widths, found.heights) < 30
+        return np.flatnonzero(~small), np.flatnonzero(small)
+
+    def __call__(self, image, found):
+        main, fallback = self.assign(found)
+        _black(image, found[fallback])
+        return {"gan": len(main), "black": len(fallback)}
+
+
+def _finds_non_black(images):
+    """Finds each of the two faces where its box is not black."""
+    boxes = np.array([[0, 0, 100, 100], [120, 0, 140, 20]], np.float32)
+    out = []
+    for im in images:
+        seen = np.array([im[y1:y2, x1:x2].any() for x1, y1, x2, y2 in boxes.astype(int)])
+        out.append(Detections(xyxy=boxes[seen], scores=np.ones(int(seen.sum()))))
+    return out
+
+
+def test_redetection_is_split_between_generated_and_fallback_faces():
+    res = evaluate_images(_images(), _finds_non_black, {"gan": _KeepBigBlackSmall()}, None)
+    gan = res["gan"]
+    assert (gan["faces"], gan["redetected"], gan["fallback_faces"], gan["fallback_redetected"]) == (6, 3, 3, 0)
+    assert gan["main_redetection_rate"] == 1.0 and gan["fallback_redetection_rate"] == 0.0
+    assert "50.0% (gan 100.0% of 3, fallback 0.0% of 3)" in markdown_table({"sets": {"s": res}, "modes": ["gan"]})
