@@ -65,16 +65,15 @@ def tensorrt_plan(model: str, config: Config, max_batch: int | None = None) -> t
     Raises:
         ConfigError: ``model`` is not one of the two.
     """
-    from engines.export import CENTERFACE, generator_spec
-    from engines.tensorrt_runner import batch_profiles, detector_profiles_for_config
-    from streamer.stages.gan import GENERATOR_ENGINE_MAX_BATCH
+    from engines.export import CENTERFACE
+    from engines.tensorrt_runner import detector_profiles_for_config
+    from streamer.stages.gan import generator_engine_plan
 
     if model == "centerface":
         batch = max_batch or max(DETECTOR_ENGINE_MAX_BATCH, frames_per_batch(config))
         return CENTERFACE, detector_profiles_for_config(config.detector.input_width, batch)
     if model == "generator":
-        spec = generator_spec(config.anonymizer.gan_mask_scale)
-        return spec, batch_profiles(spec, max_batch or GENERATOR_ENGINE_MAX_BATCH)
+        return generator_engine_plan(config.anonymizer.gan_mask_scale, max_batch)
     raise ConfigError(f"no TensorRT engine for model {model!r}: centerface or generator")
 
 

@@ -116,7 +116,7 @@ class LiveServer:
             started = time.monotonic()
             deadline = None if duration is None else started + duration
             give_up = self.settings.startup_timeout
-            while not self.stop.wait(0.5 if not give_up else min(0.5, give_up)):
+            while not self.stop.wait(0.5):
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 if all(w.error is not None for w in self.workers.values()):

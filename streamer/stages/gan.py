@@ -37,6 +37,16 @@ log = logging.getLogger(__name__)
 GENERATOR_ENGINE_MAX_BATCH = 64
 
 
+def generator_engine_plan(mask_scale: float | None, max_batch: int | None = None) -> tuple:
+    """(spec, TensorRT profiles) of the generator regenerating the face box x ``mask_scale``, for
+    batches of 1 to ``max_batch`` faces (default :data:`GENERATOR_ENGINE_MAX_BATCH`)."""
+    from engines.export import generator_spec
+    from engines.tensorrt_runner import batch_profiles
+
+    spec = generator_spec(mask_scale)
+    return spec, batch_profiles(spec, max_batch or GENERATOR_ENGINE_MAX_BATCH)
+
+
 def track_latent(track_id: int, z_dim: int, seed: int = 0) -> np.ndarray:
     """The latent (z_dim,) float32 of a track: the same for the same (seed, track id)."""
     return np.random.default_rng([seed, int(track_id)]).standard_normal(z_dim).astype(np.float32)
@@ -187,9 +197,9 @@ def build_gan_anonymizer(device: str = "auto", seed: int = 0, threads: int = 0,
         return GanAnonymizer.from_module(generator, "cpu" if backend == "torch" else "cuda", seed=seed,
                                          threads=threads)
     if backend == "tensorrt":
-        from engines.tensorrt_runner import batch_profiles, tensorrt_runner_for
+        from engines.tensorrt_runner import tensorrt_runner_for
 
-        runner = tensorrt_runner_for(spec, batch_profiles(spec, GENERATOR_ENGINE_MAX_BATCH), default_cache_dir())
+        runner = tensorrt_runner_for(*generator_engine_plan(config.mask_scale), default_cache_dir())
     else:  # onnxruntime
         from engines.runner import OnnxRuntimeRunner
 
