@@ -123,10 +123,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"--device auto -> {choice.name} ({choice.reason})")
     print(f"CPU runtime: {cpu_runtime()} (set STREAMER_CPU_RUNTIME=onnxruntime|torch to change); "
           f"ONNX Runtime thread spinning {'on' if ort_spinning() else 'off'} ({ORT_SPINNING_ENV}=1 turns it on)")
+    from engines.generator.model import read_generator_info
+    from streamer.config import load_config
+
     weights, status = weights_path(), weights_status()
     described = {"absent": f"no weights ({weights} absent)", "default": f"{weights} (cleared as the default)",
                  "opt-in": f"{weights} (--mode gan only: not cleared as the default, see MODEL_CARD.md)"}[status]
     print(f"face generator: {described}; default mode {default_mode()}")
+    if status != "absent":
+        trained = read_generator_info(weights).config.mask_scale
+        scale = load_config(None).anonymizer.gan_mask_scale
+        print(f"  regenerates the face box x {trained if scale is None else scale:g} (anonymizer.gan_mask_scale; "
+              f"trained at x {trained:g})")
     cache = default_cache_dir()
     engines = sorted(cache.glob("*.engine")) if cache.is_dir() else []
     print(f"engine cache: {cache} ({len(engines)} engine(s))")

@@ -16,6 +16,17 @@ def test_info(capsys, tmp_path, monkeypatch):
     out = capsys.readouterr().out
     assert "--device auto ->" in out and "CPU runtime: " in out and "thread spinning off" in out
     assert "face generator: no weights" in out and "default mode blur" in out
+    assert "regenerates the face box" not in out
+
+
+def test_info_names_the_mask_in_use(capsys, monkeypatch):
+    from engines.generator import WEIGHTS_ENV, WEIGHTS_PATH
+
+    if not WEIGHTS_PATH.is_file():
+        pytest.skip("no generator weights committed")
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    assert main(["engines", "info"]) == 0
+    assert "regenerates the face box x 1.3 (anonymizer.gan_mask_scale; trained at x 1.1)" in capsys.readouterr().out
 
 
 def test_export_checks_and_compares(tmp_path, capsys):
