@@ -147,9 +147,10 @@ def video_frames(per_video: int, root: Path = SHARED_DATA / "videos") -> Iterato
 # ---------------------------------------------------------------- evaluation
 
 def build_compositors(modes: list[str], device: str, gan_mask_scale: float | None = GAN_MASK_SCALE,
-                      min_gan_size: int | None = None) -> dict:
+                      min_gan_size: int | None = None, box_scale: float | None = None) -> dict:
     """One compositor per mode (the GAN, regenerating the face box x ``gan_mask_scale``, falls back to
-    blur for faces it cannot take: under ``min_gan_size`` px, default the config's)."""
+    blur for faces it cannot take: under ``min_gan_size`` px, default the config's); each blends
+    inside the ellipse over the face box x ``box_scale`` (default the config's)."""
     from streamer.config import AnonymizerConfig
     from streamer.stages.compositor import Compositor
 
@@ -158,6 +159,8 @@ def build_compositors(modes: list[str], device: str, gan_mask_scale: float | Non
         config = AnonymizerConfig(mode=mode, gan_mask_scale=gan_mask_scale)
         if min_gan_size is not None:
             config.min_gan_size = min_gan_size
+        if box_scale is not None:
+            config.box_scale = box_scale
         if mode == "gan":
             from streamer.stages.gan import build_gan_anonymizer
 
@@ -481,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-gan-size", type=int, metavar="PX",
                    help="faces whose short side is under this go to the fallback (default: "
                         "anonymizer.min_gan_size's)")
+    p.add_argument("--box-scale", type=float, metavar="X",
+                   help="blend inside the ellipse over the face box x this (default: anonymizer.box_scale's)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, help="write the results as JSON here (and .md beside it)")
     p.add_argument("--contact-sheet", type=Path, help="write the GAN contact sheet PNG here")
@@ -491,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     from streamer.stages.detector import CenterFaceDetector
 
     detector = CenterFaceDetector(DetectorConfig())
-    compositors = build_compositors(args.modes, args.device, args.gan_mask_scale, args.min_gan_size)
+    compositors = build_compositors(args.modes, args.device, args.gan_mask_scale, args.min_gan_size,
+                                    args.box_scale)
     recognizer = Recognizer()
     sources = {"heldout": lambda: heldout_images(args.shards, args.heldout),
                "wider": lambda: wider_images(args.wider),
