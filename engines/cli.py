@@ -113,8 +113,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     from engines.engine_cache import default_cache_dir
     from engines.generator import default_mode, weights_path, weights_status
+    from engines.generator.model import read_generator_info
     from engines.runner import ORT_SPINNING_ENV, ort_spinning
     from engines.select import cpu_runtime, cuda_available, select_backend, tensorrt_available
+    from streamer.config import load_config
 
     choice = select_backend("auto")
     print(f"torch {torch.__version__}; CUDA GPU: "
@@ -123,9 +125,6 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"--device auto -> {choice.name} ({choice.reason})")
     print(f"CPU runtime: {cpu_runtime()} (set STREAMER_CPU_RUNTIME=onnxruntime|torch to change); "
           f"ONNX Runtime thread spinning {'on' if ort_spinning() else 'off'} ({ORT_SPINNING_ENV}=1 turns it on)")
-    from engines.generator.model import read_generator_info
-    from streamer.config import load_config
-
     weights, status = weights_path(), weights_status()
     described = {"absent": f"no weights ({weights} absent)", "default": f"{weights} (cleared as the default)",
                  "opt-in": f"{weights} (--mode gan only: not cleared as the default, see MODEL_CARD.md)"}[status]

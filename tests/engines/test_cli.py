@@ -53,6 +53,7 @@ def test_export_generator(tmp_path, capsys, monkeypatch):
 
 def test_build_sizes_refused_for_fixed_size_model(tmp_path, capsys, monkeypatch):
     import engines.select
+    import streamer.factory  # noqa: F401 - imported now, it keeps the real select_backend after the test
 
     monkeypatch.setattr(engines.select, "tensorrt_available", lambda: True)
     monkeypatch.setattr(engines.select, "select_backend", lambda device: None)

@@ -186,14 +186,14 @@ def test_unwritable_engine_cache_is_a_clear_error(weights_file, tmp_path, monkey
 
 
 def _ring(box: np.ndarray, inner: float, outer: float, size: int = 128) -> np.ndarray:
-    """(size, size) bool: pixels inside ``box`` x ``outer`` but outside ``box`` x ``inner`` (about its centre)."""
-    yy, xx = np.mgrid[:size, :size] + 0.5
-    centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2
+    """(size, size) bool: pixels touching ``box`` x ``outer`` but not ``box`` x ``inner`` (the generator's
+    own :func:`~engines.generator.model.face_mask`)."""
+    import torch
 
-    def inside(scale: float) -> np.ndarray:
-        return (np.abs(xx - centre[0]) <= half[0] * scale) & (np.abs(yy - centre[1]) <= half[1] * scale)
+    from engines.generator.model import face_mask
 
-    return inside(outer) & ~inside(inner)
+    boxes = torch.from_numpy(np.asarray(box, np.float32)[None])
+    return (face_mask(boxes, size, outer) > 0)[0, 0].numpy() & ~(face_mask(boxes, size, inner) > 0)[0, 0].numpy()
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "torch"])
