@@ -220,10 +220,10 @@ def build_source(path: str, config: Config):
         choice = select_decoder(requested, source.info.codec, pix_fmt, cuda=gpu, library_error=library)
         if choice.name != "cpu":
             log.info("decode: %s (%s)", choice.name, choice.reason)
-            return NvdecSource(path, container=source.container)
+            return NvdecSource(path, container=source.container, info=source.info)
         if uses_torch_compositor(config) and pix_fmt in GPU_CONVERTED_PIX_FMTS:
             log.info("decode: cpu (%s); YUV to RGB on the %s", choice.reason, torch_device(config))
-            return YuvUploadSource(path, torch_device(config), container=source.container)
+            return YuvUploadSource(path, torch_device(config), container=source.container, info=source.info)
         log.info("decode: cpu (%s)", choice.reason)
         return source
     except BaseException:

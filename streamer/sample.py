@@ -21,6 +21,8 @@ import av
 import cv2
 import numpy as np
 
+from streamer.orientation import quarter_turns, stored
+
 #: The face in skimage's astronaut image (x1, y1, x2, y2), pixels: CenterFace's box.
 ASTRONAUT_FACE_BOX = np.array([181.5, 58.2, 269.9, 177.8], np.float32)
 #: The part of the astronaut image pasted into the clip (x1, y1, x2, y2): head and shoulders.
@@ -97,7 +99,7 @@ def render_sample_frame(background: np.ndarray, sprite: np.ndarray, sprite_face:
 def make_sample_clip(path: str, seconds: float = 3.0, fps: int = 25, width: int = 1280, height: int = 720,
                      faces: int = 1, audio: bool = True, codec: str = "libx264",
                      frame_durations: list[int] | None = None, audio_first: bool = False,
-                     container_options: dict | None = None) -> SampleClip:
+                     container_options: dict | None = None, rotation: int = 0) -> SampleClip:
     """Write a clip of moving faces (H.264 by default) with an AAC tone, and return its ground truth.
 
     Args:
@@ -112,6 +114,10 @@ def make_sample_clip(path: str, seconds: float = 3.0, fps: int = 25, width: int 
             variable-frame-rate clips (None: constant rate).
         audio_first: make the audio track stream 0 (video becomes stream 1).
         container_options: muxer options, e.g. ``{"movflags": "faststart"}``.
+        rotation: display rotation in degrees counter-clockwise, a multiple of 90
+            (-90: a phone filming in portrait): ``width`` x ``height`` is the
+            picture players show, stored turned the other way with a display
+            matrix; ``face_boxes`` are in the upright picture's pixels.
     """
     n_frames = int(round(seconds * fps))
     # motion speed in frames: one cycle per clip, but never faster than one per MIN_CYCLE_SECONDS
@@ -126,7 +132,11 @@ def make_sample_clip(path: str, seconds: float = 3.0, fps: int = 25, width: int 
         if audio and audio_first:
             astream = container.add_stream("aac", rate=44100, layout="stereo")
         video = container.add_stream(codec, rate=fps)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        turns = quarter_turns(rotation)
+        video.width, video.height = (height, width) if turns % 2 else (width, height)
+        video.pix_fmt = "yuv420p"
+        if turns:
+            video.set_display_rotation(rotation)
         video.time_base = time_base
         video.codec_context.time_base = time_base
         if codec == "libx264":
@@ -136,7 +146,7 @@ def make_sample_clip(path: str, seconds: float = 3.0, fps: int = 25, width: int 
         pts = 0
         for i in range(n_frames):
             frame, gt = render_sample_frame(background, sprite, sprite_face, i / span, faces)
-            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            vf = av.VideoFrame.from_ndarray(stored(frame, turns), format="rgb24")
             vf.pts, vf.time_base = pts, time_base
             for packet in video.encode(vf):
                 container.mux(packet)
@@ -176,3 +186,37 @@ def colour_bars(width: int = 192, height: int = 96) -> np.ndarray:
     for i, colour in enumerate(COLOUR_BARS):
         image[:, i * width // len(COLOUR_BARS):(i + 1) * width // len(COLOUR_BARS)] = colour
     return image
+
+
+def turned_copy(path: str, out: str, rotation: int = -90, max_frames: int | None = None) -> int:
+    """Copy the video of ``path`` into ``out`` as a phone stores it: pictures turned against ``rotation``
+    and a display matrix of ``rotation`` degrees counter-clockwise, so players show what ``path`` shows.
+
+    Video only (H.264, CRF 18), same frame rate; for tests and benchmarks of sideways-stored input.
+    Returns the number of frames written (at most ``max_frames``).
+    """
+    turns = quarter_turns(rotation)
+    written = 0
+    with av.open(path) as source, av.open(out, mode="w") as target:
+        video_in = source.streams.video[0]
+        video = target.add_stream("libx264", rate=video_in.average_rate or 25, options={"crf": "18"})
+        video.width, video.height = video_in.codec_context.width, video_in.codec_context.height
+        if turns % 2:
+            video.width, video.height = video.height, video.width
+        video.width, video.height = video.width - video.width % 2, video.height - video.height % 2
+        video.pix_fmt = "yuv420p"
+        if rotation:
+            video.set_display_rotation(rotation)
+        for picture in source.decode(video_in):
+            if max_frames is not None and written >= max_frames:
+                break
+            image = stored(picture.to_ndarray(format="rgb24"), turns)[: video.height, : video.width]
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts = written
+            frame.time_base = Fraction(1) / Fraction(video.codec_context.framerate or 25)
+            for packet in video.encode(frame):
+                target.mux(packet)
+            written += 1
+        for packet in video.encode(None):
+            target.mux(packet)
+    return written

@@ -2,9 +2,10 @@
 
 The container comes from the output file's extension. The video is
 re-encoded (H.264 by default) at the input's size with the input's
-timestamps, frame by frame, so variable frame rate survives. Audio,
-subtitle and data streams are copied packet for packet, matched by stream
-type and order whatever their index in the input.
+timestamps, frame by frame, so variable frame rate survives. Frames arrive
+upright and are stored as the input stored them, with its display matrix.
+Audio, subtitle and data streams are copied packet for packet, matched by
+stream type and order whatever their index in the input.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from streamer.colour import rgb_to_video_frame
 from streamer.config import EncoderConfig
 from streamer.detections import Frame
 from streamer.errors import OutputError
+from streamer.orientation import stored
 from streamer.sources.video_file import StreamInfo
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,8 @@ def open_video_encoder(container, info: StreamInfo, config: EncoderConfig):
     stream.height = info.height - info.height % 2
     stream.pix_fmt = config.pix_fmt
     info.colour.tag(stream.codec_context)  # the input's matrix, range, primaries and transfer
+    if info.orientation.matrix is not None:  # players turn the output as they turned the input
+        stream.set_display_matrix(list(info.orientation.matrix))
     stream.time_base = info.time_base
     stream.codec_context.time_base = info.time_base
     if container.format.name in _DECODE_ORDER_ONLY_FORMATS:
@@ -150,6 +154,7 @@ class VideoFileSink:
         try:
             self.video = open_video_encoder(self.container, info, config)
             self.colour = info.colour
+            self.turns = info.orientation.turns  # quarter turns from stored to upright pictures
             self._stream = None  # CUDA stream of the device-side conversion (created on first use)
             self.copied = {}
             supported = self.container.supported_codecs
@@ -177,7 +182,7 @@ class VideoFileSink:
             vf = av.VideoFrame.from_ndarray(self._device_yuv420p(frame), format="yuv420p")
             self.colour.tag(vf)
         else:
-            image = frame.to_host()
+            image = stored(frame.to_host(), self.turns)
             if image.shape[1] != self.video.width or image.shape[0] != self.video.height:
                 image = np.ascontiguousarray(image[: self.video.height, : self.video.width])
             vf = rgb_to_video_frame(image, self.colour, self.video.pix_fmt)
@@ -198,18 +203,22 @@ class VideoFileSink:
         from streamer.stages import frame_ops
 
         image = frame.device_image
-        rgb = frame_ops.nchw(image[: self.video.height, : self.video.width])
+
+        def planes():
+            rgb = frame_ops.nchw(stored(image, self.turns)[: self.video.height, : self.video.width])
+            return frame_ops.rgb_to_yuv420p(rgb, self.colour)[0]
+
         if frame.ready is None or image.device.type != "cuda":
-            return frame_ops.rgb_to_yuv420p(rgb, self.colour)[0].cpu().numpy()
+            return planes().cpu().numpy()
         import torch
 
         if self._stream is None:
             self._stream = torch.cuda.Stream(image.device)
         with torch.cuda.stream(self._stream):
             self._stream.wait_event(frame.ready)
-            planes = frame_ops.rgb_to_yuv420p(rgb, self.colour)[0]
+            yuv = planes()
             image.record_stream(self._stream)  # its memory is not reused before this stream has read it
-            return planes.cpu().numpy()  # waits for this stream only
+            return yuv.cpu().numpy()  # waits for this stream only
 
     def write_packet(self, packet: av.Packet) -> None:
         """Copy a packet of an audio/subtitle/data stream unchanged."""

@@ -144,10 +144,11 @@ class NvdecSource(VideoFileSource):
         container: an already opened PyAV container of ``path``.
         decoder: replaces the PyNvVideoCodec decoder (tests): an object with
             ``decode(data, key) -> [(nv12_tensor, key), ...]`` and ``errors``.
+        info: ``info`` of another source of the same file.
     """
 
-    def __init__(self, path: str, gpu: int = 0, container=None, decoder=None) -> None:
-        super().__init__(path, container=container)
+    def __init__(self, path: str, gpu: int = 0, container=None, decoder=None, info=None) -> None:
+        super().__init__(path, container=container, info=info)
         try:
             codec, bsf = NVDEC_CODECS[self.info.codec]
             self.bsf = av.BitStreamFilterContext(bsf, self.stream)
@@ -184,5 +185,5 @@ class NvdecSource(VideoFileSource):
             del self._pts[stale]
         # the decoder's surface may be taller than the picture (coded size): convert, then crop
         rgb = frame_ops.nhwc(frame_ops.nv12_to_rgb(planes[None], self.info.colour)[0])
-        return Frame(index=index, pts=self._timestamp(pts, dts), time_base=self.info.time_base, image=None,
-                     device_image=rgb[: self.info.height, : self.info.width])
+        return self._frame(index, self._timestamp(pts, dts), self.info.time_base, None,
+                           rgb[: self.info.height, : self.info.width])

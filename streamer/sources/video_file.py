@@ -25,6 +25,7 @@ import av
 from streamer.colour import ColourInfo, video_frame_to_rgb
 from streamer.detections import Frame
 from streamer.errors import InputError
+from streamer.orientation import Orientation, read_orientation, upright
 from streamer.sources.timestamps import TimestampRepair
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class StreamInfo:
         codec: decoder name.
         duration: stream duration in seconds (0 if unknown).
         colour: matrix, range and tags of the stream's YUV (the output gets the same).
+        orientation: how players turn the stored pictures (frames are turned upright for
+            the pipeline, and back for the output).
     """
 
     width: int
@@ -55,6 +58,7 @@ class StreamInfo:
     codec: str
     duration: float
     colour: ColourInfo = field(default_factory=ColourInfo)
+    orientation: Orientation = field(default_factory=Orientation)
 
 
 def _describe(exc: BaseException) -> str:
@@ -83,9 +87,14 @@ def open_input(url: str, options: dict | None = None, timeout: float | None = No
 class VideoFileSource:
     """Decodes the first video stream of a file (any container/codec FFmpeg reads).
 
+    Frames come out upright: a stream with a display rotation (phones filming
+    in portrait) is turned as a player would turn it.
+
     Args:
         path: input file path (or any URL PyAV opens).
         threads: decoder threads (0 = FFmpeg's choice).
+        container: ``path`` already opened with PyAV.
+        info: ``info`` of another source of the same file (saves reading it again).
 
     Attributes:
         info: the video stream's properties.
@@ -94,7 +103,7 @@ class VideoFileSource:
         truncated: True when reading stopped at a damaged or cut-off end.
     """
 
-    def __init__(self, path: str, threads: int = 0, container=None) -> None:
+    def __init__(self, path: str, threads: int = 0, container=None, info: StreamInfo | None = None) -> None:
         self.path = str(path)
         self.container = container or open_input(self.path)
         video_streams = [s for s in self.container.streams if s.type == "video"]
@@ -113,7 +122,10 @@ class VideoFileSource:
         if threads:
             self.stream.thread_count = threads
         self.copy_streams = [s for s in self.container.streams if s.type in COPIED_STREAM_TYPES]
-        self.info = self._stream_info()
+        self.info = info or self._stream_info()
+        if info is None and self.info.orientation.turns:
+            log.info("%s: stored turned, with a display rotation of %d degrees: frames are turned upright for "
+                     "the detector and back for the output", self.path, self.info.orientation.rotation)
         self.timestamps = TimestampRepair(round(1 / (self.info.fps * self.info.time_base)))
         self.decode_errors = 0
         self.truncated = False
@@ -134,6 +146,7 @@ class VideoFileSource:
             codec=s.codec_context.name,
             duration=duration,
             colour=ColourInfo.of(s.codec_context),
+            orientation=read_orientation(self.path),
         )
 
     #: Exceptions of :meth:`_decode` that mean "this packet is undecodable" (skipped and counted).
@@ -200,8 +213,15 @@ class VideoFileSource:
 
     def _to_frame(self, vf: av.VideoFrame, index: int) -> Frame:
         image, device_image = self._pixels(vf)
-        return Frame(index=index, pts=self._timestamp(vf.pts, vf.dts), time_base=vf.time_base or self.info.time_base,
-                     image=image, device_image=device_image)
+        return self._frame(index, self._timestamp(vf.pts, vf.dts), vf.time_base or self.info.time_base,
+                           image, device_image)
+
+    def _frame(self, index: int, pts: int | None, time_base, image, device_image) -> Frame:
+        """A Frame of decoded pixels (host and/or device), turned upright."""
+        turns = self.info.orientation.turns
+        return Frame(index=index, pts=pts, time_base=time_base,
+                     image=None if image is None else upright(image, turns),
+                     device_image=None if device_image is None else upright(device_image, turns))
 
     def _pixels(self, vf: av.VideoFrame) -> tuple:
         """(host RGB image, device RGB image) of a decoded picture: here on the host only."""

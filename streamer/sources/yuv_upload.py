@@ -32,12 +32,13 @@ class YuvUploadSource(VideoFileSource):
         path: input file.
         device: torch device the frames go to (``cuda``; ``cpu`` in tests).
         container: an already opened PyAV container of ``path``.
+        info: ``info`` of another source of the same file.
     """
 
-    def __init__(self, path: str, device, container=None) -> None:
+    def __init__(self, path: str, device, container=None, info=None) -> None:
         import torch
 
-        super().__init__(path, container=container)
+        super().__init__(path, container=container, info=info)
         self.device = torch.device(device)
 
     def _pixels(self, vf: av.VideoFrame) -> tuple:
