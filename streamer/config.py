@@ -152,6 +152,9 @@ class EncoderConfig:
         pix_fmt: output pixel format (yuv420p plays everywhere).
         fallback: when an NVENC encoder cannot be opened, use libx264 /
             libx265 with a warning (true) or fail (false).
+        copy_metadata: copy the input's container and stream tags (creation
+            time, title, language, and a phone's location and device model)
+            to the output (true), or write none (false).
     """
 
     codec: str = "libx264"
@@ -159,6 +162,7 @@ class EncoderConfig:
     preset: str = "veryfast"
     pix_fmt: str = "yuv420p"
     fallback: bool = True
+    copy_metadata: bool = True
 
     def validate(self) -> None:
         _check(0 <= self.crf <= 51, "encoder.crf", "must be in 0..51")

@@ -5,7 +5,9 @@ re-encoded (H.264 by default) at the input's size with the input's
 timestamps, frame by frame, so variable frame rate survives. Frames arrive
 upright and are stored as the input stored them, with its display matrix.
 Audio, subtitle and data streams are copied packet for packet, matched by
-stream type and order whatever their index in the input.
+stream type and order whatever their index in the input, with their track
+flags. Pixel aspect ratio and (``encoder.copy_metadata``) the container's and
+streams' tags are kept too.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ NVENC_FALLBACKS = {"h264_nvenc": "libx264", "hevc_nvenc": "libx265"}
 AUTO_CODEC = "h264_nvenc"
 #: Containers that store frames in decode order without presentation timestamps.
 _DECODE_ORDER_ONLY_FORMATS = ("avi",)
+#: Tags the muxer writes itself, or that describe the input's encoding (stale after re-encoding):
+#: never copied. Lower case; Matroska's ``_STATISTICS_*`` tags are matched by prefix.
+_DERIVED_TAGS = ("encoder", "major_brand", "minor_version", "compatible_brands", "duration", "bps",
+                 "number_of_frames", "number_of_bytes", "rotate", "vendor_id")
 #: NVENC's presets (fastest p1 .. best p7); other preset names map to p4.
 _NVENC_PRESETS = tuple(f"p{i}" for i in range(1, 8))
 
@@ -111,6 +117,13 @@ def resolve_video_codec(config: EncoderConfig, width: int, height: int) -> str:
     return NVENC_FALLBACKS[codec]
 
 
+def copied_tags(tags: dict) -> dict:
+    """The metadata tags of an input container or stream that still hold for the re-encoded output:
+    all but what the muxer writes itself or what describes the input's encoding (:data:`_DERIVED_TAGS`)."""
+    return {key: value for key, value in tags.items()
+            if key.lower() not in _DERIVED_TAGS and not key.lower().startswith("_statistics")}
+
+
 def open_video_encoder(container, info: StreamInfo, config: EncoderConfig):
     """Add a video stream to ``container`` encoding ``info``-sized frames (width, height in
     pixels) with ``config.codec`` (``auto`` and NVENC names resolved by :func:`resolve_video_codec`)."""
@@ -126,6 +139,10 @@ def open_video_encoder(container, info: StreamInfo, config: EncoderConfig):
     info.colour.tag(stream.codec_context)  # the input's matrix, range, primaries and transfer
     if info.orientation.matrix is not None:  # players turn the output as they turned the input
         stream.set_display_matrix(list(info.orientation.matrix))
+    if info.sample_aspect_ratio:  # non-square pixels (PAL/NTSC DVRs, anamorphic): same display shape
+        stream.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
+    if config.copy_metadata:
+        stream.metadata.update(copied_tags(info.video_metadata))
     stream.time_base = info.time_base
     stream.codec_context.time_base = info.time_base
     if container.format.name in _DECODE_ORDER_ONLY_FORMATS:
@@ -153,6 +170,8 @@ class VideoFileSink:
             raise OutputError(f"cannot write {path}: {exc}") from None
         try:
             self.video = open_video_encoder(self.container, info, config)
+            if config.copy_metadata:
+                self.container.metadata.update(copied_tags(info.metadata))
             self.colour = info.colour
             self.turns = info.orientation.turns  # quarter turns from stored to upright pictures
             self._stream = None  # CUDA stream of the device-side conversion (created on first use)
@@ -164,7 +183,11 @@ class VideoFileSink:
                     raise OutputError(
                         f"the {Path(path).suffix or 'output'} container cannot hold the {stream.type} "
                         f"codec '{name}' of the input; choose another extension (.mkv holds nearly all)")
-                self.copied[stream.index] = self.container.add_stream_from_template(stream)
+                copy = self.container.add_stream_from_template(stream)
+                copy.disposition = stream.disposition  # default / forced / commentary track flags
+                if config.copy_metadata:  # language, title of an audio or subtitle track
+                    copy.metadata.update(copied_tags(stream.metadata))
+                self.copied[stream.index] = copy
         except Exception:
             self.container.close()
             _remove_quietly(path)

@@ -48,6 +48,10 @@ class StreamInfo:
         colour: matrix, range and tags of the stream's YUV (the output gets the same).
         orientation: how players turn the stored pictures (frames are turned upright for
             the pipeline, and back for the output).
+        sample_aspect_ratio: width / height of one pixel (None: square or unknown), e.g. 16/15
+            for PAL 720x576 shown at 4:3; the output gets the same.
+        metadata: the input container's tags (creation time, title, ...).
+        video_metadata: the video stream's tags (language, handler name, ...).
     """
 
     width: int
@@ -59,6 +63,14 @@ class StreamInfo:
     duration: float
     colour: ColourInfo = field(default_factory=ColourInfo)
     orientation: Orientation = field(default_factory=Orientation)
+    sample_aspect_ratio: Fraction | None = None
+    metadata: dict = field(default_factory=dict)
+    video_metadata: dict = field(default_factory=dict)
+
+
+def _non_square(ratio: Fraction | None) -> Fraction | None:
+    """A pixel aspect ratio, None when square (1:1) or unknown (0, None)."""
+    return ratio if ratio and ratio != 1 else None
 
 
 def _describe(exc: BaseException) -> str:
@@ -147,6 +159,9 @@ class VideoFileSource:
             duration=duration,
             colour=ColourInfo.of(s.codec_context),
             orientation=read_orientation(self.path),
+            sample_aspect_ratio=_non_square(s.codec_context.sample_aspect_ratio or s.sample_aspect_ratio),
+            metadata=dict(self.container.metadata),
+            video_metadata=dict(s.metadata),
         )
 
     #: Exceptions of :meth:`_decode` that mean "this packet is undecodable" (skipped and counted).

@@ -1,0 +1,70 @@
+"""What a re-encoded file keeps besides pictures and sound: pixel shape, tags, track flags."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from streamer.pipeline import anonymize_file
+from tests.conftest import fast_config
+
+#: A DVR's PAL clip: 720x576 shown at 4:3, so each pixel is 16/15 as wide as high.
+PAL_SAR = Fraction(16, 15)
+TAGS = {"creation_time": "2026-01-02T03:04:05.000000Z", "title": "camera 3, car park"}
+
+
+def _dvr_clip(path: str) -> None:
+    """10 frames of 720x576 H.264 with a 16:15 pixel aspect ratio, container tags, and a German
+    commentary audio track flagged default."""
+    with av.open(path, mode="w") as c:
+        c.metadata.update(TAGS)
+        video = c.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 720, 576, "yuv420p"
+        video.codec_context.sample_aspect_ratio = PAL_SAR
+        audio = c.add_stream("aac", rate=44100, layout="stereo")
+        audio.metadata.update({"language": "deu", "title": "Kommentar"})
+        audio.disposition = av.stream.Disposition.default
+        for i in range(10):
+            frame = av.VideoFrame.from_ndarray(np.full((576, 720, 3), 20 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in video.encode(frame):
+                c.mux(packet)
+        sound = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+        sound.sample_rate, sound.pts = 44100, 0
+        for stream, last in ((audio, sound), (audio, None), (video, None)):
+            for packet in stream.encode(last):
+                c.mux(packet)
+
+
+def _described(path: str) -> dict:
+    with av.open(path) as c:
+        video, audio = c.streams.video[0], c.streams.audio[0]
+        return {"sar": video.codec_context.sample_aspect_ratio, "tags": dict(c.metadata),
+                "audio": dict(audio.metadata), "audio_flags": audio.disposition, "format": c.format.name}
+
+
+@pytest.mark.parametrize("extension", ["mp4", "mkv"])
+def test_pixel_shape_tags_and_track_flags_are_kept(tmp_path, extension):
+    src, out = str(tmp_path / f"dvr.{extension}"), str(tmp_path / f"out.{extension}")
+    _dvr_clip(src)
+    anonymize_file(src, out, fast_config(), progress=False)
+    before, after = _described(src), _described(out)
+    assert after["sar"] == PAL_SAR  # plays at 4:3, not squeezed to 5:4
+    for key, value in TAGS.items():  # Matroska upper-cases tag names
+        assert after["tags"].get(key, after["tags"].get(key.upper())) == value
+    assert {k: v for k, v in after["audio"].items() if k.lower() in ("language", "title")} == \
+        {k: v for k, v in before["audio"].items() if k.lower() in ("language", "title")}
+    assert after["audio_flags"] == before["audio_flags"] == av.stream.Disposition.default
+
+
+def test_copy_metadata_false_writes_no_tags(tmp_path):
+    src, out = str(tmp_path / "dvr.mp4"), str(tmp_path / "out.mp4")
+    _dvr_clip(src)
+    anonymize_file(src, out, fast_config(**{"encoder.copy_metadata": False}), progress=False)
+    after = _described(out)
+    assert not set(after["tags"]) & set(TAGS)
+    assert after["audio"].get("language", "und") == "und" and "title" not in after["audio"]  # mp4 writes und
+    assert after["sar"] == PAL_SAR  # the picture's shape is not metadata
