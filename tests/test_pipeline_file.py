@@ -227,3 +227,28 @@ def test_h264_in_avi_keeps_frame_order(tmp_path):
     # at most one frame (40 ms here) late, never early: see the README's known limits
     lag = np.array(times) - np.array(video_times(src.path))
     assert np.all(lag >= -1e-3) and np.all(lag <= 0.07), lag
+
+
+def test_a_second_video_stream_is_named_in_a_warning_not_lost_silently(tmp_path, caplog):
+    """Some dashcams store front and rear cameras as two video streams of one file."""
+    import av
+
+    src, out = str(tmp_path / "two-cameras.mp4"), str(tmp_path / "out.mp4")
+    with av.open(src, mode="w") as c:
+        front, rear = (c.add_stream("libx264", rate=25) for _ in range(2))
+        for stream, (w, h) in ((front, (320, 240)), (rear, (160, 120))):
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for i in range(10):
+            for stream in (front, rear):
+                picture = av.VideoFrame.from_ndarray(np.zeros((stream.height, stream.width, 3), np.uint8),
+                                                     format="rgb24")
+                picture.pts = i
+                for packet in stream.encode(picture):
+                    c.mux(packet)
+        for stream in (front, rear):
+            for packet in stream.encode(None):
+                c.mux(packet)
+    with caplog.at_level("WARNING", logger="streamer"):
+        stats = anonymize_file(src, out, fast_config(), progress=False)
+    assert stats.frames_out == 10 and stream_types(out) == ["video"]
+    assert "only video stream 0 is anonymized; stream 1 (h264 160x120) left out of the output" in caplog.text

@@ -73,6 +73,14 @@ def _non_square(ratio: Fraction | None) -> Fraction | None:
     return ratio if ratio and ratio != 1 else None
 
 
+def _video_stream_name(stream) -> str:
+    """'stream 1 (h264 1280x720)', or '(cover picture)' for an attached picture: for messages."""
+    if stream.disposition & av.stream.Disposition.attached_pic:
+        return f"stream {stream.index} (cover picture)"
+    ctx = stream.codec_context
+    return f"stream {stream.index} ({ctx.name} {ctx.width}x{ctx.height})" if ctx else f"stream {stream.index}"
+
+
 def _describe(exc: BaseException) -> str:
     text = str(getattr(exc, "strerror", None) or exc).strip()
     return text.split(";")[0].rstrip(".") or type(exc).__name__
@@ -99,6 +107,10 @@ def open_input(url: str, options: dict | None = None, timeout: float | None = No
 class VideoFileSource:
     """Decodes the first video stream of a file (any container/codec FFmpeg reads).
 
+    Cover pictures (attached pictures) are skipped when looking for it; other
+    video streams (a dashcam's second camera) are left out of the output,
+    with a warning naming them.
+
     Frames come out upright: a stream with a display rotation (phones filming
     in portrait) is turned as a player would turn it.
 
@@ -122,7 +134,12 @@ class VideoFileSource:
         if not video_streams:
             self.container.close()
             raise InputError(f"{self.path}: has no video stream")
-        self.stream = video_streams[0]
+        moving = [s for s in video_streams if not s.disposition & av.stream.Disposition.attached_pic]
+        self.stream = (moving or video_streams)[0]
+        left_out = [s for s in video_streams if s is not self.stream]
+        if left_out and info is None:
+            log.warning("%s: only video stream %d is anonymized; %s left out of the output", self.path,
+                        self.stream.index, ", ".join(_video_stream_name(s) for s in left_out))
         ctx = self.stream.codec_context
         if ctx is None or not self.stream.codec_context.name:
             self.container.close()
