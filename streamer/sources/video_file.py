@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Iterator
 
 import av
+import cv2
+import numpy as np
 
 from streamer.colour import ColourInfo, video_frame_to_rgb
 from streamer.detections import Frame
@@ -158,6 +160,7 @@ class VideoFileSource:
         self.timestamps = TimestampRepair(round(1 / (self.info.fps * self.info.time_base)))
         self.decode_errors = 0
         self.truncated = False
+        self._resized = 0  # frames scaled to the stream's size (its size changed mid-stream)
 
     def _stream_info(self) -> StreamInfo:
         s = self.stream
@@ -249,11 +252,29 @@ class VideoFileSource:
                            image, device_image)
 
     def _frame(self, index: int, pts: int | None, time_base, image, device_image) -> Frame:
-        """A Frame of decoded pixels (host and/or device), turned upright."""
+        """A Frame of decoded pixels (host and/or device) at the stream's size, turned upright."""
         turns = self.info.orientation.turns
         return Frame(index=index, pts=pts, time_base=time_base,
-                     image=None if image is None else upright(image, turns),
-                     device_image=None if device_image is None else upright(device_image, turns))
+                     image=None if image is None else upright(self._fit(image, index), turns),
+                     device_image=None if device_image is None else upright(self._fit(device_image, index), turns))
+
+    def _fit(self, pixels, index: int):
+        """``pixels`` ((H, W, 3) numpy array or torch tensor) scaled to the stream's first frame size if the
+        size changed mid-stream (joined recordings, a camera switching profile), as FFmpeg does: every
+        stage and the encoder work at one size. Warns once."""
+        width, height = self.info.width, self.info.height
+        if tuple(pixels.shape[:2]) == (height, width):
+            return pixels
+        if not self._resized:
+            log.warning("%s: the frame size changes from %dx%d to %dx%d at frame %d; such frames are scaled to "
+                        "%dx%d", self.path, width, height, pixels.shape[1], pixels.shape[0], index, width, height)
+        self._resized += 1
+        if isinstance(pixels, np.ndarray):
+            return cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
+        from streamer.stages import frame_ops
+
+        scaled = frame_ops.resize_bilinear(frame_ops.nchw(pixels).float(), (width, height))
+        return frame_ops.nhwc(frame_ops.to_uint8(scaled)).contiguous()
 
     def _pixels(self, vf: av.VideoFrame) -> tuple:
         """(host RGB image, device RGB image) of a decoded picture: here on the host only."""
