@@ -19,8 +19,9 @@ from streamer.logs import LOG_FORMATS, json_logs, setup_logging
 
 log = logging.getLogger("streamer")
 
-#: File extensions taken from an input folder.
+#: File extensions taken from an input folder: videos, and photos (written back as the same kind of image).
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".m4v", ".webm", ".ts", ".mts")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -93,7 +94,7 @@ def _anonymize_one(src: str, dst: str, config: Config, args: argparse.Namespace,
 
 
 def cmd_anonymize(args: argparse.Namespace) -> int:
-    """Anonymize one file, or every video of a folder into an output folder."""
+    """Anonymize one file, or every video and photo of a folder into an output folder."""
     if len(args.paths) < 2:
         raise InputError("give an input and an output: streamer anonymize INPUT OUTPUT")
     if args.paths[0].startswith(("rtsp://", "rtmp://")):
@@ -112,9 +113,10 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     if dst.exists() and not dst.is_dir():
         raise OutputError(f"input is a folder, so the output must be a folder: {dst}")
     dst.mkdir(parents=True, exist_ok=True)
-    videos = sorted(p for p in src.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
+    videos = sorted(p for p in src.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)
     if not videos:
-        raise InputError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) in folder {src}")
+        raise InputError(f"no video or image files ({', '.join(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)}) "
+                         f"in folder {src}")
     from streamer.pipeline import build_stages
 
     stages = build_stages(config)  # models loaded once for the whole folder
@@ -170,7 +172,7 @@ def _load_extensions(subparsers) -> None:
 
 def _looks_like_input(arg: str) -> bool:
     """Whether a command-line word is a file or stream URL rather than a mistyped command."""
-    return "://" in arg or os.path.exists(arg) or Path(arg).suffix.lower() in (".mp4", ".mkv", ".mov", ".avi")
+    return "://" in arg or os.path.exists(arg) or Path(arg).suffix.lower() in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS
 
 
 def main(argv: list[str] | None = None) -> int:

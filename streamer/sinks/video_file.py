@@ -12,6 +12,7 @@ streams' tags are kept too.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -21,7 +22,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from streamer.colour import rgb_to_video_frame
+from streamer.colour import ColourInfo, rgb_to_video_frame
 from streamer.config import EncoderConfig
 from streamer.detections import Frame
 from streamer.errors import OutputError
@@ -42,6 +43,15 @@ _DECODE_ORDER_ONLY_FORMATS = ("avi",)
 #: never copied. Lower case; Matroska's ``_STATISTICS_*`` tags are matched by prefix.
 _DERIVED_TAGS = ("encoder", "major_brand", "minor_version", "compatible_brands", "duration", "bps",
                  "number_of_frames", "number_of_bytes", "rotate", "vendor_id")
+#: Still-image outputs (FFmpeg's image2 muxer), by extension: encoder and pixel format.
+STILL_IMAGE_ENCODERS = {".jpg": ("mjpeg", "yuvj420p"), ".jpeg": ("mjpeg", "yuvj420p"), ".png": ("png", "rgb24"),
+                        ".bmp": ("bmp", "bgr24"), ".tif": ("tiff", "rgb24"), ".tiff": ("tiff", "rgb24")}
+#: JPEG's colour: BT.601 matrix, full range, whatever the input's was.
+JPEG_COLOUR = ColourInfo(space=5, range=2)
+#: MJPEG quantizer scale for still images (2: visually lossless; FFmpeg's -q:v).
+JPEG_QSCALE = 2
+#: FFmpeg's FF_QP2LAMBDA: a quantizer scale times this is a global_quality.
+_QP2LAMBDA = 118
 #: NVENC's presets (fastest p1 .. best p7); other preset names map to p4.
 _NVENC_PRESETS = tuple(f"p{i}" for i in range(1, 8))
 
@@ -145,6 +155,9 @@ def open_video_encoder(container, info: StreamInfo, config: EncoderConfig):
         stream.metadata.update(copied_tags(info.video_metadata))
     stream.time_base = info.time_base
     stream.codec_context.time_base = info.time_base
+    if codec == "mjpeg":  # a fixed quantizer, not the bit rate of a video
+        stream.codec_context.qscale = True
+        stream.codec_context.global_quality = JPEG_QSCALE * _QP2LAMBDA
     if container.format.name in _DECODE_ORDER_ONLY_FORMATS:
         # the file keeps no presentation times: reordered (B-) frames would come back mistimed
         stream.codec_context.max_b_frames = 0
@@ -164,8 +177,11 @@ class VideoFileSink:
     def __init__(self, path: str, info: StreamInfo, copy_streams: list, config: EncoderConfig) -> None:
         check_output_path(path)
         self.path = path
+        info, config, options = _still_image_output(path, info, config)
+        if options:
+            copy_streams = []  # an image file holds no sound
         try:
-            self.container = av.open(path, mode="w")
+            self.container = av.open(path, mode="w", options=options)
         except (av.FFmpegError, ValueError, OSError) as exc:
             raise OutputError(f"cannot write {path}: {exc}") from None
         try:
@@ -263,6 +279,26 @@ class VideoFileSink:
                 self.container.mux(packet)
         finally:
             self.container.close()
+
+
+def _still_image_output(path: str, info: StreamInfo, config: EncoderConfig) -> tuple:
+    """(info, config, muxer options) for writing ``path``: unchanged for a video; for a still image
+    (.jpg, .png, ...) its encoder, JPEG's colour, upright pixels (image files keep no display
+    rotation) and the muxer option to write one file.
+
+    Raises:
+        OutputError: the input has more than one frame.
+    """
+    still = STILL_IMAGE_ENCODERS.get(Path(path).suffix.lower())
+    if still is None:
+        return info, config, {}
+    if info.frames > 1:
+        raise OutputError(f"{path}: an image file holds one picture and the input has {info.frames} frames; "
+                          f"write a video file (.mp4, .mkv)")
+    codec, pix_fmt = still
+    info = dataclasses.replace(info, colour=JPEG_COLOUR if codec == "mjpeg" else info.colour,
+                               orientation=type(info.orientation)())
+    return info, dataclasses.replace(config, codec=codec, pix_fmt=pix_fmt), {"update": "1"}
 
 
 def _remove_quietly(path: str) -> None:

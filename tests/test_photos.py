@@ -1,0 +1,63 @@
+"""Photos in, photos out: a JPEG or PNG is a one-frame input and is written back as an image file."""
+
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from streamer.pipeline import anonymize_file
+from streamer.sample import ASTRONAUT_FACE_BOX
+from tests.conftest import fast_config, run_cli
+from tests.media import box_difference
+from tests.test_cli import assert_one_line_error
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    """The astronaut portrait (one real face) as a JPEG, quality 95."""
+    path = tmp_path_factory.mktemp("photos") / "astronaut.jpg"
+    cv2.imwrite(str(path), data.astronaut()[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return path
+
+
+def _rgb(path) -> np.ndarray:
+    image = cv2.imread(str(path))
+    assert image is not None, f"{path} is not a readable image"
+    return image[:, :, ::-1]
+
+
+@pytest.mark.parametrize("kind", ["jpg", "png"])
+def test_a_photo_comes_back_as_an_image_with_the_face_replaced(photo, tmp_path, kind):
+    exact = kind == "png"
+    if exact:
+        cv2.imwrite(str(tmp_path / "astronaut.png"), cv2.imread(str(photo)))
+        photo = tmp_path / "astronaut.png"
+    out = tmp_path / f"out.{kind}"
+    stats = anonymize_file(str(photo), str(out), fast_config(**{"anonymizer.mode": "mask"}), progress=False)
+    assert stats.frames_out == 1 and stats.faces_detected == 1
+    before, after = _rgb(photo), _rgb(out)
+    assert after.shape == before.shape
+    assert box_difference(before, after, ASTRONAUT_FACE_BOX) > 40
+    rest = np.abs(before[300:].astype(int) - after[300:].astype(int)).mean()  # below the face
+    assert rest == 0 if exact else rest < 3, rest  # PNG is lossless; JPEG re-compressed at q 2
+
+
+def test_a_video_written_to_an_image_file_is_one_clear_error(small_clip, tmp_path):
+    proc = run_cli("anonymize", small_clip.path, str(tmp_path / "out.jpg"), "-q")
+    assert_one_line_error(proc, "an image file holds one picture and the input has 25 frames", 4)
+    assert not (tmp_path / "out.jpg").exists()
+
+
+def test_a_folder_of_clips_and_photos(small_clip, photo, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(small_clip.path, folder / "clip.mp4")
+    shutil.copy(photo, folder / "snapshot.jpg")
+    proc = run_cli("anonymize", str(folder), str(tmp_path / "out"), "-q", "--mode", "mask")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "clip.mp4").stat().st_size > 0
+    assert box_difference(_rgb(photo), _rgb(tmp_path / "out" / "snapshot.jpg"), ASTRONAUT_FACE_BOX) > 40
