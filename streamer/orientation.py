@@ -10,7 +10,8 @@ sink turns it back (:func:`stored`) and writes the input's display matrix, so
 the output plays like the input and keeps its stored layout.
 
 Only whole quarter turns are applied; mirroring in the matrix is copied to the
-output untouched.
+output untouched. A photo's EXIF orientation reaches us the same way (FFmpeg
+turns it into a display matrix); an image output is written upright.
 
 Example:
     >>> import numpy as np
@@ -42,7 +43,8 @@ class Orientation:
         rotation: degrees counter-clockwise the player turns each stored
             picture (FFmpeg's display-matrix rotation, PyAV's ``VideoFrame.rotation``).
         matrix: the display matrix, nine integers in FFmpeg's
-            ``AV_PKT_DATA_DISPLAYMATRIX`` layout, or None when the stream has none.
+            ``AV_PKT_DATA_DISPLAYMATRIX`` layout, or None when the stream has
+            none or it cannot be read (then ``rotation`` alone is written back).
     """
 
     rotation: int = 0
@@ -85,15 +87,18 @@ def read_orientation(path: str) -> Orientation:
 
 
 def _orientation_of(picture: av.VideoFrame) -> Orientation:
-    for side_data in picture.side_data:
-        if side_data.type.name == "DISPLAYMATRIX":
-            matrix = tuple(int(v) for v in np.frombuffer(bytes(side_data), np.int32)[:9])
-            rotation = float(picture.rotation)
-            if quarter_turns(rotation) == 0 and abs(rotation) > 1:
-                log.warning("display rotation of %g degrees is not a quarter turn: pictures are processed "
-                            "as stored", rotation)
-            return Orientation(rotation=int(round(rotation)), matrix=matrix)
-    return Orientation()
+    rotation = float(picture.rotation)  # 0 without a display matrix
+    try:
+        matrix = next((tuple(int(v) for v in np.frombuffer(bytes(side_data), np.int32)[:9])
+                       for side_data in picture.side_data if side_data.type.name == "DISPLAYMATRIX"), None)
+    except ValueError:  # PyAV 18 cannot list side data of a type it does not know (a JPEG's EXIF block)
+        matrix = None
+    if matrix is None and not rotation:
+        return Orientation()
+    if quarter_turns(rotation) == 0 and abs(rotation) > 1:
+        log.warning("display rotation of %g degrees is not a quarter turn: pictures are processed as stored",
+                    rotation)
+    return Orientation(rotation=int(round(rotation)), matrix=matrix)
 
 
 def upright(image, turns: int):

@@ -61,3 +61,20 @@ def test_a_folder_of_clips_and_photos(small_clip, photo, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "clip.mp4").stat().st_size > 0
     assert box_difference(_rgb(photo), _rgb(tmp_path / "out" / "snapshot.jpg"), ASTRONAUT_FACE_BOX) > 40
+
+
+def test_a_phone_photo_with_exif_orientation_comes_out_upright(tmp_path):
+    """Stored sideways with EXIF orientation 6 (turn clockwise to view): the face is looked for upright
+    and the output image, which carries no EXIF, is written upright."""
+    from PIL import Image
+
+    upright = data.astronaut()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    src, out = tmp_path / "phone.jpg", tmp_path / "out.jpg"
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright))).save(src, exif=exif, quality=95)
+    stats = anonymize_file(str(src), str(out), fast_config(**{"anonymizer.mode": "mask"}), progress=False)
+    assert stats.faces_detected == 1
+    after = _rgb(out)
+    assert box_difference(upright, after, ASTRONAUT_FACE_BOX) > 40
+    assert np.abs(upright[300:].astype(int) - after[300:].astype(int)).mean() < 4

@@ -149,6 +149,8 @@ def open_video_encoder(container, info: StreamInfo, config: EncoderConfig):
     info.colour.tag(stream.codec_context)  # the input's matrix, range, primaries and transfer
     if info.orientation.matrix is not None:  # players turn the output as they turned the input
         stream.set_display_matrix(list(info.orientation.matrix))
+    elif info.orientation.rotation:
+        stream.set_display_rotation(info.orientation.rotation)
     if info.sample_aspect_ratio:  # non-square pixels (PAL/NTSC DVRs, anamorphic): same display shape
         stream.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
     if config.copy_metadata:

@@ -155,8 +155,8 @@ class VideoFileSource:
         self.copy_streams = [s for s in self.container.streams if s.type in COPIED_STREAM_TYPES]
         self.info = info or self._stream_info()
         if info is None and self.info.orientation.turns:
-            log.info("%s: stored turned, with a display rotation of %d degrees: frames are turned upright for "
-                     "the detector and back for the output", self.path, self.info.orientation.rotation)
+            log.info("%s: stored turned, with a display rotation of %d degrees: frames are turned upright, as "
+                     "players show them", self.path, self.info.orientation.rotation)
         self.timestamps = TimestampRepair(round(1 / (self.info.fps * self.info.time_base)))
         self.decode_errors = 0
         self.truncated = False
