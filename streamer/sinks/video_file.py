@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import logging
 import os
 from fractions import Fraction
@@ -196,6 +197,18 @@ class VideoFileSink:
             self.copied = {}
             supported = self.container.supported_codecs
             for stream in copy_streams:
+                if stream.type == "data":
+                    refused = data_stream_refused(self.container.format.name, stream)
+                    if refused:
+                        # a timecode track: the video stream's timecode tag is kept, and MP4/MOV muxers
+                        # write a new timecode track from it, as FFmpeg's command line does
+                        kept = config.copy_metadata and "timecode" in stream.metadata
+                        log.log(logging.INFO if kept else logging.WARNING,
+                                "%s: data stream %d (%s) left out: the %s container cannot take it as it is%s",
+                                path, stream.index, stream.metadata.get("handler_name", "unnamed"),
+                                self.container.format.name, "; its timecode is kept" if kept else "")
+                        log.debug("data stream %d refused: %s", stream.index, refused)
+                        continue
                 name = stream.codec_context.name if stream.codec_context else None
                 if name and supported and name not in supported:
                     raise OutputError(
@@ -281,6 +294,26 @@ class VideoFileSink:
                 self.container.mux(packet)
         finally:
             self.container.close()
+
+
+def data_stream_refused(format_name: str, stream) -> str | None:
+    """Why a ``format_name`` container cannot take packets copied from data ``stream`` (None: it can).
+
+    Muxers accept or refuse a data stream (a QuickTime timecode track, GoPro
+    telemetry) only when writing it: a timecode track without a frame rate
+    fails at the very end of the file. So the stream is tried on a throwaway
+    in-memory file with one packet of zeros (muxers do not read a copied
+    data packet's bytes).
+    """
+    try:
+        with av.open(io.BytesIO(), mode="w", format=format_name) as trial:
+            copy = trial.add_stream_from_template(stream)
+            packet = av.Packet(bytes(16))
+            packet.stream, packet.pts, packet.dts, packet.time_base = copy, 0, 0, stream.time_base
+            trial.mux(packet)
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        return str(exc).split("; last error log: [] ")[-1].strip().rstrip(".")
+    return None
 
 
 def _still_image_output(path: str, info: StreamInfo, config: EncoderConfig) -> tuple:

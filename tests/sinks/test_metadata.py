@@ -68,3 +68,53 @@ def test_copy_metadata_false_writes_no_tags(tmp_path):
     assert not set(after["tags"]) & set(TAGS)
     assert after["audio"].get("language", "und") == "und" and "title" not in after["audio"]  # mp4 writes und
     assert after["sar"] == PAL_SAR  # the picture's shape is not metadata
+
+
+def _clip_with_data(path: str, kind: str) -> None:
+    """10 frames of H.264 plus a data stream: a QuickTime timecode track ("timecode", MOV/MP4) or
+    KLV metadata packets ("klv", MPEG-TS, as drones and surveillance cameras write)."""
+    with av.open(path, mode="w") as c:
+        video = c.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 320, 240, "yuv420p"
+        if kind == "timecode":
+            video.metadata["timecode"] = "01:00:00:00"  # the muxer writes a tmcd track from it
+        data = c.add_data_stream("klv") if kind == "klv" else None
+        for i in range(10):
+            frame = av.VideoFrame.from_ndarray(np.zeros((240, 320, 3), np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in video.encode(frame):
+                c.mux(packet)
+            if data is not None:
+                packet = av.Packet(bytes(24))
+                packet.stream, packet.pts, packet.dts, packet.time_base = data, i * 3600, i * 3600, Fraction(1, 90000)
+                c.mux(packet)
+        for packet in video.encode(None):
+            c.mux(packet)
+
+
+@pytest.mark.parametrize("extension", ["mov", "mp4"])
+def test_a_clip_with_a_timecode_track_is_written_with_its_timecode(tmp_path, extension):
+    """Cameras and editors put a timecode track in MOV/MP4; copying it as it is makes the muxer fail at
+    the very end (it has no frame rate), so the output used to be lost."""
+    src, out = str(tmp_path / f"tc.{extension}"), str(tmp_path / f"out.{extension}")
+    _clip_with_data(src, "timecode")
+    with av.open(src) as c:
+        assert [s.type for s in c.streams] == ["video", "data"]
+    stats = anonymize_file(src, out, fast_config(), progress=False)
+    assert stats.frames_out == 10
+    with av.open(out) as c:
+        assert c.streams.video[0].metadata.get("timecode") == "01:00:00:00"
+        assert [s.type for s in c.streams] == ["video", "data"]  # a new timecode track
+
+
+@pytest.mark.parametrize("out_name, kept", [("out.ts", True), ("out.mp4", False)])
+def test_klv_data_is_copied_where_the_container_takes_it(tmp_path, caplog, out_name, kept):
+    src, out = str(tmp_path / "klv.ts"), str(tmp_path / out_name)
+    _clip_with_data(src, "klv")
+    with caplog.at_level("WARNING", logger="streamer"):
+        stats = anonymize_file(src, out, fast_config(), progress=False)
+    assert stats.frames_out == 10
+    with av.open(out) as c:
+        assert [s.type for s in c.streams] == (["video", "data"] if kept else ["video"])
+    assert ("data stream 1 (unnamed) left out: the mp4 container cannot take it" in caplog.text) is not kept
+    assert stats.packets_copied == (10 if kept else 0)
