@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from streamer.sample import make_sample_clip
@@ -170,3 +171,25 @@ def test_json_logs_for_a_folder_job(small_clip, tmp_path):
     assert summary["frames_dropped"] == 0 and summary["anonymized"]
     assert by_event["file_failed"]["level"] == "error" and by_event["file_failed"]["input"].endswith("b.mp4")
     assert by_event["files_failed"]["failed"] == 1
+
+
+def test_an_audio_codec_the_output_container_cannot_hold_is_one_clear_error(tmp_path):
+    """Opus audio (WebM/MKV) written to .avi: refused before any frame is encoded, with what to do."""
+    src = make_sample_clip(str(tmp_path / "opus.mkv"), seconds=0.4, fps=25, width=320, height=240, audio=False)
+    with_opus = str(tmp_path / "with-opus.mkv")
+    with av.open(src.path) as inp, av.open(with_opus, mode="w") as out:
+        video = out.add_stream_from_template(inp.streams.video[0])
+        audio = out.add_stream("libopus", rate=48000, layout="stereo")
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.size:
+                packet.stream = video
+                out.mux(packet)
+        sound = av.AudioFrame.from_ndarray(np.zeros((1, 2 * 960), np.int16), format="s16", layout="stereo")
+        sound.sample_rate, sound.pts = 48000, 0
+        for last in (sound, None):
+            for packet in audio.encode(last):
+                out.mux(packet)
+    proc = run_cli("anonymize", with_opus, str(tmp_path / "out.avi"), "-q")
+    assert_one_line_error(proc, "the .avi container cannot hold the audio codec 'opus' of the input; choose "
+                                "another extension (.mkv holds nearly all)", 4)
+    assert not (tmp_path / "out.avi").exists()

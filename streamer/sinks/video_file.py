@@ -211,9 +211,11 @@ class VideoFileSink:
                         continue
                 name = stream.codec_context.name if stream.codec_context else None
                 if name and supported and name not in supported:
+                    hint = ("the input's own container holds it" if self.container.format.name == "matroska"
+                            else ".mkv holds nearly all")
                     raise OutputError(
                         f"the {Path(path).suffix or 'output'} container cannot hold the {stream.type} "
-                        f"codec '{name}' of the input; choose another extension (.mkv holds nearly all)")
+                        f"codec '{name}' of the input; choose another extension ({hint})")
                 copy = self.container.add_stream_from_template(stream)
                 copy.disposition = stream.disposition  # default / forced / commentary track flags
                 if config.copy_metadata:  # language, title of an audio or subtitle track
