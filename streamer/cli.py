@@ -112,6 +112,9 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     dst = Path(args.output)
     if dst.exists() and not dst.is_dir():
         raise OutputError(f"input is a folder, so the output must be a folder: {dst}")
+    if dst.exists() and os.path.samefile(src, dst):
+        raise OutputError(f"the output folder is the input folder ({dst}): the originals would be overwritten; "
+                          f"choose another output folder")
     dst.mkdir(parents=True, exist_ok=True)
     videos = sorted(p for p in src.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)
     if not videos:

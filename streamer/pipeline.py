@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -29,7 +30,7 @@ import numpy as np
 
 from streamer.config import Config
 from streamer.detections import Detections, Frame
-from streamer.errors import FrameAbort, StreamerError
+from streamer.errors import FrameAbort, OutputError, StreamerError
 
 log = logging.getLogger(__name__)
 
@@ -470,6 +471,9 @@ def anonymize_file(input_path: str, output_path: str, config: Config, progress: 
     from streamer.sinks.video_file import VideoFileSink, check_output_path
 
     check_output_path(output_path)
+    if os.path.exists(output_path) and os.path.exists(input_path) and os.path.samefile(input_path, output_path):
+        raise OutputError(f"the output is the input file ({output_path}): it would be overwritten while it is "
+                          f"read; choose another output")
     source = build_source(input_path, config)
     try:
         sink = VideoFileSink(output_path, source.info, source.copy_streams, config.encoder)

@@ -193,3 +193,14 @@ def test_an_audio_codec_the_output_container_cannot_hold_is_one_clear_error(tmp_
     assert_one_line_error(proc, "the .avi container cannot hold the audio codec 'opus' of the input; choose "
                                 "another extension (.mkv holds nearly all)", 4)
     assert not (tmp_path / "out.avi").exists()
+
+
+def test_writing_over_the_input_is_refused_and_the_input_kept(small_clip, tmp_path):
+    video = tmp_path / "in.mp4"
+    shutil.copy(small_clip.path, video)
+    original = video.read_bytes()
+    proc = run_cli("anonymize", str(video), str(video), "-q")
+    assert_one_line_error(proc, "the output is the input file", 4)
+    proc = run_cli("anonymize", str(tmp_path), str(tmp_path / "."), "-q")
+    assert_one_line_error(proc, "the output folder is the input folder", 4)
+    assert video.read_bytes() == original
