@@ -580,8 +580,9 @@ def run_pipeline(source, sink, config: Config, progress: bool = False, detector=
     try:
         run.run()
     except (StreamerError, KeyboardInterrupt):
-        # every frame written so far is anonymized: keep a finalized, playable partial output
-        _finish_sink(sink, keep=True)
+        # every frame written so far is anonymized: keep a finalized, playable partial output, unless
+        # writing it is what failed (a disk full leaves a file without an index; deleting it frees the space)
+        _finish_sink(sink, keep=not getattr(sink, "write_failed", False))
         raise
     except BaseException:
         _finish_sink(sink, keep=False)
@@ -590,7 +591,11 @@ def run_pipeline(source, sink, config: Config, progress: bool = False, detector=
         if bar is not None:
             bar.close()
         source.close()
-    sink.close()
+    try:
+        sink.close()
+    except StreamerError:
+        sink.discard()
+        raise
     stats.seconds = time.perf_counter() - start
     stats.frames_out = sink.frames_written
     stats.packets_copied = sink.packets_copied

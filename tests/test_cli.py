@@ -204,3 +204,19 @@ def test_writing_over_the_input_is_refused_and_the_input_kept(small_clip, tmp_pa
     proc = run_cli("anonymize", str(tmp_path), str(tmp_path / "."), "-q")
     assert_one_line_error(proc, "the output folder is the input folder", 4)
     assert video.read_bytes() == original
+
+
+def test_a_full_disk_is_one_clear_error_and_leaves_no_broken_file(small_clip, tmp_path):
+    """The output may grow to 20 kB only (RLIMIT_FSIZE: writes beyond fail as on a full disk)."""
+    import resource
+    import subprocess
+    import sys
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    out = tmp_path / "out.mp4"
+    proc = subprocess.run([sys.executable, "-m", "streamer.cli", "anonymize", small_clip.path, str(out), "-q"],
+                          capture_output=True, text=True, timeout=300, preexec_fn=small_files)
+    assert_one_line_error(proc, f"cannot write {out}: File too large", 4)
+    assert not out.exists()

@@ -227,6 +227,7 @@ class VideoFileSink:
             raise
         self.frames_written = 0
         self.packets_copied = 0
+        self.write_failed = False  # set when writing the file failed: what is there is worthless
 
     def write_frame(self, frame: Frame) -> None:
         """Encode one anonymized frame with its original timestamp.
@@ -244,8 +245,7 @@ class VideoFileSink:
             vf = rgb_to_video_frame(image, self.colour, self.video.pix_fmt)
         vf.pts = frame.pts
         vf.time_base = frame.time_base
-        for packet in self.video.encode(vf):
-            self.container.mux(packet)
+        self._mux(self.video.encode(vf))
         self.frames_written += 1
 
     def _device_yuv420p(self, frame: Frame) -> np.ndarray:
@@ -282,20 +282,36 @@ class VideoFileSink:
         if out is None or packet.dts is None and packet.pts is None:
             return
         packet.stream = out
-        self.container.mux(packet)
+        self._mux([packet])
         self.packets_copied += 1
+
+    def _mux(self, packets) -> None:
+        """Write packets to the file; a failure to write (disk full, file system gone) is an OutputError."""
+        try:
+            for packet in packets:
+                self.container.mux(packet)
+        except (OSError, av.FFmpegError) as exc:
+            self.write_failed = True
+            raise OutputError(f"cannot write {self.path}: {_reason(exc)}") from None
 
     def discard(self) -> None:
         """Delete the output file (after a failure that makes it worthless)."""
         _remove_quietly(self.path)
 
     def close(self) -> None:
-        """Flush the encoder and finalize the file (index, moov atom)."""
+        """Flush the encoder and finalize the file (index, moov atom).
+
+        Raises:
+            OutputError: the file could not be written (``write_failed`` is set).
+        """
         try:
-            for packet in self.video.encode(None):
-                self.container.mux(packet)
+            self._mux(self.video.encode(None))
         finally:
-            self.container.close()
+            try:
+                self.container.close()
+            except (OSError, av.FFmpegError) as exc:
+                self.write_failed = True
+                raise OutputError(f"cannot write {self.path}: {_reason(exc)}") from None
 
 
 def data_stream_refused(format_name: str, stream) -> str | None:
@@ -336,6 +352,11 @@ def _still_image_output(path: str, info: StreamInfo, config: EncoderConfig) -> t
     info = dataclasses.replace(info, colour=JPEG_COLOUR if codec == "mjpeg" else info.colour,
                                orientation=type(info.orientation)())
     return info, dataclasses.replace(config, codec=codec, pix_fmt=pix_fmt), {"update": "1"}
+
+
+def _reason(exc: BaseException) -> str:
+    """An OS or FFmpeg error in a few words: 'No space left on device'."""
+    return str(getattr(exc, "strerror", None) or exc).split(";")[0].strip().rstrip(".")
 
 
 def _remove_quietly(path: str) -> None:
