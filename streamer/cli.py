@@ -115,18 +115,19 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     if dst.exists() and os.path.samefile(src, dst):
         raise OutputError(f"the output folder is the input folder ({dst}): the originals would be overwritten; "
                           f"choose another output folder")
-    dst.mkdir(parents=True, exist_ok=True)
-    videos = sorted(p for p in src.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)
+    videos = media_files(src, exclude=dst)
     if not videos:
         raise InputError(f"no video or image files ({', '.join(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)}) "
-                         f"in folder {src}")
+                         f"in folder {src} or its sub-folders")
     from streamer.pipeline import build_stages
 
     stages = build_stages(config)  # models loaded once for the whole folder
     failed = 0
     for video in videos:
+        target = dst / video.relative_to(src)  # sub-folders mirrored (a dashcam card's Front/, Rear/, Event/)
+        target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            _anonymize_one(str(video), str(dst / video.name), config, args, stages)
+            _anonymize_one(str(video), str(target), config, args, stages)
         except InputError as exc:  # one bad file does not stop the batch
             failed += 1
             log.error("%s", exc, extra={"event": "file_failed", "input": str(video)})
@@ -134,6 +135,23 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
         log.error("%d of %d files failed", failed, len(videos),
                   extra={"event": "files_failed", "failed": failed, "files": len(videos)})
     return 1 if failed else 0
+
+
+def media_files(folder: Path, exclude: Path | None = None) -> list[Path]:
+    """Every video and photo in ``folder`` and its sub-folders, sorted; hidden files and folders and
+    anything inside ``exclude`` (an output folder placed inside the input folder) are left out."""
+    skip = exclude.resolve() if exclude is not None else None
+    found = []
+    for path in folder.rglob("*"):
+        relative = path.relative_to(folder)
+        if path.suffix.lower() not in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS or not path.is_file():
+            continue
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if skip is not None and path.resolve().is_relative_to(skip):
+            continue
+        found.append(path)
+    return sorted(found)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -220,3 +220,19 @@ def test_a_full_disk_is_one_clear_error_and_leaves_no_broken_file(small_clip, tm
                           capture_output=True, text=True, timeout=300, preexec_fn=small_files)
     assert_one_line_error(proc, f"cannot write {out}: File too large", 4)
     assert not out.exists()
+
+
+def test_a_dashcam_card_with_sub_folders_is_mirrored(small_clip, tmp_path):
+    """A card holds Front/, Rear/ and Event/ folders; the output folder may sit inside the input folder."""
+    card = tmp_path / "card"
+    for name in ("Front/0001.mp4", "Rear/0001.mp4", "Event/Front/0002.MP4", ".Trash/old.mp4"):
+        (card / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(small_clip.path, card / name)
+    out = card / "anonymized"
+    for _ in range(2):  # a second run does not take the first run's outputs as inputs
+        proc = run_cli("anonymize", str(card), str(out), "-q", "--detector-width", "320")
+        assert proc.returncode == 0, proc.stderr
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["Event/Front/0002.MP4", "Front/0001.mp4", "Rear/0001.mp4"]
+    for name in written:
+        assert len(video_times(str(out / name))) == len(small_clip.pts)
