@@ -99,7 +99,8 @@ def render_sample_frame(background: np.ndarray, sprite: np.ndarray, sprite_face:
 def make_sample_clip(path: str, seconds: float = 3.0, fps: int = 25, width: int = 1280, height: int = 720,
                      faces: int = 1, audio: bool = True, codec: str = "libx264",
                      frame_durations: list[int] | None = None, audio_first: bool = False,
-                     container_options: dict | None = None, rotation: int = 0) -> SampleClip:
+                     container_options: dict | None = None, rotation: int = 0,
+                     gop: int | None = None) -> SampleClip:
     """Write a clip of moving faces (H.264 by default) with an AAC tone, and return its ground truth.
 
     Args:
@@ -118,6 +119,7 @@ def make_sample_clip(path: str, seconds: float = 3.0, fps: int = 25, width: int 
             (-90: a phone filming in portrait): ``width`` x ``height`` is the
             picture players show, stored turned the other way with a display
             matrix; ``face_boxes`` are in the upright picture's pixels.
+        gop: frames between keyframes (None: the encoder's default, 250 for x264).
     """
     n_frames = int(round(seconds * fps))
     # motion speed in frames: one cycle per clip, but never faster than one per MIN_CYCLE_SECONDS
@@ -141,6 +143,8 @@ def make_sample_clip(path: str, seconds: float = 3.0, fps: int = 25, width: int 
         video.codec_context.time_base = time_base
         if codec == "libx264":
             video.options = {"crf": "18", "preset": "veryfast"}
+        if gop:
+            video.codec_context.gop_size = gop
         if audio and not audio_first:
             astream = container.add_stream("aac", rate=44100, layout="stereo")
         pts = 0

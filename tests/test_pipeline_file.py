@@ -288,3 +288,24 @@ def test_a_frame_size_change_mid_stream_is_scaled_not_cropped(tmp_path, caplog, 
     for frame in frames:  # bright left half, dark right half: the picture was scaled, not cut
         assert frame[:, :150].mean() > 200 and frame[:, 170:].mean() < 50
     assert "the frame size changes from 320x240 to 480x360 at frame 10" in caplog.text
+
+
+def test_a_recording_cut_mid_stream_reports_the_frames_before_its_first_keyframe(tmp_path, caplog):
+    """A piece cut from a longer MPEG-TS recording starts between keyframes: decoders drop what comes
+    before the first keyframe without an error. Those frames are counted and named, not lost silently."""
+    import av
+
+    whole = make_sample_clip(str(tmp_path / "whole.ts"), seconds=4.0, fps=25, width=320, height=240,
+                             audio=False, gop=25)
+    data = open(whole.path, "rb").read()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[len(data) * 3 // 10 // 188 * 188:])  # whole 188-byte TS packets
+    with av.open(str(cut)) as c:
+        keys = [p.is_keyframe for p in c.demux(video=0) if p.size]
+    before_first_key = keys.index(True)
+    assert before_first_key > 5  # the cut really is mid-GOP
+    with caplog.at_level("WARNING", logger="streamer"):
+        stats = anonymize_file(str(cut), str(tmp_path / "out.mp4"), fast_config(), progress=False)
+    assert stats.frames_out == len(keys) - before_first_key
+    assert stats.decode_errors == before_first_key
+    assert f"starts mid-stream: the {before_first_key} frames before its first keyframe" in caplog.text

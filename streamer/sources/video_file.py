@@ -190,6 +190,9 @@ class VideoFileSource:
     def __iter__(self) -> Iterator[Frame | av.Packet]:
         """Yield decoded frames and pass-through packets in demux order."""
         index = 0
+        packets = 0  # video packets given to the decoder
+        before_key: int | None = 0  # of them, those before the first keyframe (None once one came)
+        leading = 0  # packets before the first keyframe, once it came
         streams = [self.stream, *self.copy_streams]
         demuxer = self.container.demux(streams)
         while True:
@@ -206,11 +209,15 @@ class VideoFileSource:
                 if packet.size:
                     yield packet
                 continue
+            if packet.size:
+                packets += 1
+                if before_key is not None:
+                    before_key = None if packet.is_keyframe else before_key + 1
+                    leading = packets - 1 if before_key is None else 0
             try:
                 decoded = self._decode(packet)
             except self.DECODE_ERRORS as exc:
-                self.decode_errors += 1
-                log.warning("%s: skipped an undecodable video packet (%s)", self.path, _describe(exc))
+                self._skipped(f"skipped an undecodable video packet ({_describe(exc)})")
                 continue
             for picture in decoded:
                 yield self._to_frame(picture, index)
@@ -222,12 +229,29 @@ class VideoFileSource:
                     index += 1
             except self.DECODE_ERRORS:
                 pass
+        # a file cut from a longer recording starts mid-GOP: decoders drop what precedes the first keyframe
+        # without an error; count those packets, at most as many as produced no picture
+        lost = min(leading if before_key is None else 0, packets - index)
+        if lost > 0:
+            self.decode_errors += lost
+            log.warning("%s: starts mid-stream: the %d frames before its first keyframe cannot be decoded and "
+                        "are left out", self.path, lost)
         # only MP4/MOV sample tables count frames reliably (AVI headers may count twice)
         indexed = int(self.stream.frames or 0) if "mp4" in self.container.format.name else 0
         if not self.truncated and indexed and index < indexed:
             self.truncated = True
             log.warning("%s: input ends after %d of the %d frames its index lists (file cut off?); "
                         "the output holds the %d decodable frames", self.path, index, indexed, index)
+
+    #: Undecodable packets named one by one in warnings; the rest are only counted.
+    WARNED_DECODE_ERRORS = 5
+
+    def _skipped(self, what: str) -> None:
+        """Count an undecodable packet; warn about the first few."""
+        self.decode_errors += 1
+        if self.decode_errors <= self.WARNED_DECODE_ERRORS:
+            log.warning("%s: %s%s", self.path, what, "; further ones are counted, not listed"
+                        if self.decode_errors == self.WARNED_DECODE_ERRORS else "")
 
     def _decode(self, packet: av.Packet) -> list:
         """Decode one video packet (an empty one flushes the decoder) into pictures for :meth:`_to_frame`."""
