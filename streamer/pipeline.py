@@ -579,10 +579,13 @@ def run_pipeline(source, sink, config: Config, progress: bool = False, detector=
     start = time.perf_counter()
     try:
         run.run()
-    except (StreamerError, KeyboardInterrupt):
+    except (StreamerError, KeyboardInterrupt) as exc:
         # every frame written so far is anonymized: keep a finalized, playable partial output, unless
         # writing it is what failed (a disk full leaves a file without an index; deleting it frees the space)
         _finish_sink(sink, keep=not getattr(sink, "write_failed", False))
+        if isinstance(exc, KeyboardInterrupt) and getattr(sink, "path", None):
+            log.warning("%s: stopped after %d frames; they are kept, finalized and playable", sink.path,
+                        sink.frames_written)
         raise
     except BaseException:
         _finish_sink(sink, keep=False)

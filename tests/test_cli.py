@@ -236,3 +236,27 @@ def test_a_dashcam_card_with_sub_folders_is_mirrored(small_clip, tmp_path):
     assert written == ["Event/Front/0002.MP4", "Front/0001.mp4", "Rear/0001.mp4"]
     for name in written:
         assert len(video_times(str(out / name))) == len(small_clip.pts)
+
+
+def test_ctrl_c_keeps_a_playable_output_of_the_frames_done(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    clip = make_sample_clip(str(tmp_path / "long.mp4"), seconds=12.0, fps=25, width=640, height=360)
+    out = tmp_path / "out.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "streamer.cli", "anonymize", clip.path, str(out),
+                             "--detector-width", "320"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while (not out.exists() or out.stat().st_size < 20_000) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the encoder has written some frames
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "streamer: warning: interrupted" in stderr
+    frames = len(video_times(str(out)))
+    assert 0 < frames < len(clip.pts)
+    assert f"{out}: stopped after {frames} frames; they are kept" in stderr
+    with av.open(str(out)) as c:
+        assert [s.type for s in c.streams] == ["video", "audio"]
