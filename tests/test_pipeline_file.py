@@ -309,3 +309,28 @@ def test_a_recording_cut_mid_stream_reports_the_frames_before_its_first_keyframe
     assert stats.frames_out == len(keys) - before_first_key
     assert stats.decode_errors == before_first_key
     assert f"starts mid-stream: the {before_first_key} frames before its first keyframe" in caplog.text
+
+
+def test_a_recording_whose_clock_starts_late_comes_out_starting_at_zero(tmp_path):
+    """An MPEG-TS from a camera starts wherever its 90 kHz clock was (here one hour in). Kept as it
+    was, an MP4 opens with an hour of nothing; moved back like FFmpeg's command line does, it starts
+    at zero with sound and picture as far apart as they were."""
+    import av
+
+    src, out = str(tmp_path / "late.ts"), str(tmp_path / "late.mp4")
+    make_sample_clip(src, seconds=1.0, fps=25, width=320, height=240,
+                     container_options={"output_ts_offset": "3600"})
+    stats = anonymize_file(src, out, fast_config(), progress=False)
+    assert stats.frames_out == 25
+
+    def starts(path):
+        with av.open(path) as c:
+            return (c.duration / 1e6, *(float(s.start_time * s.time_base) for s in (c.streams.video[0],
+                                                                                   c.streams.audio[0])))
+
+    _, video_in, audio_in = starts(src)
+    duration, video_out, audio_out = starts(out)
+    assert video_in >= 3600 and duration < 1.5 and min(video_out, audio_out) == pytest.approx(0, abs=0.01)
+    assert video_out - audio_out == pytest.approx(video_in - audio_in, abs=0.002)
+    times_in, times_out = video_times(src), video_times(out)
+    assert np.allclose(np.diff(times_out), np.diff(times_in), atol=1e-3)  # frame spacing unchanged

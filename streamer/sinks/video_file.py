@@ -192,6 +192,7 @@ class VideoFileSink:
             if config.copy_metadata:
                 self.container.metadata.update(copied_tags(info.metadata))
             self.colour = info.colour
+            self.start = info.start  # seconds taken off every timestamp: the output starts at zero
             self.turns = info.orientation.turns  # quarter turns from stored to upright pictures
             self._stream = None  # CUDA stream of the device-side conversion (created on first use)
             self.copied = {}
@@ -243,7 +244,7 @@ class VideoFileSink:
             if image.shape[1] != self.video.width or image.shape[0] != self.video.height:
                 image = np.ascontiguousarray(image[: self.video.height, : self.video.width])
             vf = rgb_to_video_frame(image, self.colour, self.video.pix_fmt)
-        vf.pts = frame.pts
+        vf.pts = None if frame.pts is None else frame.pts - self._ticks(frame.time_base)
         vf.time_base = frame.time_base
         self._mux(self.video.encode(vf))
         self.frames_written += 1
@@ -281,9 +282,17 @@ class VideoFileSink:
         out = self.copied.get(packet.stream.index)
         if out is None or packet.dts is None and packet.pts is None:
             return
+        shift = self._ticks(packet.time_base)
+        if shift:
+            packet.pts = None if packet.pts is None else packet.pts - shift
+            packet.dts = None if packet.dts is None else packet.dts - shift
         packet.stream = out
         self._mux([packet])
         self.packets_copied += 1
+
+    def _ticks(self, time_base) -> int:
+        """The output's start shift (``self.start`` seconds) in ticks of ``time_base``."""
+        return round(self.start / time_base) if self.start and time_base else 0
 
     def _mux(self, packets) -> None:
         """Write packets to the file; a failure to write (disk full, file system gone) is an OutputError."""

@@ -54,6 +54,10 @@ class StreamInfo:
             for PAL 720x576 shown at 4:3; the output gets the same.
         metadata: the input container's tags (creation time, title, ...).
         video_metadata: the video stream's tags (language, handler name, ...).
+        start: seconds before the input's first timestamp (0 if it starts at or before zero): the
+            output's timestamps are moved back by it, so it starts at zero as FFmpeg's command line
+            makes it (an MPEG-TS recording may start hours into its clock; an MP4 keeping that would
+            open with hours of nothing).
     """
 
     width: int
@@ -68,6 +72,7 @@ class StreamInfo:
     sample_aspect_ratio: Fraction | None = None
     metadata: dict = field(default_factory=dict)
     video_metadata: dict = field(default_factory=dict)
+    start: Fraction = Fraction(0)
 
 
 def _non_square(ratio: Fraction | None) -> Fraction | None:
@@ -182,6 +187,7 @@ class VideoFileSource:
             sample_aspect_ratio=_non_square(s.codec_context.sample_aspect_ratio or s.sample_aspect_ratio),
             metadata=dict(self.container.metadata),
             video_metadata=dict(s.metadata),
+            start=max(Fraction(self.container.start_time or 0, av.time_base), Fraction(0)),
         )
 
     #: Exceptions of :meth:`_decode` that mean "this packet is undecodable" (skipped and counted).
