@@ -1,0 +1,123 @@
+"""The frame rate the pipeline's Python plumbing alone allows: models and codecs replaced by stubs.
+
+The H100 target of a GAN pipeline to a null sink is 600 frames/s: 1.7 ms per frame for everything the
+host does, on one interpreter. This runs :func:`streamer.pipeline.run_pipeline` on pre-made 16x16
+frames with a detector that returns 4 fixed faces per frame without looking, a compositor that
+anonymizes nothing (the GPU compositor's batch interface) and a null sink, so what is left is the
+per-frame host work of the file pipeline: reader, batcher and writer threads, queues, the tracker
+(norfair), statistics. Its fps is a ceiling for any GPU: the models' and codecs' host time (kernel
+launches, NVDEC calls, encoding) comes on top.
+
+Usage:
+    python benchmarks/plumbing.py [--frames 3000] [--faces 0,4] [--batches 1,8] [--threads 1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections import Counter
+from fractions import Fraction
+
+import numpy as np
+
+from streamer.config import apply_overrides, load_config
+from streamer.detections import Detections, Frame
+from streamer.factory import STAGE_THREADS_ENV
+from streamer.pipeline import run_pipeline
+from streamer.sinks.null import NullSink
+from streamer.sources.video_file import StreamInfo
+
+
+class StubSource:
+    """``frames`` tiny frames at 30 fps, made before the run (no decoding)."""
+
+    def __init__(self, frames: int) -> None:
+        self.path = "stub"
+        self.info = StreamInfo(width=16, height=16, fps=30.0, time_base=Fraction(1, 30), frames=frames, codec="stub",
+                               duration=frames / 30)
+        self.decode_errors, self.truncated = 0, False
+        image = np.zeros((16, 16, 3), np.uint8)
+        self.frames = [Frame(index=i, pts=i, time_base=Fraction(1, 30), image=image) for i in range(frames)]
+
+    def __iter__(self):
+        return iter(self.frames)
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+class StubDetector:
+    """Returns ``faces`` fixed faces (with keypoints) for every frame, drifting one pixel a frame."""
+
+    def __init__(self, faces: int) -> None:
+        self.count = 0
+        boxes = np.array([[100 + 200 * i, 100, 200 + 200 * i, 220] for i in range(faces)], np.float32)
+        self.boxes = boxes.reshape(-1, 4)
+        centre = (self.boxes[:, None, :2] + self.boxes[:, None, 2:]) / 2
+        self.keypoints = np.repeat(centre, 5, axis=1)
+
+    def __call__(self, images: list) -> list[Detections]:
+        """One Detections per image."""
+        out = []
+        for _ in images:
+            shift = np.float32(self.count % 50)
+            out.append(Detections(xyxy=self.boxes + shift, scores=np.full(len(self.boxes), 0.9, np.float32),
+                                  keypoints=self.keypoints + shift))
+            self.count += 1
+        return out
+
+
+class StubCompositor:
+    """The GPU compositor's batch interface, anonymizing nothing."""
+
+    def anonymize_frames(self, frames: list[Frame]) -> list[Counter]:
+        """A count per frame, no pixels touched."""
+        return [Counter(stub=len(f.detections)) for f in frames]
+
+
+def plumbing_fps(frames: int, faces: int, batch: int, threads: int, tracker: bool) -> float:
+    """Frames per second of run_pipeline with stubbed models, codecs and I/O."""
+    config = apply_overrides(load_config(None), {"detector.batch_size": batch, "tracker.enabled": tracker,
+                                                 "pipeline.device": "cpu"})
+    before = os.environ.get(STAGE_THREADS_ENV)
+    os.environ[STAGE_THREADS_ENV] = str(threads)
+    try:
+        source = StubSource(frames)
+        start = time.perf_counter()
+        stats = run_pipeline(source, NullSink(), config, detector=StubDetector(faces), compositor=StubCompositor())
+        seconds = time.perf_counter() - start
+    finally:
+        if before is None:
+            os.environ.pop(STAGE_THREADS_ENV, None)
+        else:
+            os.environ[STAGE_THREADS_ENV] = before
+    if stats.frames_out != frames:
+        raise RuntimeError(f"{frames - stats.frames_out} frames lost")
+    return frames / seconds
+
+
+def main() -> None:
+    """Print a markdown table of fps per variant."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=3000)
+    parser.add_argument("--faces", default="0,4")
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--threads", default="1,2")
+    args = parser.parse_args()
+    ints = lambda text: [int(v) for v in text.split(",")]  # noqa: E731
+    plumbing_fps(200, 0, 1, 1, False)  # warm-up: imports, first thread starts
+    print("| faces/frame | tracker | frames/batch | stage threads | fps | ms/frame |")
+    print("|---:|---|---:|---:|---:|---:|")
+    for faces in ints(args.faces):
+        for tracker in (False, True):
+            for batch in ints(args.batches):
+                for threads in ints(args.threads):
+                    fps = plumbing_fps(args.frames, faces, batch, threads, tracker)
+                    print(f"| {faces} | {'on' if tracker else 'off'} | {batch} | {threads} | {fps:.0f} | "
+                          f"{1000 / fps:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
