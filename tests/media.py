@@ -61,3 +61,26 @@ def outside_mask(shape, boxes, grow: float) -> np.ndarray:
         cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2 * grow, (y2 - y1) / 2 * grow
         mask[max(int(cy - hh), 0):int(cy + hh) + 1, max(int(cx - hw), 0):int(cx + hw) + 1] = False
     return mask
+
+
+def joined_ts(folder) -> str:
+    """Two MPEG-TS recordings joined into one file in ``folder``: 10 frames of 320x240, then 10 of
+    480x360; every picture bright on its left half, dark on its right. Returns its path."""
+    parts = []
+    for name, (w, h) in (("a.ts", (320, 240)), ("b.ts", (480, 360))):
+        parts.append(folder / name)
+        with av.open(str(parts[-1]), mode="w") as c:
+            stream = c.add_stream("libx264", rate=25)
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            picture = np.full((h, w, 3), 230, np.uint8)
+            picture[:, w // 2:] = 20
+            for i in range(10):
+                frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+                frame.pts = i
+                for packet in stream.encode(frame):
+                    c.mux(packet)
+            for packet in stream.encode(None):
+                c.mux(packet)
+    joined = folder / "joined.ts"
+    joined.write_bytes(b"".join(p.read_bytes() for p in parts))
+    return str(joined)

@@ -10,7 +10,8 @@ from streamer.pipeline import anonymize_file
 from streamer.sample import make_sample_clip
 from streamer.stages.detector import CenterFaceDetector
 from tests.conftest import SHARED_VIDEOS, fast_config
-from tests.media import audio_digest, box_difference, outside_mask, stream_types, video_frames, video_times
+from tests.media import (audio_digest, box_difference, joined_ts, outside_mask, stream_types, video_frames,
+                         video_times)
 
 
 @pytest.fixture(scope="module")
@@ -258,30 +259,11 @@ def test_a_second_video_stream_is_named_in_a_warning_not_lost_silently(tmp_path,
 def test_a_frame_size_change_mid_stream_is_scaled_not_cropped(tmp_path, caplog, compositor):
     """Two recordings joined into one MPEG-TS, the second larger: every frame comes out at the first
     size with its whole picture (the right half of the larger frames is dark, and stays so)."""
-    import av
-
     if compositor == "torch":  # frames converted and scaled on the torch device
         pytest.importorskip("torch")
-
-    parts = []
-    for name, (w, h) in (("a.ts", (320, 240)), ("b.ts", (480, 360))):
-        parts.append(tmp_path / name)
-        with av.open(str(parts[-1]), mode="w") as c:
-            stream = c.add_stream("libx264", rate=25)
-            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            picture = np.full((h, w, 3), 230, np.uint8)
-            picture[:, w // 2:] = 20
-            for i in range(10):
-                frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
-                frame.pts = i
-                for packet in stream.encode(frame):
-                    c.mux(packet)
-            for packet in stream.encode(None):
-                c.mux(packet)
-    src, out = tmp_path / "joined.ts", str(tmp_path / "out.mp4")
-    src.write_bytes(b"".join(p.read_bytes() for p in parts))
+    src, out = joined_ts(tmp_path), str(tmp_path / "out.mp4")
     with caplog.at_level("WARNING", logger="streamer"):
-        stats = anonymize_file(str(src), out, fast_config(**{"pipeline.compositor": compositor}), progress=False)
+        stats = anonymize_file(src, out, fast_config(**{"pipeline.compositor": compositor}), progress=False)
     frames = video_frames(out)
     assert stats.frames_out == len(frames) == 20
     assert all(f.shape == (240, 320, 3) for f in frames)

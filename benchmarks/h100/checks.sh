@@ -48,7 +48,8 @@ weights=${GENERATOR_WEIGHTS:-$([ -f engines/generator/weights/generator.safetens
   && echo engines/generator/weights/generator.safetensors || echo random)}
 
 if [ "$part" = core ] || [ "$part" = tests ]; then
-  step pytest-gpu "${PYTEST_LIMIT:-200}" python3 -m pytest -q -p no:cacheprovider tests/engines tests/stages tests/sinks
+  step pytest-gpu "${PYTEST_LIMIT:-200}" python3 -m pytest -q -p no:cacheprovider tests/engines tests/stages tests/sinks \
+    tests/test_orientation.py
 fi
 if [ "$part" = core ] || [ "$part" = timings ]; then
   step engines-latency "${LATENCY_LIMIT:-200}" python3 benchmarks/engines_latency.py --device "$DEVICE" \

@@ -11,6 +11,7 @@ import torch
 
 from streamer.config import EncoderConfig
 from streamer.detections import Frame
+from streamer.orientation import Orientation, upright
 from streamer.sinks.video_file import VideoFileSink
 from streamer.sources.video_file import StreamInfo
 from tests.media import video_frames
@@ -18,9 +19,9 @@ from tests.media import video_frames
 INFO = StreamInfo(width=64, height=48, fps=25.0, time_base=Fraction(1, 25), frames=0, codec="", duration=0.0)
 
 
-def _write(tmp_path, frames: list[Frame]) -> list[np.ndarray]:
+def _write(tmp_path, frames: list[Frame], info: StreamInfo = INFO) -> list[np.ndarray]:
     path = str(tmp_path / "out.mkv")
-    sink = VideoFileSink(path, INFO, [], EncoderConfig(codec="libx264", crf=0, preset="ultrafast"))
+    sink = VideoFileSink(path, info, [], EncoderConfig(codec="libx264", crf=0, preset="ultrafast"))
     for frame in frames:
         sink.write_frame(frame)
     sink.close()
@@ -47,3 +48,23 @@ def test_the_sink_waits_for_the_work_recorded_for_its_frame(tmp_path):
         frames.append(Frame(index=i, pts=i, time_base=INFO.time_base, image=None, device_image=image, ready=ready))
     decoded = _write(tmp_path, frames)
     assert [int(np.median(f)) for f in decoded] == [200, 90]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA GPU"))])
+def test_an_upright_device_frame_is_stored_turned_back(tmp_path, device):
+    """A stream stored a quarter turn away (display rotation -90): the sink turns the upright device
+    frame back, on the GPU when it is there, after the frame's ready event."""
+    stored = np.zeros((48, 64, 3), np.uint8)
+    stored[:, :16] = 230  # a bright band on the stored picture's left edge
+    info = StreamInfo(width=64, height=48, fps=25.0, time_base=Fraction(1, 25), frames=0, codec="",
+                      duration=0.0, orientation=Orientation(rotation=-90))
+    image = torch.from_numpy(upright(stored, info.orientation.turns)).to(device)
+    ready = None
+    if device == "cuda":
+        ready = torch.cuda.Event()
+        ready.record()
+    decoded = _write(tmp_path, [Frame(index=0, pts=0, time_base=INFO.time_base, image=None, device_image=image,
+                                      ready=ready)], info)
+    assert decoded[0].shape == (48, 64, 3)
+    assert decoded[0][:, :14].mean() > 200 and decoded[0][:, 18:].mean() < 30

@@ -7,6 +7,8 @@ import logging
 
 import av
 import numpy as np
+import pytest
+import torch
 
 from streamer.detections import Frame
 from streamer.factory import build_source
@@ -14,6 +16,7 @@ from streamer.sample import make_sample_clip
 from streamer.sources.video_file import VideoFileSource
 from streamer.sources.yuv_upload import YuvUploadSource
 from tests.conftest import fast_config
+from tests.media import joined_ts
 
 
 def _split(source) -> tuple[list[Frame], list]:
@@ -51,3 +54,15 @@ def test_chosen_where_the_gpu_compositor_works(small_clip, caplog):
     plain = build_source(small_clip.path, fast_config())
     plain.close()
     assert type(plain) is VideoFileSource
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA GPU"))])
+def test_frames_of_another_size_are_scaled_on_the_device(tmp_path, device):
+    """A size change mid-stream: the larger frames are scaled to the first size where they are."""
+    frames, _ = _split(YuvUploadSource(joined_ts(tmp_path), device))
+    assert len(frames) == 20
+    for frame in frames:
+        picture = frame.device_image
+        assert picture.device.type == device and tuple(picture.shape) == (240, 320, 3)
+        assert picture[:, :150].float().mean() > 200 and picture[:, 170:].float().mean() < 50
