@@ -316,3 +316,18 @@ def test_a_recording_whose_clock_starts_late_comes_out_starting_at_zero(tmp_path
     assert video_out - audio_out == pytest.approx(video_in - audio_in, abs=0.002)
     times_in, times_out = video_times(src), video_times(out)
     assert np.allclose(np.diff(times_out), np.diff(times_in), atol=1e-3)  # frame spacing unchanged
+
+
+def test_webm_output_gets_a_webm_video_codec(tmp_path, caplog):
+    """WebM cannot hold H.264 (the default encoder): the container's own (VP9) is used, with a warning."""
+    import av
+
+    src = make_sample_clip(str(tmp_path / "in.mp4"), seconds=0.4, fps=25, width=320, height=240, audio=False)
+    out = str(tmp_path / "out.webm")
+    with caplog.at_level("WARNING", logger="streamer"):
+        stats = anonymize_file(src.path, out, fast_config(), progress=False)
+    with av.open(out) as c:
+        assert c.streams.video[0].codec_context.name == "vp9"
+    assert stats.frames_out == len(video_times(out)) == len(src.pts)
+    assert video_times(out) == pytest.approx(video_times(src.path), abs=1e-3)
+    assert "the webm container cannot hold libx264 video: encoding with libvpx-vp9" in caplog.text

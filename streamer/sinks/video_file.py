@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: Encoder options for codecs that understand CRF/preset.
 _CRF_CODECS = ("libx264", "libx265")
+#: libvpx encoders (WebM): constant quality through crf with a zero bit rate.
+_VPX_CODECS = ("libvpx-vp9", "libvpx")
 #: Hardware (NVENC) encoders and the software encoder of the same format used when one cannot be opened.
 NVENC_FALLBACKS = {"h264_nvenc": "libx264", "hevc_nvenc": "libx265"}
 #: What ``encoder.codec: auto`` tries first.
@@ -47,6 +49,8 @@ _DERIVED_TAGS = ("encoder", "major_brand", "minor_version", "compatible_brands",
 #: Still-image outputs (FFmpeg's image2 muxer), by extension: encoder and pixel format.
 STILL_IMAGE_ENCODERS = {".jpg": ("mjpeg", "yuvj420p"), ".jpeg": ("mjpeg", "yuvj420p"), ".png": ("png", "rgb24"),
                         ".bmp": ("bmp", "bgr24"), ".tif": ("tiff", "rgb24"), ".tiff": ("tiff", "rgb24")}
+#: Animated-picture outputs, which hold no sound or other streams.
+SILENT_EXTENSIONS = (".gif", ".apng")
 #: JPEG's colour: BT.601 matrix, full range, whatever the input's was.
 JPEG_COLOUR = ColourInfo(space=5, range=2)
 #: MJPEG quantizer scale for still images (2: visually lossless; FFmpeg's -q:v).
@@ -75,7 +79,26 @@ def _encoder_options(codec: str, config: EncoderConfig) -> dict:
     if codec in NVENC_FALLBACKS:  # constant quality, NVENC's counterpart of CRF
         preset = config.preset if config.preset in _NVENC_PRESETS else "p4"
         return {"rc": "vbr", "cq": str(config.crf), "b": "0", "preset": preset}
+    if codec in _VPX_CODECS:  # constant quality (b 0), not libvpx's default of a few hundred kb/s
+        return {"crf": str(min(63, config.crf + 11)), "b": "0"}  # CRF 20 of x264 looks like ~31 of VP9
     return {}
+
+
+def _add_video_stream(container, codec: str, config: EncoderConfig, rate: Fraction):
+    """Add an encoder stream for ``codec``; where the container cannot hold it (libx264 in WebM, in GIF),
+    its own default video codec instead, with a warning. Returns (stream, encoder name)."""
+    try:
+        return container.add_stream(codec, rate=rate, options=_encoder_options(codec, config)), codec
+    except (av.FFmpegError, ValueError) as exc:
+        fallback = container.default_video_codec
+        if "does not support" not in str(exc) or not fallback or fallback == codec:
+            raise OutputError(f"cannot open video encoder '{codec}' ({exc})") from None
+    encoder = av.codec.Codec(fallback, "w").name  # vp9 -> libvpx-vp9
+    log.warning("the %s container cannot hold %s video: encoding with %s", container.format.name, codec, encoder)
+    try:
+        return container.add_stream(encoder, rate=rate, options=_encoder_options(encoder, config)), encoder
+    except (av.FFmpegError, ValueError) as exc:
+        raise OutputError(f"cannot open video encoder '{encoder}' ({exc})") from None
 
 
 @functools.lru_cache(maxsize=32)
@@ -139,14 +162,11 @@ def open_video_encoder(container, info: StreamInfo, config: EncoderConfig):
     """Add a video stream to ``container`` encoding ``info``-sized frames (width, height in
     pixels) with ``config.codec`` (``auto`` and NVENC names resolved by :func:`resolve_video_codec`)."""
     codec = resolve_video_codec(config, info.width, info.height)
-    options = _encoder_options(codec, config)
-    try:
-        stream = container.add_stream(codec, rate=Fraction(info.fps).limit_denominator(100000), options=options)
-    except (av.FFmpegError, ValueError) as exc:
-        raise OutputError(f"cannot open video encoder '{codec}' ({exc})") from None
+    stream, codec = _add_video_stream(container, codec, config, Fraction(info.fps).limit_denominator(100000))
     stream.width = info.width - info.width % 2
     stream.height = info.height - info.height % 2
-    stream.pix_fmt = config.pix_fmt
+    formats = [f.name for f in stream.codec_context.codec.video_formats or ()]
+    stream.pix_fmt = config.pix_fmt if not formats or config.pix_fmt in formats else formats[0]
     info.colour.tag(stream.codec_context)  # the input's matrix, range, primaries and transfer
     if info.orientation.matrix is not None:  # players turn the output as they turned the input
         stream.set_display_matrix(list(info.orientation.matrix))
@@ -180,12 +200,18 @@ class VideoFileSink:
     def __init__(self, path: str, info: StreamInfo, copy_streams: list, config: EncoderConfig) -> None:
         check_output_path(path)
         self.path = path
-        info, config, options = _still_image_output(path, info, config)
-        if options:
-            copy_streams = []  # an image file holds no sound
+        info, config, options, keeps_streams = _picture_output(path, info, config)
+        if not keeps_streams:
+            if copy_streams:
+                log.warning("%s holds pictures only: the input's %s left out", path,
+                            ", ".join(sorted({s.type for s in copy_streams})))
+            copy_streams = []
         try:
             self.container = av.open(path, mode="w", options=options)
         except (av.FFmpegError, ValueError, OSError) as exc:
+            if "determine output format" in str(exc):
+                raise OutputError(f"cannot write {path}: its extension names no video format; use .mp4, .mkv, "
+                                  f".mov, .webm ...") from None
             raise OutputError(f"cannot write {path}: {exc}") from None
         try:
             self.video = open_video_encoder(self.container, info, config)
@@ -343,24 +369,33 @@ def data_stream_refused(format_name: str, stream) -> str | None:
     return None
 
 
-def _still_image_output(path: str, info: StreamInfo, config: EncoderConfig) -> tuple:
-    """(info, config, muxer options) for writing ``path``: unchanged for a video; for a still image
-    (.jpg, .png, ...) its encoder, JPEG's colour, upright pixels (image files keep no display
-    rotation) and the muxer option to write one file.
+def _picture_output(path: str, info: StreamInfo, config: EncoderConfig) -> tuple:
+    """(info, config, muxer options, keeps other streams) for writing ``path``.
+
+    Unchanged for a video. Picture files keep no display rotation and no sound,
+    so their pixels are written upright and other streams left out: an image
+    (.jpg, .png, ...) also gets its own encoder, JPEG's colour and the muxer
+    option to write one file; an animated picture (.gif) the container's own
+    encoder (:func:`_add_video_stream`).
 
     Raises:
-        OutputError: the input has more than one frame.
+        OutputError: an image file is asked to hold more than one frame.
     """
-    still = STILL_IMAGE_ENCODERS.get(Path(path).suffix.lower())
+    suffix = Path(path).suffix.lower()
+    still = STILL_IMAGE_ENCODERS.get(suffix)
+    if still is None and suffix not in SILENT_EXTENSIONS:
+        return info, config, {}, True
+    width, height = (info.height, info.width) if info.orientation.turns % 2 else (info.width, info.height)
+    info = dataclasses.replace(info, width=width, height=height, orientation=type(info.orientation)())
     if still is None:
-        return info, config, {}
+        return info, config, {}, False
     if info.frames > 1:
         raise OutputError(f"{path}: an image file holds one picture and the input has {info.frames} frames; "
                           f"write a video file (.mp4, .mkv)")
     codec, pix_fmt = still
-    info = dataclasses.replace(info, colour=JPEG_COLOUR if codec == "mjpeg" else info.colour,
-                               orientation=type(info.orientation)())
-    return info, dataclasses.replace(config, codec=codec, pix_fmt=pix_fmt), {"update": "1"}
+    if codec == "mjpeg":
+        info = dataclasses.replace(info, colour=JPEG_COLOUR)
+    return info, dataclasses.replace(config, codec=codec, pix_fmt=pix_fmt), {"update": "1"}, False
 
 
 def _reason(exc: BaseException) -> str:
