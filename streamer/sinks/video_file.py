@@ -178,6 +178,8 @@ def open_video_encoder(container, info: StreamInfo, config: EncoderConfig):
         stream.metadata.update(copied_tags(info.video_metadata))
     stream.time_base = info.time_base
     stream.codec_context.time_base = info.time_base
+    if codec in ("libx265", "hevc_nvenc") and container.format.name in ("mp4", "mov"):
+        stream.codec_context.codec_tag = "hvc1"  # Apple's players (QuickTime, Safari, iOS) refuse FFmpeg's hev1
     if codec == "mjpeg":  # a fixed quantizer, not the bit rate of a video
         stream.codec_context.qscale = True
         stream.codec_context.global_quality = JPEG_QSCALE * _QP2LAMBDA

@@ -69,3 +69,13 @@ def test_software_encoders_are_used_as_named():
 @pytest.mark.skipif(not NVENC_OPENS, reason="no NVENC here (the H100 has none)")
 def test_nvenc_is_used_where_it_opens(small_clip, tmp_path):
     assert _encode(small_clip.path, str(tmp_path / "nvenc.mp4"), EncoderConfig(codec="auto")) == "h264_nvenc"
+
+
+@pytest.mark.parametrize("extension, tag", [("mp4", "hvc1"), ("mov", "hvc1"), ("mkv", None)])
+def test_hevc_in_mp4_is_tagged_for_apple_players(small_clip, tmp_path, extension, tag):
+    """QuickTime, Safari and iOS play HEVC in MP4/MOV only under the 'hvc1' tag (FFmpeg writes 'hev1')."""
+    out = str(tmp_path / f"hevc.{extension}")
+    assert _encode(small_clip.path, out, EncoderConfig(codec="libx265", preset="ultrafast")) == "libx265"
+    with av.open(out) as c:
+        written = c.streams.video[0].codec_context.codec_tag
+    assert written == tag if tag else written != "hvc1"
