@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from streamer.config import ANONYMIZER_MODES, DEVICES, ERROR_POLICIES, Config, apply_overrides, load_config
@@ -122,18 +123,24 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     from streamer.pipeline import build_stages
 
     stages = build_stages(config)  # models loaded once for the whole folder
-    failed = 0
-    for video in videos:
+    failed, frames, dropped, started = 0, 0, 0, time.perf_counter()
+    for number, video in enumerate(videos, 1):
         target = dst / video.relative_to(src)  # sub-folders mirrored (a dashcam card's Front/, Rear/, Event/)
         target.parent.mkdir(parents=True, exist_ok=True)
+        if not (args.quiet or json_logs(args)):
+            print(f"[{number}/{len(videos)}] {video}", file=sys.stderr, flush=True)
         try:
-            _anonymize_one(str(video), str(target), config, args, stages)
+            stats = _anonymize_one(str(video), str(target), config, args, stages)
         except InputError as exc:  # one bad file does not stop the batch
             failed += 1
             log.error("%s", exc, extra={"event": "file_failed", "input": str(video)})
-    if failed:
-        log.error("%d of %d files failed", failed, len(videos),
-                  extra={"event": "files_failed", "failed": failed, "files": len(videos)})
+            continue
+        frames, dropped = frames + stats.frames_out, dropped + stats.frames_dropped
+    log.log(logging.ERROR if failed else logging.INFO,
+            "folder done: %d of %d files written to %s (%d frames, %d dropped) in %.0f s%s",
+            len(videos) - failed, len(videos), dst, frames, dropped, time.perf_counter() - started,
+            f"; {failed} failed" if failed else "",
+            extra={"event": "folder_done", "files": len(videos), "failed": failed, "frames": frames})
     return 1 if failed else 0
 
 

@@ -114,9 +114,13 @@ def test_folder_in_folder_out(small_clip, tmp_path):
     folder.mkdir()
     shutil.copy(small_clip.path, folder / "a.mp4")
     (folder / "readme.txt").write_text("not a video")
-    proc = run_cli("anonymize", str(folder), str(tmp_path / "out"), "-q")
-    assert proc.returncode == 0, proc.stderr
+    (folder / "broken.mp4").write_text("not a video either")
+    proc = run_cli("anonymize", str(folder), str(tmp_path / "out"))
+    assert proc.returncode == 1, proc.stderr  # one file failed, the rest were written
     assert len(video_times(str(tmp_path / "out" / "a.mp4"))) == len(small_clip.pts)
+    assert f"[1/2] {folder / 'a.mp4'}" in proc.stderr and f"[2/2] {folder / 'broken.mp4'}" in proc.stderr
+    assert (f"folder done: 1 of 2 files written to {tmp_path / 'out'} ({len(small_clip.pts)} frames, 0 dropped)"
+            in proc.stderr) and "; 1 failed" in proc.stderr
 
 
 def test_folder_job_loads_the_models_once(small_clip, tmp_path, monkeypatch):
@@ -170,7 +174,9 @@ def test_json_logs_for_a_folder_job(small_clip, tmp_path):
     assert summary["input"].endswith("a.mp4") and summary["frames_out"] == len(small_clip.pts)
     assert summary["frames_dropped"] == 0 and summary["anonymized"]
     assert by_event["file_failed"]["level"] == "error" and by_event["file_failed"]["input"].endswith("b.mp4")
-    assert by_event["files_failed"]["failed"] == 1
+    done = by_event["folder_done"]
+    assert done["level"] == "error" and done["failed"] == 1 and done["files"] == 2
+    assert done["frames"] == len(small_clip.pts)
 
 
 def test_an_audio_codec_the_output_container_cannot_hold_is_one_clear_error(tmp_path):
