@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a video file and an output file (container from its extension); a folder and an "
                         "output folder; or rtsp:// camera URLs and an rtsp://|rtmp:// publish URL or a "
                         "recording folder")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="leave out inputs whose output exists (resume a folder job; outputs of folder "
+                        "jobs appear only once complete)")
     _add_run_options(p)
 
     p = sub.add_parser("demo", help="make a short clip with a real face and anonymize it")
@@ -77,18 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _anonymize_one(src: str, dst: str, config: Config, args: argparse.Namespace, stages=None):
+def _anonymize_one(src: str, dst: str, config: Config, args: argparse.Namespace, stages=None,
+                   reported_as: str | None = None):
     """Anonymize one file (with already built ``stages``, if given); report the run (a summary block, or one
-    JSON record with ``--log-format json``)."""
+    JSON record with ``--log-format json``) under the output name ``reported_as`` (default ``dst``)."""
     from streamer.pipeline import anonymize_file
 
     stats = anonymize_file(src, dst, config, progress=not (args.quiet or json_logs(args)),
                            detector=stages.detector if stages else None,
                            compositor=stages.compositor if stages else None)
+    shown = reported_as or dst
     if json_logs(args):
-        log.info("summary", extra={"event": "summary", "input": src, "output": dst, **stats.as_dict()})
+        log.info("summary", extra={"event": "summary", "input": src, "output": shown, **stats.as_dict()})
     elif not args.quiet:
-        print(f"{src} -> {dst}\n{stats.summary()}", file=sys.stderr)
+        print(f"{src} -> {shown}\n{stats.summary()}", file=sys.stderr)
     if stats.truncated or stats.decode_errors:
         log.warning("%s was damaged: output holds the %d frames that could be decoded", src, stats.frames_out)
     return stats
@@ -108,6 +113,9 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     src = Path(args.input)
     if not src.is_dir():
+        if args.skip_existing and Path(args.output).exists():
+            log.info("%s exists: skipped (--skip-existing)", args.output)
+            return 0
         _anonymize_one(args.input, args.output, config, args)
         return 0
     dst = Path(args.output)
@@ -122,19 +130,33 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
                          f"in folder {src} or its sub-folders")
     from streamer.pipeline import build_stages
 
+    # sub-folders mirrored (a dashcam card's Front/, Rear/, Event/)
+    targets = {video: dst / video.relative_to(src) for video in videos}
+    if args.skip_existing:
+        done = [video for video, target in targets.items() if target.exists()]
+        if done:
+            log.info("%d of %d files already have an output: skipped (--skip-existing)", len(done), len(videos))
+        videos = [video for video in videos if video not in done]
     stages = build_stages(config)  # models loaded once for the whole folder
     failed, frames, dropped, started = 0, 0, 0, time.perf_counter()
     for number, video in enumerate(videos, 1):
-        target = dst / video.relative_to(src)  # sub-folders mirrored (a dashcam card's Front/, Rear/, Event/)
+        target = targets[video]
         target.parent.mkdir(parents=True, exist_ok=True)
         if not (args.quiet or json_logs(args)):
             print(f"[{number}/{len(videos)}] {video}", file=sys.stderr, flush=True)
+        partial = partial_path(target)  # renamed once complete: an output that exists is a whole one
         try:
-            stats = _anonymize_one(str(video), str(target), config, args, stages)
+            stats = _anonymize_one(str(video), str(partial), config, args, stages, reported_as=str(target))
         except InputError as exc:  # one bad file does not stop the batch
             failed += 1
             log.error("%s", exc, extra={"event": "file_failed", "input": str(video)})
             continue
+        except KeyboardInterrupt:
+            if partial.exists():
+                log.warning("the output of %s so far is kept as %s; rerun with --skip-existing to go on "
+                            "with the files not done", video, partial)
+            raise
+        os.replace(partial, target)
         frames, dropped = frames + stats.frames_out, dropped + stats.frames_dropped
     log.log(logging.ERROR if failed else logging.INFO,
             "folder done: %d of %d files written to %s (%d frames, %d dropped) in %.0f s%s",
@@ -142,6 +164,12 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
             f"; {failed} failed" if failed else "",
             extra={"event": "folder_done", "files": len(videos), "failed": failed, "frames": frames})
     return 1 if failed else 0
+
+
+def partial_path(target: Path) -> Path:
+    """Where a folder job writes ``target`` until it is complete: a hidden file beside it with the same
+    extension (``.clip.partial.mp4``), which folder jobs never take as input."""
+    return target.with_name(f".{target.stem}.partial{target.suffix}")
 
 
 def media_files(folder: Path, exclude: Path | None = None) -> list[Path]:

@@ -266,3 +266,37 @@ def test_ctrl_c_keeps_a_playable_output_of_the_frames_done(tmp_path):
     assert f"{out}: stopped after {frames} frames; they are kept" in stderr
     with av.open(str(out)) as c:
         assert [s.type for s in c.streams] == ["video", "audio"]
+
+
+def test_an_interrupted_folder_job_resumes_with_skip_existing(small_clip, tmp_path):
+    """Outputs of a folder job appear only once complete, so --skip-existing after Ctrl-C redoes the
+    interrupted file and the ones not started, and nothing else."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    shutil.copy(small_clip.path, folder / "a.mp4")
+    make_sample_clip(str(folder / "b.mp4"), seconds=12.0, fps=25, width=640, height=360)
+    shutil.copy(small_clip.path, folder / "c.mp4")
+    command = [sys.executable, "-m", "streamer.cli", "anonymize", str(folder), str(out), "--detector-width", "320"]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    partial = out / ".b.partial.mp4"
+    deadline = time.monotonic() + 120
+    while not (partial.exists() and partial.stat().st_size > 20_000) and time.monotonic() < deadline:
+        time.sleep(0.05)  # a.mp4 done, b.mp4 under way
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, stderr
+    assert sorted(p.name for p in out.iterdir()) == [".b.partial.mp4", "a.mp4"]
+    assert "rerun with --skip-existing" in stderr
+    a_written = (out / "a.mp4").stat().st_mtime_ns
+    proc = subprocess.run(command + ["--skip-existing"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 of 3 files already have an output: skipped" in proc.stderr
+    assert (out / "a.mp4").stat().st_mtime_ns == a_written  # not redone
+    for name, clip_frames in (("b.mp4", 300), ("c.mp4", len(small_clip.pts))):
+        assert len(video_times(str(out / name))) == clip_frames
+    assert not partial.exists()
