@@ -113,6 +113,9 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     src = Path(args.input)
     if not src.is_dir():
+        if Path(args.output).is_dir() or args.output.endswith(("/", os.sep)):  # like cp: into the folder
+            Path(args.output).mkdir(parents=True, exist_ok=True)
+            args.output = str(Path(args.output) / src.name)
         if args.skip_existing and Path(args.output).exists():
             log.info("%s exists: skipped (--skip-existing)", args.output)
             return 0

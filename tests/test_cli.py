@@ -300,3 +300,14 @@ def test_an_interrupted_folder_job_resumes_with_skip_existing(small_clip, tmp_pa
     for name, clip_frames in (("b.mp4", 300), ("c.mp4", len(small_clip.pts))):
         assert len(video_times(str(out / name))) == clip_frames
     assert not partial.exists()
+
+
+def test_a_file_into_a_folder_keeps_its_name(small_clip, tmp_path):
+    """Like cp: an existing folder, or a path ending in /, as the output of one file."""
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    for output, expected in ((str(existing), existing / "small.mp4"),
+                             (f"{tmp_path / 'new'}/", tmp_path / "new" / "small.mp4")):
+        proc = run_cli("anonymize", small_clip.path, output, "-q", "--detector-width", "320")
+        assert proc.returncode == 0, proc.stderr
+        assert len(video_times(str(expected))) == len(small_clip.pts)
