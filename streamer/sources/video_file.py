@@ -197,8 +197,7 @@ class VideoFileSource:
         """Yield decoded frames and pass-through packets in demux order."""
         index = 0
         packets = 0  # video packets given to the decoder
-        before_key: int | None = 0  # of them, those before the first keyframe (None once one came)
-        leading = 0  # packets before the first keyframe, once it came
+        leading, seen_key = 0, False  # of them, those before the first keyframe; whether one came
         streams = [self.stream, *self.copy_streams]
         demuxer = self.container.demux(streams)
         while True:
@@ -217,9 +216,8 @@ class VideoFileSource:
                 continue
             if packet.size:
                 packets += 1
-                if before_key is not None:
-                    before_key = None if packet.is_keyframe else before_key + 1
-                    leading = packets - 1 if before_key is None else 0
+                seen_key = seen_key or packet.is_keyframe
+                leading += not seen_key
             try:
                 decoded = self._decode(packet)
             except self.DECODE_ERRORS as exc:
@@ -237,7 +235,7 @@ class VideoFileSource:
                 pass
         # a file cut from a longer recording starts mid-GOP: decoders drop what precedes the first keyframe
         # without an error; count those packets, at most as many as produced no picture
-        lost = min(leading if before_key is None else 0, packets - index)
+        lost = min(leading, packets - index) if seen_key else 0
         if lost > 0:
             self.decode_errors += lost
             log.warning("%s: starts mid-stream: the %d frames before its first keyframe cannot be decoded and "
