@@ -32,6 +32,9 @@ from streamer.sources.timestamps import TimestampRepair
 
 log = logging.getLogger(__name__)
 
+#: Containers whose timestamps run on a broadcast clock (MPEG-TS, MPEG-PS: cameras, DVRs, recorders) rather
+#: than from the file's start: their outputs are moved to start at zero (``StreamInfo.start``).
+CLOCK_FORMATS = ("mpegts", "mpeg")
 #: Stream types copied to the output, whatever their index in the container.
 COPIED_STREAM_TYPES = ("audio", "subtitle", "data")
 
@@ -54,10 +57,10 @@ class StreamInfo:
             for PAL 720x576 shown at 4:3; the output gets the same.
         metadata: the input container's tags (creation time, title, ...).
         video_metadata: the video stream's tags (language, handler name, ...).
-        start: seconds before the input's first timestamp (0 if it starts at or before zero): the
-            output's timestamps are moved back by it, so it starts at zero as FFmpeg's command line
-            makes it (an MPEG-TS recording may start hours into its clock; an MP4 keeping that would
-            open with hours of nothing).
+        start: seconds the output's timestamps are moved back by: for an MPEG-TS/PS input (whose
+            clock may stand hours in when the recording starts; an MP4 keeping that would open with
+            hours of nothing) its first timestamp, as FFmpeg's command line does; 0 for file formats,
+            whose times count from the file's start and are kept as they are.
     """
 
     width: int
@@ -187,7 +190,8 @@ class VideoFileSource:
             sample_aspect_ratio=_non_square(s.codec_context.sample_aspect_ratio or s.sample_aspect_ratio),
             metadata=dict(self.container.metadata),
             video_metadata=dict(s.metadata),
-            start=max(Fraction(self.container.start_time or 0, av.time_base), Fraction(0)),
+            start=(max(Fraction(self.container.start_time or 0, av.time_base), Fraction(0))
+                   if self.container.format.name in CLOCK_FORMATS else Fraction(0)),
         )
 
     #: Exceptions of :meth:`_decode` that mean "this packet is undecodable" (skipped and counted).
