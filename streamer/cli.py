@@ -179,6 +179,8 @@ def media_files(folder: Path, exclude: Path | None = None) -> list[Path]:
     """Every video and photo in ``folder`` and its sub-folders, sorted; hidden files and folders and
     anything inside ``exclude`` (an output folder placed inside the input folder) are left out."""
     skip = exclude.resolve() if exclude is not None else None
+    if skip is not None and not skip.is_relative_to(folder.resolve()):
+        skip = None  # the output folder is not inside the input folder (it may hold it: raw/ into .)
     found = []
     for path in folder.rglob("*"):
         relative = path.relative_to(folder)

@@ -311,3 +311,13 @@ def test_a_file_into_a_folder_keeps_its_name(small_clip, tmp_path):
         proc = run_cli("anonymize", small_clip.path, output, "-q", "--detector-width", "320")
         assert proc.returncode == 0, proc.stderr
         assert len(video_times(str(expected))) == len(small_clip.pts)
+
+
+def test_an_output_folder_that_holds_the_input_folder(small_clip, tmp_path):
+    """videos/raw into videos: the inputs lie inside the output folder and are still taken."""
+    raw = tmp_path / "videos" / "raw"
+    raw.mkdir(parents=True)
+    shutil.copy(small_clip.path, raw / "a.mp4")
+    proc = run_cli("anonymize", str(raw), str(tmp_path / "videos"), "-q", "--detector-width", "320")
+    assert proc.returncode == 0, proc.stderr
+    assert len(video_times(str(tmp_path / "videos" / "a.mp4"))) == len(small_clip.pts)
