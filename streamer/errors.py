@@ -32,3 +32,10 @@ class FrameAbort(StreamerError):
     """A stage failed on a frame and the policy is ``on_error: abort``."""
 
     exit_code = 6
+
+
+def describe_error(exc: BaseException) -> str:
+    """An OS or FFmpeg error in a few words for a one-line message, e.g. 'No space left on device'
+    (the OS's text without the file name, FFmpeg's without its log excerpt)."""
+    text = str(getattr(exc, "strerror", None) or exc).strip()
+    return text.split(";")[0].rstrip(".") or type(exc).__name__

@@ -26,7 +26,7 @@ import numpy as np
 from streamer.colour import ColourInfo, rgb_to_video_frame
 from streamer.config import EncoderConfig
 from streamer.detections import Frame
-from streamer.errors import OutputError
+from streamer.errors import OutputError, describe_error
 from streamer.orientation import stored
 from streamer.sources.video_file import StreamInfo
 
@@ -329,7 +329,7 @@ class VideoFileSink:
                 self.container.mux(packet)
         except (OSError, av.FFmpegError) as exc:
             self.write_failed = True
-            raise OutputError(f"cannot write {self.path}: {_reason(exc)}") from None
+            raise OutputError(f"cannot write {self.path}: {describe_error(exc)}") from None
 
     def discard(self) -> None:
         """Delete the output file (after a failure that makes it worthless)."""
@@ -348,7 +348,7 @@ class VideoFileSink:
                 self.container.close()
             except (OSError, av.FFmpegError) as exc:
                 self.write_failed = True
-                raise OutputError(f"cannot write {self.path}: {_reason(exc)}") from None
+                raise OutputError(f"cannot write {self.path}: {describe_error(exc)}") from None
 
 
 def data_stream_refused(format_name: str, stream) -> str | None:
@@ -367,7 +367,7 @@ def data_stream_refused(format_name: str, stream) -> str | None:
             packet.stream, packet.pts, packet.dts, packet.time_base = copy, 0, 0, stream.time_base
             trial.mux(packet)
     except (av.FFmpegError, ValueError, OSError) as exc:
-        return str(exc).split("; last error log: [] ")[-1].strip().rstrip(".")
+        return describe_error(exc)
     return None
 
 
@@ -398,11 +398,6 @@ def _picture_output(path: str, info: StreamInfo, config: EncoderConfig) -> tuple
     if codec == "mjpeg":
         info = dataclasses.replace(info, colour=JPEG_COLOUR)
     return info, dataclasses.replace(config, codec=codec, pix_fmt=pix_fmt), {"update": "1"}, False
-
-
-def _reason(exc: BaseException) -> str:
-    """An OS or FFmpeg error in a few words: 'No space left on device'."""
-    return str(getattr(exc, "strerror", None) or exc).split(";")[0].strip().rstrip(".")
 
 
 def _remove_quietly(path: str) -> None:

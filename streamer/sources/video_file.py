@@ -26,7 +26,7 @@ import numpy as np
 
 from streamer.colour import ColourInfo, video_frame_to_rgb
 from streamer.detections import Frame
-from streamer.errors import InputError
+from streamer.errors import InputError, describe_error
 from streamer.orientation import Orientation, read_orientation, upright
 from streamer.sources.timestamps import TimestampRepair
 
@@ -91,11 +91,6 @@ def _video_stream_name(stream) -> str:
     return f"stream {stream.index} ({ctx.name} {ctx.width}x{ctx.height})" if ctx else f"stream {stream.index}"
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(getattr(exc, "strerror", None) or exc).strip()
-    return text.split(";")[0].rstrip(".") or type(exc).__name__
-
-
 def open_input(url: str, options: dict | None = None, timeout: float | None = None):
     """Open a container with PyAV, turning failures into one-line InputErrors."""
     is_file = "://" not in url
@@ -111,7 +106,7 @@ def open_input(url: str, options: dict | None = None, timeout: float | None = No
         raise InputError(f"cannot read {url}: permission denied") from None
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
         what = "not a readable video file" if is_file else "cannot connect"
-        raise InputError(f"{url}: {what} ({_describe(exc)})") from None
+        raise InputError(f"{url}: {what} ({describe_error(exc)})") from None
 
 
 class VideoFileSource:
@@ -168,7 +163,7 @@ class VideoFileSource:
         self.timestamps = TimestampRepair(round(1 / (self.info.fps * self.info.time_base)))
         self.decode_errors = 0
         self.truncated = False
-        self._resized = 0  # frames scaled to the stream's size (its size changed mid-stream)
+        self._warned_resize = False  # the size changed mid-stream and the user was told
 
     def _stream_info(self) -> StreamInfo:
         s = self.stream
@@ -212,7 +207,7 @@ class VideoFileSource:
             except (av.FFmpegError, OSError) as exc:
                 self.truncated = True
                 log.warning("%s: input ends early or is damaged (%s); keeping the %d frames decoded so far",
-                            self.path, _describe(exc), index)
+                            self.path, describe_error(exc), index)
                 break
             if packet.stream.type != "video":
                 if packet.size:
@@ -225,7 +220,7 @@ class VideoFileSource:
             try:
                 decoded = self._decode(packet)
             except self.DECODE_ERRORS as exc:
-                self._skipped(f"skipped an undecodable video packet ({_describe(exc)})")
+                self._skipped(f"skipped an undecodable video packet ({describe_error(exc)})")
                 continue
             for picture in decoded:
                 yield self._to_frame(picture, index)
@@ -297,10 +292,10 @@ class VideoFileSource:
         width, height = self.info.width, self.info.height
         if tuple(pixels.shape[:2]) == (height, width):
             return pixels
-        if not self._resized:
+        if not self._warned_resize:
+            self._warned_resize = True
             log.warning("%s: the frame size changes from %dx%d to %dx%d at frame %d; such frames are scaled to "
                         "%dx%d", self.path, width, height, pixels.shape[1], pixels.shape[0], index, width, height)
-        self._resized += 1
         if isinstance(pixels, np.ndarray):
             return cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
         from streamer.stages import frame_ops
