@@ -153,8 +153,11 @@ class EncoderConfig:
         fallback: when an NVENC encoder cannot be opened, use libx264 /
             libx265 with a warning (true) or fail (false).
         copy_metadata: copy the input's container and stream tags (creation
-            time, title, language, and a phone's location and device model)
-            to the output (true), or write none (false).
+            time, title, language, ...) to the output (true), or write none
+            (false).
+        copy_location: also copy the tags that say where a recording was made
+            or with what (a phone's GPS location, make, model, software);
+            left out by default: the output is meant to identify no one.
     """
 
     codec: str = "libx264"
@@ -163,6 +166,7 @@ class EncoderConfig:
     pix_fmt: str = "yuv420p"
     fallback: bool = True
     copy_metadata: bool = True
+    copy_location: bool = False
 
     def validate(self) -> None:
         _check(0 <= self.crf <= 51, "encoder.crf", "must be in 0..51")

@@ -7,7 +7,8 @@ upright and are stored as the input stored them, with its display matrix.
 Audio, subtitle and data streams are copied packet for packet, matched by
 stream type and order whatever their index in the input, with their track
 flags. Pixel aspect ratio and (``encoder.copy_metadata``) the container's and
-streams' tags are kept too.
+streams' tags are kept too, but for those that place the recording or name
+the device (``encoder.copy_location``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ _DECODE_ORDER_ONLY_FORMATS = ("avi",)
 #: never copied. Lower case; Matroska's ``_STATISTICS_*`` tags are matched by prefix.
 _DERIVED_TAGS = ("encoder", "major_brand", "minor_version", "compatible_brands", "duration", "bps",
                  "number_of_frames", "number_of_bytes", "rotate", "vendor_id")
+#: Parts of a metadata tag's name that place the recording (phones: ``location``, ``location-eng``,
+#: ``com.apple.quicktime.location.ISO6709``; cameras: ``gps...``).
+_PLACE_WORDS = ("location", "gps", "iso6709")
+#: Last part of a tag's name that names the device (``com.apple.quicktime.model``, ``com.android.model``).
+_DEVICE_TAG_NAMES = ("make", "model", "software", "serial", "serial_number", "manufacturer")
 #: Still-image outputs (FFmpeg's image2 muxer), by extension: encoder and pixel format.
 STILL_IMAGE_ENCODERS = {".jpg": ("mjpeg", "yuvj420p"), ".jpeg": ("mjpeg", "yuvj420p"), ".png": ("png", "rgb24"),
                         ".bmp": ("bmp", "bgr24"), ".tif": ("tiff", "rgb24"), ".tiff": ("tiff", "rgb24")}
@@ -151,11 +157,22 @@ def resolve_video_codec(config: EncoderConfig, width: int, height: int) -> str:
     return NVENC_FALLBACKS[codec]
 
 
-def copied_tags(tags: dict) -> dict:
-    """The metadata tags of an input container or stream that still hold for the re-encoded output:
-    all but what the muxer writes itself or what describes the input's encoding (:data:`_DERIVED_TAGS`)."""
+def copied_tags(tags: dict, config: EncoderConfig) -> dict:
+    """The metadata tags of an input container or stream to write to the output, as ``config`` says
+    (none without ``copy_metadata``; place and device tags only with ``copy_location``), never what the
+    muxer writes itself or what describes the input's encoding (:data:`_DERIVED_TAGS`)."""
+    if not config.copy_metadata:
+        return {}
     return {key: value for key, value in tags.items()
-            if key.lower() not in _DERIVED_TAGS and not key.lower().startswith("_statistics")}
+            if key.lower() not in _DERIVED_TAGS and not key.lower().startswith("_statistics")
+            and (config.copy_location or not is_place_or_device_tag(key))}
+
+
+def is_place_or_device_tag(key: str) -> bool:
+    """Whether a metadata tag says where a recording was made or with what device: ``location``,
+    ``com.apple.quicktime.location.ISO6709``, ``com.android.model``, ``make``, ``gps...``."""
+    name = key.lower()
+    return any(word in name for word in _PLACE_WORDS) or name.rsplit(".", 1)[-1] in _DEVICE_TAG_NAMES
 
 
 def open_video_encoder(container, info: StreamInfo, config: EncoderConfig):
@@ -174,8 +191,7 @@ def open_video_encoder(container, info: StreamInfo, config: EncoderConfig):
         stream.set_display_rotation(info.orientation.rotation)
     if info.sample_aspect_ratio:  # non-square pixels (PAL/NTSC DVRs, anamorphic): same display shape
         stream.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
-    if config.copy_metadata:
-        stream.metadata.update(copied_tags(info.video_metadata))
+    stream.metadata.update(copied_tags(info.video_metadata, config))
     stream.time_base = info.time_base
     stream.codec_context.time_base = info.time_base
     if codec in ("libx265", "hevc_nvenc") and container.format.name in ("mp4", "mov"):
@@ -217,8 +233,7 @@ class VideoFileSink:
             raise OutputError(f"cannot write {path}: {exc}") from None
         try:
             self.video = open_video_encoder(self.container, info, config)
-            if config.copy_metadata:
-                self.container.metadata.update(copied_tags(info.metadata))
+            self.container.metadata.update(copied_tags(info.metadata, config))
             self.colour = info.colour
             self.start = info.start  # seconds taken off every timestamp: the output starts at zero
             self.turns = info.orientation.turns  # quarter turns from stored to upright pictures
@@ -247,8 +262,7 @@ class VideoFileSink:
                         f"codec '{name}' of the input; choose another extension ({hint})")
                 copy = self.container.add_stream_from_template(stream)
                 copy.disposition = stream.disposition  # default / forced / commentary track flags
-                if config.copy_metadata:  # language, title of an audio or subtitle track
-                    copy.metadata.update(copied_tags(stream.metadata))
+                copy.metadata.update(copied_tags(stream.metadata, config))  # a track's language, title
                 self.copied[stream.index] = copy
         except Exception:
             self.container.close()

@@ -118,3 +118,41 @@ def test_klv_data_is_copied_where_the_container_takes_it(tmp_path, caplog, out_n
         assert [s.type for s in c.streams] == (["video", "data"] if kept else ["video"])
     assert ("data stream 1 (unnamed) left out: the mp4 container cannot take it" in caplog.text) is not kept
     assert stats.packets_copied == (10 if kept else 0)
+
+
+@pytest.mark.parametrize("copy_location", [False, True])
+def test_where_and_with_what_a_phone_filmed_is_left_out_unless_asked(tmp_path, copy_location):
+    """A phone's MOV carries its GPS position and model: gone from the output by default (the output
+    is meant to identify no one), the position kept with encoder.copy_location; the creation time stays."""
+    src, out = str(tmp_path / "phone.mov"), str(tmp_path / "out.mov")
+    with av.open(src, mode="w", options={"movflags": "use_metadata_tags"}) as c:
+        c.metadata.update({"location": "+48.8582+002.2945/", "com.apple.quicktime.model": "iPhone 15",
+                           "creation_time": TAGS["creation_time"]})
+        video = c.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in video.encode(frame):
+                c.mux(packet)
+        for packet in video.encode(None):
+            c.mux(packet)
+    with av.open(src) as c:
+        assert {"location", "com.apple.quicktime.model"} <= set(c.metadata)
+    anonymize_file(src, out, fast_config(**{"encoder.copy_location": copy_location}), progress=False)
+    with av.open(out) as c:
+        tags = {key.lower(): value for key, value in c.metadata.items()}
+    assert tags["creation_time"] == TAGS["creation_time"]
+    assert ("location" in tags or "location-eng" in tags) is copy_location
+    if not copy_location:  # (kept or not, FFmpeg's MOV muxer writes Apple's own keys only when asked)
+        assert not any("model" in key for key in tags)
+
+
+def test_place_and_device_tag_names():
+    from streamer.sinks.video_file import is_place_or_device_tag
+
+    private = ["location", "location-eng", "com.apple.quicktime.location.ISO6709", "com.android.model",
+               "com.apple.quicktime.make", "com.apple.quicktime.software", "LOCATION", "gps_latitude"]
+    kept = ["creation_time", "title", "language", "handler_name", "timecode", "comment", "com.android.version"]
+    assert all(is_place_or_device_tag(k) for k in private)
+    assert not any(is_place_or_device_tag(k) for k in kept)
