@@ -133,12 +133,8 @@ def make_sample_clip(path: str, seconds: float = 3.0, fps: int = 25, width: int 
         astream = None
         if audio and audio_first:
             astream = container.add_stream("aac", rate=44100, layout="stereo")
-        video = container.add_stream(codec, rate=fps)
         turns = quarter_turns(rotation)
-        video.width, video.height = (height, width) if turns % 2 else (width, height)
-        video.pix_fmt = "yuv420p"
-        if turns:
-            video.set_display_rotation(rotation)
+        video = _add_video_stream(container, codec, fps, width, height, rotation)
         video.time_base = time_base
         video.codec_context.time_base = time_base
         if codec == "libx264":
@@ -192,6 +188,18 @@ def colour_bars(width: int = 192, height: int = 96) -> np.ndarray:
     return image
 
 
+def _add_video_stream(container, codec: str, rate, width: int, height: int, rotation: int, options=None):
+    """A yuv420p ``codec`` stream for pictures players show at ``width`` x ``height`` pixels, stored turned
+    against a display rotation of ``rotation`` degrees counter-clockwise (a quarter turn swaps the size)."""
+    turns = quarter_turns(rotation)
+    video = container.add_stream(codec, rate=rate, options=options or {})
+    video.width, video.height = (height, width) if turns % 2 else (width, height)
+    video.pix_fmt = "yuv420p"
+    if turns:
+        video.set_display_rotation(rotation)
+    return video
+
+
 def turned_copy(path: str, out: str, rotation: int = -90, max_frames: int | None = None) -> int:
     """Copy the video of ``path`` into ``out`` as a phone stores it: pictures turned against ``rotation``
     and a display matrix of ``rotation`` degrees counter-clockwise, so players show what ``path`` shows.
@@ -203,21 +211,15 @@ def turned_copy(path: str, out: str, rotation: int = -90, max_frames: int | None
     written = 0
     with av.open(path) as source, av.open(out, mode="w") as target:
         video_in = source.streams.video[0]
-        video = target.add_stream("libx264", rate=video_in.average_rate or 25, options={"crf": "18"})
-        video.width, video.height = video_in.codec_context.width, video_in.codec_context.height
-        if turns % 2:
-            video.width, video.height = video.height, video.width
-        video.width, video.height = video.width - video.width % 2, video.height - video.height % 2
-        video.pix_fmt = "yuv420p"
-        if rotation:
-            video.set_display_rotation(rotation)
+        width, height = video_in.codec_context.width // 2 * 2, video_in.codec_context.height // 2 * 2
+        rate = video_in.average_rate or 25
+        video = _add_video_stream(target, "libx264", rate, width, height, rotation, {"crf": "18"})
         for picture in source.decode(video_in):
             if max_frames is not None and written >= max_frames:
                 break
-            image = stored(picture.to_ndarray(format="rgb24"), turns)[: video.height, : video.width]
+            image = stored(picture.to_ndarray(format="rgb24")[:height, :width], turns)
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-            frame.pts = written
-            frame.time_base = Fraction(1) / Fraction(video.codec_context.framerate or 25)
+            frame.pts, frame.time_base = written, 1 / Fraction(rate)
             for packet in video.encode(frame):
                 target.mux(packet)
             written += 1
