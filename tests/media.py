@@ -40,6 +40,47 @@ def audio_digest(path: str) -> tuple[int, float, str]:
         return count, end, md5.hexdigest()
 
 
+#: Frequency of the test tone written by :func:`with_tone`, in Hz.
+TONE_HZ = 440.0
+
+
+def with_tone(video_path: str, out_path: str, codec: str, rate: int, layout: str, delay: float = 0.0) -> None:
+    """Copy the video of ``video_path`` into ``out_path`` with a 440 Hz tone in ``codec``, starting
+    ``delay`` seconds in and lasting as long as the video."""
+    with av.open(video_path) as inp, av.open(out_path, mode="w") as out:
+        video_in = inp.streams.video[0]
+        video = out.add_stream_from_template(video_in)
+        audio = out.add_stream(codec, rate=rate, layout=layout)
+        seconds = inp.duration / av.time_base - delay
+        for packet in inp.demux(video_in):
+            if packet.size:
+                packet.stream = video
+                out.mux(packet)
+        channels = len(audio.layout.channels)
+        start, total, chunk = int(delay * rate), int(seconds * rate), 1024
+        for at in range(0, total, chunk):
+            n = min(chunk, total - at)
+            wave = 0.3 * np.sin(2 * np.pi * TONE_HZ * (start + at + np.arange(n)) / rate)
+            samples = np.repeat((wave * 32767).astype(np.int16), channels)[None]
+            frame = av.AudioFrame.from_ndarray(samples, format="s16", layout=layout)
+            frame.sample_rate, frame.pts = rate, start + at
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+
+
+def sound(path: str) -> tuple[str, np.ndarray, int]:
+    """(decoder name, mono samples in -1..1, sample rate) of the first audio stream."""
+    with av.open(path) as c:
+        stream = c.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono")
+        parts, rate = [], 0
+        for frame in c.decode(stream):
+            for mono in resampler.resample(frame):
+                parts.append(mono.to_ndarray().reshape(-1))
+                rate = mono.sample_rate
+        return stream.codec_context.name, np.concatenate(parts), rate
+
+
 def stream_types(path: str) -> list[str]:
     """Stream types in container order, e.g. ['video', 'audio']."""
     with av.open(path) as c:

@@ -7,12 +7,11 @@ import shutil
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 
 from streamer.sample import make_sample_clip
 from tests.conftest import run_cli
-from tests.media import video_times
+from tests.media import sound, video_times, with_tone
 
 
 def assert_one_line_error(proc, fragment: str, code: int) -> None:
@@ -179,26 +178,18 @@ def test_json_logs_for_a_folder_job(small_clip, tmp_path):
     assert done["frames"] == len(small_clip.pts)
 
 
-def test_an_audio_codec_the_output_container_cannot_hold_is_one_clear_error(tmp_path):
-    """Opus audio (WebM/MKV) written to .avi: refused before any frame is encoded, with what to do."""
+def test_an_audio_codec_the_output_container_cannot_hold_is_reencoded_with_one_warning(tmp_path):
+    """Opus audio (WebM/MKV) written to .avi: the sound is re-encoded (MP3, AVI's own), one warning says so.
+    It used to be a refused job ("choose another extension")."""
     src = make_sample_clip(str(tmp_path / "opus.mkv"), seconds=0.4, fps=25, width=320, height=240, audio=False)
     with_opus = str(tmp_path / "with-opus.mkv")
-    with av.open(src.path) as inp, av.open(with_opus, mode="w") as out:
-        video = out.add_stream_from_template(inp.streams.video[0])
-        audio = out.add_stream("libopus", rate=48000, layout="stereo")
-        for packet in inp.demux(inp.streams.video[0]):
-            if packet.size:
-                packet.stream = video
-                out.mux(packet)
-        sound = av.AudioFrame.from_ndarray(np.zeros((1, 2 * 960), np.int16), format="s16", layout="stereo")
-        sound.sample_rate, sound.pts = 48000, 0
-        for last in (sound, None):
-            for packet in audio.encode(last):
-                out.mux(packet)
-    proc = run_cli("anonymize", with_opus, str(tmp_path / "out.avi"), "-q")
-    assert_one_line_error(proc, "the .avi container cannot hold the audio codec 'opus' of the input; choose "
-                                "another extension (.mkv holds nearly all)", 4)
-    assert not (tmp_path / "out.avi").exists()
+    with_tone(src.path, with_opus, "libopus", 48000, "stereo")
+    out = tmp_path / "out.avi"
+    proc = run_cli("anonymize", with_opus, str(out), "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == (f"streamer: warning: {out}: audio stream 1 (opus) re-encoded as libmp3lame: the "
+                                   f"avi container cannot hold it as it is")
+    assert sound(str(out))[0] == "mp3float" and len(sound(str(out))[1]) > 0.3 * 48000
 
 
 def test_writing_over_the_input_is_refused_and_the_input_kept(small_clip, tmp_path):

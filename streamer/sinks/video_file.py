@@ -6,9 +6,11 @@ timestamps, frame by frame, so variable frame rate survives. Frames arrive
 upright and are stored as the input stored them, with its display matrix.
 Audio, subtitle and data streams are copied packet for packet, matched by
 stream type and order whatever their index in the input, with their track
-flags. Pixel aspect ratio and (``encoder.copy_metadata``) the container's and
-streams' tags are kept too, but for those that place the recording or name
-the device (``encoder.copy_location``).
+flags; audio the container cannot hold as it is is re-encoded
+(:mod:`streamer.sinks.audio_reencode`), other streams it cannot hold are
+left out with a warning. Pixel aspect ratio and (``encoder.copy_metadata``)
+the container's and streams' tags are kept too, but for those that place
+the recording or name the device (``encoder.copy_location``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from streamer.config import EncoderConfig
 from streamer.detections import Frame
 from streamer.errors import OutputError, describe_error
 from streamer.orientation import stored
+from streamer.sinks.audio_reencode import AudioReencoder
 from streamer.sources.video_file import StreamInfo
 
 log = logging.getLogger(__name__)
@@ -239,27 +242,30 @@ class VideoFileSink:
             self.turns = info.orientation.turns  # quarter turns from stored to upright pictures
             self._stream = None  # CUDA stream of the device-side conversion (created on first use)
             self.copied = {}
-            supported = self.container.supported_codecs
+            self.reencoded = {}  # input stream index -> AudioReencoder, for audio the container cannot hold
             for stream in copy_streams:
-                if stream.type == "data":
-                    refused = data_stream_refused(self.container.format.name, stream)
-                    if refused:
-                        # a timecode track: the video stream's timecode tag is kept, and MP4/MOV muxers
-                        # write a new timecode track from it, as FFmpeg's command line does
-                        kept = config.copy_metadata and "timecode" in stream.metadata
-                        log.log(logging.INFO if kept else logging.WARNING,
-                                "%s: data stream %d (%s) left out: the %s container cannot take it as it is%s",
-                                path, stream.index, stream.metadata.get("handler_name", "unnamed"),
-                                self.container.format.name, "; its timecode is kept" if kept else "")
-                        log.debug("data stream %d refused: %s", stream.index, refused)
-                        continue
-                name = stream.codec_context.name if stream.codec_context else None
-                if name and supported and name not in supported:
-                    hint = ("the input's own container holds it" if self.container.format.name == "matroska"
-                            else ".mkv holds nearly all")
-                    raise OutputError(
-                        f"the {Path(path).suffix or 'output'} container cannot hold the {stream.type} "
-                        f"codec '{name}' of the input; choose another extension ({hint})")
+                refused = copy_refused(self.container.format.name, stream)
+                if refused and stream.type == "audio":
+                    audio = AudioReencoder(self.container, stream)
+                    log.warning("%s: audio stream %d (%s) re-encoded as %s: the %s container cannot hold it as "
+                                "it is", path, stream.index, _codec_name(stream), audio.codec,
+                                self.container.format.name)
+                    log.debug("audio stream %d refused: %s", stream.index, refused)
+                    audio.output.metadata.update(copied_tags(stream.metadata, config))
+                    self.reencoded[stream.index] = audio
+                    continue
+                if refused:
+                    # a timecode track: the video stream's timecode tag is kept, and MP4/MOV muxers
+                    # write a new timecode track from it, as FFmpeg's command line does
+                    kept = stream.type == "data" and config.copy_metadata and "timecode" in stream.metadata
+                    log.log(logging.INFO if kept else logging.WARNING,
+                            "%s: %s stream %d (%s) left out: the %s container cannot take it as it is%s",
+                            path, stream.type, stream.index,
+                            stream.metadata.get("handler_name") or _codec_name(stream),
+                            self.container.format.name,
+                            "; its timecode is kept" if kept else " (.mkv holds nearly all)")
+                    log.debug("%s stream %d refused: %s", stream.type, stream.index, refused)
+                    continue
                 copy = self.container.add_stream_from_template(stream)
                 copy.disposition = stream.disposition  # default / forced / commentary track flags
                 copy.metadata.update(copied_tags(stream.metadata, config))  # a track's language, title
@@ -320,9 +326,16 @@ class VideoFileSink:
             return yuv.cpu().numpy()  # waits for this stream only
 
     def write_packet(self, packet: av.Packet) -> None:
-        """Copy a packet of an audio/subtitle/data stream unchanged."""
-        out = self.copied.get(packet.stream.index)
-        if out is None or packet.dts is None and packet.pts is None:
+        """Copy a packet of an audio/subtitle/data stream unchanged (or re-encode it, see ``reencoded``)."""
+        index = packet.stream.index
+        if packet.dts is None and packet.pts is None:
+            return
+        if index in self.reencoded:
+            self._mux(self.reencoded[index].encode(packet, self._ticks(packet.time_base)))
+            self.packets_copied += 1
+            return
+        out = self.copied.get(index)
+        if out is None:
             return
         shift = self._ticks(packet.time_base)
         if shift:
@@ -357,6 +370,8 @@ class VideoFileSink:
         """
         try:
             self._mux(self.video.encode(None))
+            for audio in self.reencoded.values():
+                self._mux(audio.flush(self._ticks(audio.input.time_base)))
         finally:
             try:
                 self.container.close()
@@ -365,24 +380,40 @@ class VideoFileSink:
                 raise OutputError(f"cannot write {self.path}: {describe_error(exc)}") from None
 
 
-def data_stream_refused(format_name: str, stream) -> str | None:
-    """Why a ``format_name`` container cannot take packets copied from data ``stream`` (None: it can).
+def copy_refused(format_name: str, stream) -> str | None:
+    """Why a ``format_name`` container cannot take packets copied from ``stream`` (None: it can).
 
-    Muxers accept or refuse a data stream (a QuickTime timecode track, GoPro
-    telemetry) only when writing it: a timecode track without a frame rate
-    fails at the very end of the file. So the stream is tried on a throwaway
-    in-memory file with one packet of zeros (muxers do not read a copied
-    data packet's bytes).
+    Muxers accept or refuse a stream's codec only when writing it (PCM in an
+    MP4 fails with its header, a timecode track without a frame rate at the
+    very end of the file), and an MPEG-TS takes any codec but writes the ones
+    it does not know as private data that no player reads back as sound. So
+    the copy is tried on a throwaway in-memory file with one packet of zeros
+    (muxers do not read a copied packet's bytes) and read back: refused if
+    writing fails or the stream comes back as another type.
     """
+    buffer = io.BytesIO()
     try:
-        with av.open(io.BytesIO(), mode="w", format=format_name) as trial:
+        with av.open(buffer, mode="w", format=format_name) as trial:
             copy = trial.add_stream_from_template(stream)
             packet = av.Packet(bytes(16))
             packet.stream, packet.pts, packet.dts, packet.time_base = copy, 0, 0, stream.time_base
             trial.mux(packet)
     except (av.FFmpegError, ValueError, OSError) as exc:
         return describe_error(exc)
+    try:
+        buffer.seek(0)
+        with av.open(buffer, format=format_name) as back:
+            types = [s.type for s in back.streams]
+    except (av.FFmpegError, ValueError, OSError):
+        return None  # a packet of zeros may not read back; writing it worked
+    if types and stream.type not in types:
+        return f"written as a {types[0]} stream"
     return None
+
+
+def _codec_name(stream) -> str:
+    """The codec of an input stream, for messages ('pcm_alaw'; 'unnamed': a data stream PyAV decodes not)."""
+    return stream.codec_context.name if stream.codec_context else "unnamed"
 
 
 def _picture_output(path: str, info: StreamInfo, config: EncoderConfig) -> tuple:
