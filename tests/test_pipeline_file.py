@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
-from streamer.detections import Detections
+from streamer.detections import Detections, Frame
 from streamer.pipeline import anonymize_file
 from streamer.sample import make_sample_clip
+from streamer.sources.video_file import VideoFileSource
 from streamer.stages.detector import CenterFaceDetector
 from tests.conftest import SHARED_VIDEOS, fast_config
 from tests.media import (audio_digest, box_difference, joined_ts, outside_mask, stream_types, video_frames,
@@ -228,6 +231,44 @@ def test_h264_in_avi_keeps_frame_order(tmp_path):
     # at most one frame (40 ms here) late, never early: see the README's known limits
     lag = np.array(times) - np.array(video_times(src.path))
     assert np.all(lag >= -1e-3) and np.all(lag <= 0.07), lag
+
+
+def test_an_avi_is_written_and_read_at_its_frame_rate(tmp_path):
+    """An AVI stores one chunk per tick of its time base and states that rate as its frame rate. Written
+    at a Matroska input's 1/1000 time base, the output said 1000 fps (39 empty chunks a frame). Read, an
+    AVI written that way (the crowd clip in ../shared: 1/50 for 25 fps) gave its chunk rate and chunk
+    count as frame rate and frame count (50 fps, 682 frames: the progress bar stopped half way), and its
+    frames were timed by guessed presentation times, which put a frame's gap after the first frame."""
+    import av
+
+    mkv = make_sample_clip(str(tmp_path / "in.mkv"), seconds=1.0, fps=25, width=320, height=240)
+    out = str(tmp_path / "out.avi")
+    stats = anonymize_file(mkv.path, out, fast_config(), progress=False)
+    with av.open(out) as c:
+        video = c.streams.video[0]
+        assert video.average_rate == 25 and video.time_base == Fraction(1, 25)
+        assert sum(1 for p in c.demux(video) if p.size) == stats.frames_out == 25
+    assert np.allclose(np.diff(video_times(out)), 0.04)
+
+    padded = str(tmp_path / "padded.avi")  # ticks of 1/50 s, a frame every other tick
+    with av.open(padded, mode="w") as c:
+        video = c.add_stream("mpeg4", rate=25, options={"bf": "2"})  # B-frames: guessed pts out of order
+        video.width, video.height, video.pix_fmt = 320, 240, "yuv420p"
+        video.time_base = video.codec_context.time_base = Fraction(1, 50)
+        for i, image in enumerate(video_frames(mkv.path)):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = 2 * i, Fraction(1, 50)
+            c.mux(video.encode(frame))
+        c.mux(video.encode(None))
+    with av.open(padded) as c:
+        assert c.streams.video[0].average_rate == 50  # what FFmpeg reports for such a file
+    source = VideoFileSource(padded)
+    try:
+        assert source.info.fps == 25 and source.info.frames == pytest.approx(25, abs=1)
+        times = [float(f.pts * f.time_base) for f in source if isinstance(f, Frame)]
+    finally:
+        source.close()
+    assert len(times) == 25 and np.allclose(np.diff(times), 0.04)
 
 
 def test_a_second_video_stream_is_named_in_a_warning_not_lost_silently(tmp_path, caplog):

@@ -32,7 +32,7 @@ from streamer.detections import Frame
 from streamer.errors import OutputError, describe_error
 from streamer.orientation import stored
 from streamer.sinks.audio_reencode import AudioReencoder
-from streamer.sources.video_file import StreamInfo
+from streamer.sources.video_file import DECODE_ORDER_FORMATS, StreamInfo
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,6 @@ _VPX_CODECS = ("libvpx-vp9", "libvpx")
 NVENC_FALLBACKS = {"h264_nvenc": "libx264", "hevc_nvenc": "libx265"}
 #: What ``encoder.codec: auto`` tries first.
 AUTO_CODEC = "h264_nvenc"
-#: Containers that store frames in decode order without presentation timestamps.
-_DECODE_ORDER_ONLY_FORMATS = ("avi",)
 #: Tags the muxer writes itself, or that describe the input's encoding (stale after re-encoding):
 #: never copied. Lower case; Matroska's ``_STATISTICS_*`` tags are matched by prefix.
 _DERIVED_TAGS = ("encoder", "major_brand", "minor_version", "compatible_brands", "duration", "bps",
@@ -182,7 +180,8 @@ def open_video_encoder(container, info: StreamInfo, config: EncoderConfig):
     """Add a video stream to ``container`` encoding ``info``-sized frames (width, height in
     pixels) with ``config.codec`` (``auto`` and NVENC names resolved by :func:`resolve_video_codec`)."""
     codec = resolve_video_codec(config, info.width, info.height)
-    stream, codec = _add_video_stream(container, codec, config, Fraction(info.fps).limit_denominator(100000))
+    rate = Fraction(info.fps).limit_denominator(100000)
+    stream, codec = _add_video_stream(container, codec, config, rate)
     stream.width = info.width - info.width % 2
     stream.height = info.height - info.height % 2
     formats = [f.name for f in stream.codec_context.codec.video_formats or ()]
@@ -195,14 +194,20 @@ def open_video_encoder(container, info: StreamInfo, config: EncoderConfig):
     if info.sample_aspect_ratio:  # non-square pixels (PAL/NTSC DVRs, anamorphic): same display shape
         stream.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
     stream.metadata.update(copied_tags(info.video_metadata, config))
-    stream.time_base = info.time_base
-    stream.codec_context.time_base = info.time_base
+    # an AVI stores one chunk per tick of its time base and states that rate in its header: at a Matroska
+    # input's 1/1000, players read 1000 fps and 39 empty chunks a frame. So it ticks at the frame rate,
+    # as FFmpeg's command line writes it, unless the input is an AVI whose ticks it keeps (times exact)
+    frame_ticks = (container.format.name in DECODE_ORDER_FORMATS
+                   and info.container_format not in DECODE_ORDER_FORMATS)
+    time_base = 1 / rate if frame_ticks else info.time_base
+    stream.time_base = time_base
+    stream.codec_context.time_base = time_base
     if codec in ("libx265", "hevc_nvenc") and container.format.name in ("mp4", "mov"):
         stream.codec_context.codec_tag = "hvc1"  # Apple's players (QuickTime, Safari, iOS) refuse FFmpeg's hev1
     if codec == "mjpeg":  # a fixed quantizer, not the bit rate of a video
         stream.codec_context.qscale = True
         stream.codec_context.global_quality = JPEG_QSCALE * _QP2LAMBDA
-    if container.format.name in _DECODE_ORDER_ONLY_FORMATS:
+    if container.format.name in DECODE_ORDER_FORMATS:
         # the file keeps no presentation times: reordered (B-) frames would come back mistimed
         stream.codec_context.max_b_frames = 0
     return stream
@@ -240,6 +245,7 @@ class VideoFileSink:
             self.colour = info.colour
             self.start = info.start  # seconds taken off every timestamp: the output starts at zero
             self.turns = info.orientation.turns  # quarter turns from stored to upright pictures
+            self._last_tick = -1  # the last frame's time in ticks of an AVI's frame rate (no two share one)
             self._stream = None  # CUDA stream of the device-side conversion (created on first use)
             self.copied = {}
             self.reencoded = {}  # input stream index -> AudioReencoder, for audio the container cannot hold
@@ -294,6 +300,9 @@ class VideoFileSink:
             vf = rgb_to_video_frame(image, self.colour, self.video.pix_fmt)
         vf.pts = None if frame.pts is None else frame.pts - self._ticks(frame.time_base)
         vf.time_base = frame.time_base
+        if vf.pts is not None and self.video.time_base != frame.time_base:  # an AVI's frame-rate ticks
+            tick = max(round(vf.pts * frame.time_base / self.video.time_base), self._last_tick + 1)
+            vf.pts, vf.time_base, self._last_tick = tick, self.video.time_base, tick
         self._mux(self.video.encode(vf))
         self.frames_written += 1
 

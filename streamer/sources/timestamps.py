@@ -13,6 +13,9 @@ Example:
     [2, 6, 8, 10, 12, 14]
     >>> fix.repaired
     1
+    >>> avi = TimestampRepair(ticks_per_frame=2, decode_order=True)
+    >>> [avi(pts, dts) for pts, dts in [(2, 2), (6, 4), (8, 6), (10, 8), (4, 10), (14, 12)]]
+    [2, 4, 6, 8, 10, 12]
 """
 
 from __future__ import annotations
@@ -24,13 +27,18 @@ class TimestampRepair:
     Args:
         ticks_per_frame: nominal frame duration in time-base ticks, used when
             a timestamp is missing or must be pushed forward.
+        decode_order: the container stores decode times only (AVI), so the
+            pts are guesses from the start: use the dts whenever there is one.
+            (Counting errors first trusts the guessed pts until one goes back,
+            which leaves a gap of a frame after the first frame.)
 
     Attributes:
         repaired: how many frames did not keep their own pts.
     """
 
-    def __init__(self, ticks_per_frame: int) -> None:
+    def __init__(self, ticks_per_frame: int, decode_order: bool = False) -> None:
         self.ticks_per_frame = max(1, int(ticks_per_frame))
+        self.decode_order = decode_order
         self._faulty_pts = 0
         self._faulty_dts = 0
         self._last_pts: int | None = None
@@ -46,7 +54,9 @@ class TimestampRepair:
         if pts is not None:
             self._faulty_pts += self._last_pts is not None and pts <= self._last_pts
             self._last_pts = pts
-        if pts is not None and (self._faulty_pts <= self._faulty_dts or dts is None):
+        if self.decode_order:
+            guess = dts  # None (the decoder's last frames): a frame after the one before
+        elif pts is not None and (self._faulty_pts <= self._faulty_dts or dts is None):
             guess = pts
         else:
             guess = dts

@@ -14,7 +14,9 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import logging
+import statistics
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 #: Containers whose timestamps run on a broadcast clock (MPEG-TS, MPEG-PS: cameras, DVRs, recorders) rather
 #: than from the file's start: their outputs are moved to start at zero (``StreamInfo.start``).
 CLOCK_FORMATS = ("mpegts", "mpeg")
+#: Containers that store decode times only (their presentation times are guesses): frames are timed by those.
+DECODE_ORDER_FORMATS = ("avi",)
 #: Stream types copied to the output, whatever their index in the container.
 COPIED_STREAM_TYPES = ("audio", "subtitle", "data")
 
@@ -61,6 +65,7 @@ class StreamInfo:
             clock may stand hours in when the recording starts; an MP4 keeping that would open with
             hours of nothing) its first timestamp, as FFmpeg's command line does; 0 for file formats,
             whose times count from the file's start and are kept as they are.
+        container_format: the input container's FFmpeg name ('avi', 'matroska,webm', ...; '' if none).
     """
 
     width: int
@@ -76,6 +81,20 @@ class StreamInfo:
     metadata: dict = field(default_factory=dict)
     video_metadata: dict = field(default_factory=dict)
     start: Fraction = Fraction(0)
+    container_format: str = ""
+
+
+def _decode_time_step(path: str, index: int, packets: int = 48) -> int:
+    """The usual step between the decode times of stream ``index``'s first ``packets`` packets (time-base
+    ticks; 0 if unknown), read from a second opening of file ``path`` (demuxing only)."""
+    try:
+        with av.open(path) as container:
+            stream = container.streams[index]
+            times = [p.dts for p in itertools.islice(container.demux(stream), packets) if p.size and p.dts is not None]
+    except (av.FFmpegError, OSError, ValueError):
+        return 0
+    steps = [b - a for a, b in zip(times, times[1:]) if b > a]
+    return int(statistics.median(steps)) if steps else 0
 
 
 def _non_square(ratio: Fraction | None) -> Fraction | None:
@@ -160,7 +179,8 @@ class VideoFileSource:
         if info is None and self.info.orientation.turns:
             log.info("%s: stored turned, with a display rotation of %d degrees: frames are turned upright, as "
                      "players show them", self.path, self.info.orientation.rotation)
-        self.timestamps = TimestampRepair(round(1 / (self.info.fps * self.info.time_base)))
+        self.timestamps = TimestampRepair(round(1 / (self.info.fps * self.info.time_base)),
+                                          decode_order=self.container.format.name in DECODE_ORDER_FORMATS)
         self.decode_errors = 0
         self.truncated = False
         self._warned_resize = False  # the size changed mid-stream and the user was told
@@ -168,10 +188,16 @@ class VideoFileSource:
     def _stream_info(self) -> StreamInfo:
         s = self.stream
         rate = s.average_rate or s.guessed_rate or s.base_rate or Fraction(25)
+        # an AVI written with a finer time base than its frame rate (FFmpeg writes one from a 1/600 or
+        # 1/1000 input) holds empty chunks between frames, which its average rate and frame count include
+        # (the crowd clip in ../shared: 50 fps and 682 frames for 25 fps and 341)
+        step = _decode_time_step(self.path, s.index) if self.container.format.name in DECODE_ORDER_FORMATS else 0
+        padded = bool(step > 1 and s.time_base and rate * s.time_base * step > Fraction(101, 100))
+        rate = 1 / (step * s.time_base) if padded else rate
         duration = float(s.duration * s.time_base) if s.duration and s.time_base else 0.0
         if not duration and self.container.duration:
             duration = self.container.duration / av.time_base
-        frames = int(s.frames or 0) or int(round(duration * float(rate)))
+        frames = (0 if padded else int(s.frames or 0)) or int(round(duration * float(rate)))
         return StreamInfo(
             width=s.codec_context.width,
             height=s.codec_context.height,
@@ -187,6 +213,7 @@ class VideoFileSource:
             video_metadata=dict(s.metadata),
             start=(max(Fraction(self.container.start_time or 0, av.time_base), Fraction(0))
                    if self.container.format.name in CLOCK_FORMATS else Fraction(0)),
+            container_format=self.container.format.name,
         )
 
     #: Exceptions of :meth:`_decode` that mean "this packet is undecodable" (skipped and counted).
