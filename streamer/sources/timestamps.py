@@ -39,6 +39,7 @@ class TimestampRepair:
     def __init__(self, ticks_per_frame: int, decode_order: bool = False) -> None:
         self.ticks_per_frame = max(1, int(ticks_per_frame))
         self.decode_order = decode_order
+        self._lead: int | None = None  # ticks taken off decode times (decode_order)
         self._faulty_pts = 0
         self._faulty_dts = 0
         self._last_pts: int | None = None
@@ -55,7 +56,12 @@ class TimestampRepair:
             self._faulty_pts += self._last_pts is not None and pts <= self._last_pts
             self._last_pts = pts
         if self.decode_order:
-            guess = dts  # None (the decoder's last frames): a frame after the one before
+            if self._lead is None and dts is not None:
+                # the first picture comes out after as many packets as the decoder reorders (B-frames):
+                # its decode time is that much later than FFmpeg's guess of its presentation time
+                self._lead = max(0, dts - pts) if pts is not None else 0
+            # None (the decoder's last frames): a frame after the one before
+            guess = None if dts is None else dts - (self._lead or 0)
         elif pts is not None and (self._faulty_pts <= self._faulty_dts or dts is None):
             guess = pts
         else:

@@ -30,6 +30,7 @@ from streamer.colour import ColourInfo, video_frame_to_rgb
 from streamer.detections import Frame
 from streamer.errors import InputError, describe_error
 from streamer.orientation import Orientation, read_orientation, upright
+from streamer.sources.deinterlace import Deinterlacer
 from streamer.sources.timestamps import TimestampRepair
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,8 @@ class VideoFileSource:
         self.decode_errors = 0
         self.truncated = False
         self._warned_resize = False  # the size changed mid-stream and the user was told
+        self._deinterlace = Deinterlacer()  # idle until an interlaced picture comes
+        self._said_interlaced = False
 
     def _stream_info(self) -> StreamInfo:
         s = self.stream
@@ -249,16 +252,19 @@ class VideoFileSource:
             except self.DECODE_ERRORS as exc:
                 self._skipped(f"skipped an undecodable video packet ({describe_error(exc)})")
                 continue
-            for picture in decoded:
+            for picture in self._progressive(decoded):
                 yield self._to_frame(picture, index)
                 index += 1
         if self.truncated:  # drain frames still buffered in the decoder
             try:
-                for picture in self._flush():
+                for picture in self._progressive(self._flush()):
                     yield self._to_frame(picture, index)
                     index += 1
             except self.DECODE_ERRORS:
                 pass
+        for picture in self._deinterlace.flush():  # the picture the deinterlacer holds back
+            yield self._to_frame(picture, index)
+            index += 1
         # a file cut from a longer recording starts mid-GOP: decoders drop what precedes the first keyframe
         # without an error; count those packets, at most as many as produced no picture
         lost = min(leading, packets - index) if seen_key else 0
@@ -290,6 +296,16 @@ class VideoFileSource:
     def _flush(self) -> list:
         """The pictures still buffered in the decoder."""
         return self.stream.codec_context.decode(None)
+
+    def _progressive(self, pictures: list) -> list:
+        """``pictures`` deinterlaced once an interlaced one was seen (says so once)."""
+        active = self._deinterlace.active
+        out = self._deinterlace(pictures)
+        if self._deinterlace.active and not active and not self._said_interlaced:
+            self._said_interlaced = True
+            log.info("%s: interlaced video: deinterlaced (bwdif, a frame per frame); the output is progressive",
+                     self.path)
+        return out
 
     def _timestamp(self, pts: int | None, dts: int | None) -> int:
         """The repaired presentation timestamp of the next frame in output order (warns once on repairs)."""
