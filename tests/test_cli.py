@@ -105,7 +105,10 @@ def test_truncated_mp4_without_index_is_a_clear_error(small_clip, tmp_path):
     data = Path(small_clip.path).read_bytes()
     cut.write_bytes(data[: len(data) // 2])  # moov atom (at the end) is gone
     proc = run_cli("anonymize", str(cut), str(tmp_path / "o.mp4"), "-q")
-    assert_one_line_error(proc, "cut.mp4", 3)
+    # says what happened to the file, not FFmpeg's "Invalid data found when processing input"
+    assert_one_line_error(proc, f"{cut}: an MP4/MOV cut off before its index (moov) was written", 3)
+    proc = run_cli("anonymize", __file__, str(tmp_path / "o.mp4"), "-q")  # not a video at all
+    assert_one_line_error(proc, f"{__file__}: not a readable video file", 3)
 
 
 def test_folder_in_folder_out(small_clip, tmp_path):

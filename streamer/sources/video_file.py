@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import statistics
+import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -125,8 +127,35 @@ def open_input(url: str, options: dict | None = None, timeout: float | None = No
     except PermissionError:
         raise InputError(f"cannot read {url}: permission denied") from None
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
+        if is_file and _cut_before_its_index(url):
+            raise InputError(f"{url}: an MP4/MOV cut off before its index (moov) was written, as when a camera "
+                             f"loses power or its card is pulled mid-recording; nothing can read its frames "
+                             f"without one (tools such as untrunc rebuild it from a good file of the same "
+                             f"camera)") from None
         what = "not a readable video file" if is_file else "cannot connect"
         raise InputError(f"{url}: {what} ({describe_error(exc)})") from None
+
+
+def _cut_before_its_index(path: str) -> bool:
+    """Whether file ``path`` is an MP4/MOV (ISO boxes, 'ftyp' first) with media data ('mdat') but no
+    index ('moov'): what a recording cut off before it was finalized leaves."""
+    boxes = []
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            at = 0
+            while at + 8 <= size and len(boxes) < 64:
+                f.seek(at)
+                length, kind = struct.unpack(">I4s", f.read(8))
+                if length == 1:  # 64-bit size after the type
+                    length = struct.unpack(">Q", f.read(8))[0]
+                boxes.append(kind)
+                if length < 8:  # 0: to the end of the file
+                    break
+                at += length
+    except OSError:
+        return False
+    return bool(boxes) and boxes[0] == b"ftyp" and b"mdat" in boxes and b"moov" not in boxes
 
 
 class VideoFileSource:
