@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -79,6 +80,48 @@ def sound(path: str) -> tuple[str, np.ndarray, int]:
                 parts.append(mono.to_ndarray().reshape(-1))
                 rate = mono.sample_rate
         return stream.codec_context.name, np.concatenate(parts), rate
+
+
+#: Size (pixels) and length (frames) of the clip :func:`write_interlaced` writes.
+INTERLACED_WIDTH, INTERLACED_HEIGHT, INTERLACED_FRAMES = 320, 240, 20
+
+
+def _field_image(t: int) -> np.ndarray:
+    """A white bar at x = 12 t pixels (t counts fields) on a dark grey background, RGB."""
+    image = np.full((INTERLACED_HEIGHT, INTERLACED_WIDTH, 3), 40, np.uint8)
+    x = 12 * t % (INTERLACED_WIDTH - 40)
+    image[60:180, x:x + 40] = 230
+    return image
+
+
+def write_interlaced(path: str) -> None:
+    """An H.264 clip coded interlaced, top field first: each frame's even rows show the bar at field
+    time 2 i, its odd rows 1/50 s later, as an interlaced camera takes them."""
+    with av.open(path, mode="w") as container:
+        video = container.add_stream("libx264", rate=25, options={"x264-params": "interlaced=1:tff=1"})
+        video.width, video.height, video.pix_fmt = INTERLACED_WIDTH, INTERLACED_HEIGHT, "yuv420p"
+        graph = av.filter.Graph()  # setfield marks the frames interlaced, as x264 needs
+        source = graph.add_buffer(width=INTERLACED_WIDTH, height=INTERLACED_HEIGHT, format="yuv420p",
+                                  time_base=Fraction(1, 25))
+        mark, sink = graph.add("setfield", "tff"), graph.add("buffersink")
+        source.link_to(mark)
+        mark.link_to(sink)
+        graph.configure()
+        for i in range(INTERLACED_FRAMES):
+            woven = _field_image(2 * i)
+            woven[1::2] = _field_image(2 * i + 1)[1::2]
+            frame = av.VideoFrame.from_ndarray(woven, format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            graph.push(frame)
+            container.mux(video.encode(graph.pull()))
+        container.mux(video.encode(None))
+
+
+def comb(image: np.ndarray) -> float:
+    """Mean distance (grey levels) of each row from the mean of the rows above and below it: comb teeth
+    (rows alternating between two pictures) make it large, a progressive picture small."""
+    grey = image.astype(np.float32).mean(axis=2)
+    return float(np.abs(grey[1:-1] - (grey[:-2] + grey[2:]) / 2).mean())
 
 
 def stream_types(path: str) -> list[str]:

@@ -24,6 +24,7 @@ import av
 from streamer.colour import ColourInfo, video_frame_to_rgb
 from streamer.detections import Frame
 from streamer.errors import InputError
+from streamer.sources.deinterlace import Deinterlacer
 from streamer.sources.video_file import open_input
 
 log = logging.getLogger(__name__)
@@ -173,10 +174,15 @@ class LiveSource:
         gap = time.monotonic() - self._lost_at if self._lost_at else 0.0
         base = self._last_time + max(gap, 1.0 / fps) if self._last_time >= 0 else 0.0
         started = False
+        deinterlace = Deinterlacer()  # an interlaced camera's frames, deinterlaced (a frame's delay)
+        if container.streams.audio and not self._connected_once:
+            log.warning("%s: the camera's audio (%s) is not carried: the anonymized stream and recordings are "
+                        "video only", self.url, container.streams.audio[0].codec_context.name,
+                        extra={**self.log_fields, "event": "audio_not_carried"})
         for packet in container.demux(stream):
             if self.stop.is_set():
                 return
-            for vf in packet.decode():
+            for vf in deinterlace(packet.decode()):
                 if not started:
                     started = True
                     self.backoff.reset()
