@@ -156,8 +156,10 @@ class EncoderConfig:
             time, title, language, ...) to the output (true), or write none
             (false).
         copy_location: also copy the tags that say where a recording was made
-            or with what (a phone's GPS location, make, model, software);
-            left out by default: the output is meant to identify no one.
+            or with what (a phone's GPS location, make, model, software), and
+            the telemetry streams that track the camera's position (KLV of
+            drones and surveillance systems, GoPro GPMF, Google CAMM); left
+            out by default: the output is meant to identify no one.
     """
 
     codec: str = "libx264"

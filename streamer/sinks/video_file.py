@@ -10,7 +10,8 @@ flags; audio the container cannot hold as it is is re-encoded
 (:mod:`streamer.sinks.audio_reencode`), other streams it cannot hold are
 left out with a warning. Pixel aspect ratio and (``encoder.copy_metadata``)
 the container's and streams' tags are kept too, but for those that place
-the recording or name the device (``encoder.copy_location``).
+the recording or name the device, and the telemetry streams that track the
+camera (``encoder.copy_location``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ _DERIVED_TAGS = ("encoder", "major_brand", "minor_version", "compatible_brands",
 #: Parts of a metadata tag's name that place the recording (phones: ``location``, ``location-eng``,
 #: ``com.apple.quicktime.location.ISO6709``; cameras: ``gps...``).
 _PLACE_WORDS = ("location", "gps", "iso6709")
+#: Codec names, tags and handler names of data streams that carry the camera's position.
+_TELEMETRY_WORDS = ("klv", "gpmd", "gopro met", "camm", "gps")
 #: Last part of a tag's name that names the device (``com.apple.quicktime.model``, ``com.android.model``).
 _DEVICE_TAG_NAMES = ("make", "model", "software", "serial", "serial_number", "manufacturer")
 #: Still-image outputs (FFmpeg's image2 muxer), by extension: encoder and pixel format.
@@ -176,6 +179,17 @@ def is_place_or_device_tag(key: str) -> bool:
     return any(word in name for word in _PLACE_WORDS) or name.rsplit(".", 1)[-1] in _DEVICE_TAG_NAMES
 
 
+def is_telemetry_stream(stream) -> bool:
+    """Whether a data stream tracks where the camera is: KLV (MISB 0601, drones and surveillance
+    systems: the platform's and the target's latitude and longitude), GoPro's GPMF (GPS among its
+    sensors), Google's CAMM (camera motion and GPS)."""
+    if stream.type != "data":
+        return False
+    names = " ".join(str(v) for v in (getattr(stream, "name", None), getattr(stream, "codec_tag", None),
+                                      stream.metadata.get("handler_name"))).lower()
+    return any(word in names for word in _TELEMETRY_WORDS)
+
+
 def open_video_encoder(container, info: StreamInfo, config: EncoderConfig):
     """Add a video stream to ``container`` encoding ``info``-sized frames (width, height in
     pixels) with ``config.codec`` (``auto`` and NVENC names resolved by :func:`resolve_video_codec`)."""
@@ -250,6 +264,11 @@ class VideoFileSink:
             self.copied = {}
             self.reencoded = {}  # input stream index -> AudioReencoder, for audio the container cannot hold
             for stream in copy_streams:
+                if not config.copy_location and is_telemetry_stream(stream):
+                    log.warning("%s: data stream %d (%s) left out: it tracks where the camera is "
+                                "(encoder.copy_location: true keeps it)", path, stream.index,
+                                stream.metadata.get("handler_name") or getattr(stream, "name", None) or "telemetry")
+                    continue
                 refused = copy_refused(self.container.format.name, stream)
                 if refused and stream.type == "audio":
                     audio = AudioReencoder(self.container, stream)

@@ -107,16 +107,22 @@ def test_a_clip_with_a_timecode_track_is_written_with_its_timecode(tmp_path, ext
         assert [s.type for s in c.streams] == ["video", "data"]  # a new timecode track
 
 
-@pytest.mark.parametrize("out_name, kept", [("out.ts", True), ("out.mp4", False)])
-def test_klv_data_is_copied_where_the_container_takes_it(tmp_path, caplog, out_name, kept):
+@pytest.mark.parametrize("out_name, copy_location, kept, why", [
+    ("out.ts", True, True, ""),
+    ("out.mp4", True, False, "data stream 1 (unnamed) left out: the mp4 container cannot take it"),
+    # by default: KLV (MISB 0601) carries the platform's and the target's position
+    ("out.ts", False, False, "data stream 1 (klv) left out: it tracks where the camera is"),
+])
+def test_klv_data_is_copied_where_the_container_takes_it_if_location_is_kept(tmp_path, caplog, out_name,
+                                                                             copy_location, kept, why):
     src, out = str(tmp_path / "klv.ts"), str(tmp_path / out_name)
     _clip_with_data(src, "klv")
     with caplog.at_level("WARNING", logger="streamer"):
-        stats = anonymize_file(src, out, fast_config(), progress=False)
+        stats = anonymize_file(src, out, fast_config(**{"encoder.copy_location": copy_location}), progress=False)
     assert stats.frames_out == 10
     with av.open(out) as c:
         assert [s.type for s in c.streams] == (["video", "data"] if kept else ["video"])
-    assert ("data stream 1 (unnamed) left out: the mp4 container cannot take it" in caplog.text) is not kept
+    assert why in caplog.text
     assert stats.packets_copied == (10 if kept else 0)
 
 
