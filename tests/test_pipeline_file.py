@@ -271,6 +271,30 @@ def test_an_avi_is_written_and_read_at_its_frame_rate(tmp_path):
     assert len(times) == 25 and np.allclose(np.diff(times), 0.04)
 
 
+def test_a_matroska_file_without_a_frame_duration_is_read_at_its_frame_rate(small_clip, tmp_path):
+    """Remuxed without a default frame duration (as a stream template copy writes it), a Matroska file's
+    average rate is FFmpeg's estimate from its first decode times, which it leaves unset for the first
+    B-frames: 2500 fps for 25. Taken as it was, the VP9 encoder refused the first frame, and the tracker
+    and the progress bar counted 100 times too many frames."""
+    import av
+
+    mkv = str(tmp_path / "remuxed.mkv")
+    with av.open(small_clip.path) as inp, av.open(mkv, mode="w") as out:
+        video = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.size:
+                packet.stream = video
+                out.mux(packet)
+    with av.open(mkv) as c:
+        assert c.streams.video[0].average_rate > 100  # what FFmpeg reports for it
+    source = VideoFileSource(mkv)
+    source.close()
+    assert source.info.fps == 25 and source.info.frames == pytest.approx(len(small_clip.pts), abs=1)
+    out = str(tmp_path / "out.webm")
+    stats = anonymize_file(mkv, out, fast_config(), progress=False)
+    assert stats.frames_out == len(small_clip.pts) and np.allclose(np.diff(video_times(out)), 0.04)
+
+
 def test_a_second_video_stream_is_named_in_a_warning_not_lost_silently(tmp_path, caplog):
     """Some dashcams store front and rear cameras as two video streams of one file."""
     import av

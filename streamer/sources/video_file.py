@@ -226,6 +226,11 @@ class VideoFileSource:
         step = _decode_time_step(self.path, s.index) if self.container.format.name in DECODE_ORDER_FORMATS else 0
         padded = bool(step > 1 and s.time_base and rate * s.time_base * step > Fraction(101, 100))
         rate = 1 / (step * s.time_base) if padded else rate
+        # FFmpeg estimates the average rate of a Matroska file without a default frame duration (remuxed
+        # with a template, VFR recorders) from its first decode times, which it leaves unset for the first
+        # B-frames: 2500 fps for 25, which the VP9 encoder refuses and the tracker and progress bar misread
+        if not padded and s.guessed_rate and rate > 2 * s.guessed_rate:
+            rate = s.guessed_rate
         duration = float(s.duration * s.time_base) if s.duration and s.time_base else 0.0
         if not duration and self.container.duration:
             duration = self.container.duration / av.time_base
