@@ -7,7 +7,7 @@ upright and are stored as the input stored them, with its display matrix.
 Audio, subtitle and data streams are copied packet for packet, matched by
 stream type and order whatever their index in the input, with their track
 flags; audio the container cannot hold as it is is re-encoded
-(:mod:`streamer.sinks.audio_reencode`), other streams it cannot hold are
+(:mod:`streamer.sinks.reencode`), other streams it cannot hold are
 left out with a warning. Pixel aspect ratio and (``encoder.copy_metadata``)
 the container's and streams' tags are kept too, but for those that place
 the recording or name the device, and the telemetry streams that track the
@@ -32,7 +32,7 @@ from streamer.config import EncoderConfig
 from streamer.detections import Frame
 from streamer.errors import OutputError, describe_error
 from streamer.orientation import stored
-from streamer.sinks.audio_reencode import AudioReencoder
+from streamer.sinks.reencode import AudioReencoder, SubtitleReencoder
 from streamer.sources.video_file import DECODE_ORDER_FORMATS, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ class VideoFileSink:
             self._last_tick = -1  # the last frame's time in ticks of an AVI's frame rate (no two share one)
             self._stream = None  # CUDA stream of the device-side conversion (created on first use)
             self.copied = {}
-            self.reencoded = {}  # input stream index -> AudioReencoder, for audio the container cannot hold
+            self.reencoded = {}  # input stream index -> its re-encoder, for streams the container cannot hold
             for stream in copy_streams:
                 if not config.copy_location and is_telemetry_stream(stream):
                     log.warning("%s: data stream %d (%s) left out: it tracks where the camera is "
@@ -270,14 +270,14 @@ class VideoFileSink:
                                 stream.metadata.get("handler_name") or getattr(stream, "name", None) or "telemetry")
                     continue
                 refused = copy_refused(self.container.format.name, stream)
-                if refused and stream.type == "audio":
-                    audio = AudioReencoder(self.container, stream)
-                    log.warning("%s: audio stream %d (%s) re-encoded as %s: the %s container cannot hold it as "
-                                "it is", path, stream.index, _codec_name(stream), audio.codec,
+                reencoder = self._reencoder(stream) if refused else None
+                if reencoder is not None:
+                    log.warning("%s: %s stream %d (%s) re-encoded as %s: the %s container cannot hold it as it "
+                                "is", path, stream.type, stream.index, _codec_name(stream), reencoder.codec,
                                 self.container.format.name)
-                    log.debug("audio stream %d refused: %s", stream.index, refused)
-                    audio.output.metadata.update(copied_tags(stream.metadata, config))
-                    self.reencoded[stream.index] = audio
+                    log.debug("%s stream %d refused: %s", stream.type, stream.index, refused)
+                    reencoder.output.metadata.update(copied_tags(stream.metadata, config))
+                    self.reencoded[stream.index] = reencoder
                     continue
                 if refused:
                     # a timecode track: the video stream's timecode tag is kept, and MP4/MOV muxers
@@ -302,6 +302,18 @@ class VideoFileSink:
         self.frames_written = 0
         self.packets_copied = 0
         self.write_failed = False  # set when writing the file failed: what is there is worthless
+
+    def _reencoder(self, stream):
+        """A re-encoder of ``stream`` into this container (audio; text subtitles), None where there is none
+        (the stream is left out)."""
+        if stream.type == "audio":
+            return AudioReencoder(self.container, stream)
+        if stream.type == "subtitle":
+            try:
+                return SubtitleReencoder(self.container, stream)
+            except OutputError as exc:
+                log.debug("subtitle stream %d not converted: %s", stream.index, exc)
+        return None
 
     def write_frame(self, frame: Frame) -> None:
         """Encode one anonymized frame with its original timestamp.

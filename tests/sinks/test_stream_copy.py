@@ -12,6 +12,7 @@ against the picture.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import av
@@ -114,19 +115,46 @@ def test_aac_into_mpegts_is_copied_not_refused(small_clip, tmp_path, caplog):
     assert sound(out)[0] == "aac"
 
 
-def test_subtitles_are_copied_where_the_container_holds_them_else_left_out_with_a_warning(small_clip, tmp_path,
-                                                                                          caplog):
-    """SRT subtitles (Matroska): kept in an .mkv; an .mp4 cannot take them as they are, so the job goes on
-    without them and says so (it used to refuse the whole file)."""
-    src = str(tmp_path / "with-subtitles.mkv")
-    with_subtitles(small_clip.path, "1\n00:00:00,100 --> 00:00:00,600\nhello\n", src)
-    assert [s.type for s in av.open(src).streams] == ["video", "audio", "subtitle"]
+def subtitle_lines(path: str) -> list[tuple[float, float, list[bytes]]]:
+    """(start s, duration s, text of each line) of every subtitle of the first subtitle stream of ``path``;
+    styling ({\\i1}...) left out, as formats write it differently."""
+    out = []
+    with av.open(path) as c:
+        stream = c.streams.subtitles[0]
+        for packet in c.demux(stream):
+            subtitles = stream.codec_context.decode2(packet) if packet.size else None
+            if subtitles is not None:
+                out.append((round(float(packet.pts * packet.time_base), 3),
+                            round(float(packet.duration * packet.time_base), 3),
+                            [re.sub(rb"{[^}]*}", b"", r.dialogue) for r in subtitles]))
+    return out
 
-    kept = str(tmp_path / "out.mkv")
-    anonymize_file(src, kept, fast_config(), progress=False)
-    assert subtitle_packets(kept) == subtitle_packets(src)
+
+@pytest.mark.parametrize("out_name, codec", [("out.mkv", "srt"), ("out.mp4", "mov_text"), ("out.webm", "webvtt"),
+                                             ("out.ts", None)])
+def test_subtitles_are_copied_else_converted_to_the_containers_text_format_else_left_out(
+        small_clip, tmp_path, caplog, out_name, codec):
+    """SRT subtitles (Matroska) are copied into an .mkv; an .mp4 takes text subtitles as mov_text, a .webm as
+    WebVTT, so they are converted (same text, same times); an MPEG-TS has no text format: left out with a
+    warning. The .mp4 used to refuse the whole file, then (a first fix) to leave them out."""
+    src = str(tmp_path / "with-subtitles.mkv")
+    with_subtitles(small_clip.path, "1\n00:00:00,100 --> 00:00:00,600\nhello\n\n2\n00:00:00,700 --> "
+                                    "00:00:00,900\n<i>world</i>\n", src)
+    assert [s.type for s in av.open(src).streams] == ["video", "audio", "subtitle"]
+    out = str(tmp_path / out_name)
     with caplog.at_level(logging.WARNING):
-        stats = anonymize_file(src, str(tmp_path / "out.mp4"), fast_config(), progress=False)
+        stats = anonymize_file(src, out, fast_config(), progress=False)
     assert stats.frames_out == len(small_clip.pts)
-    assert "subtitle stream 2 (srt) left out: the mp4 container cannot take it as it is" in caplog.text
-    assert [s.type for s in av.open(str(tmp_path / "out.mp4")).streams] == ["video", "audio"]
+    with av.open(out) as c:
+        types = [s.type for s in c.streams]
+        written = c.streams.subtitles[0].codec_context.codec.name if c.streams.subtitles else None
+    if codec is None:
+        assert "subtitle stream 2 (srt) left out: the mpegts container cannot take it as it is" in caplog.text
+        assert types == ["video", "audio"]
+        return
+    assert types == ["video", "audio", "subtitle"] and written == codec
+    assert subtitle_lines(out) == subtitle_lines(src)
+    if out_name == "out.mkv":  # copied packet for packet
+        assert subtitle_packets(out) == subtitle_packets(src)
+    else:
+        assert f"subtitle stream 2 (srt) re-encoded as {codec}" in caplog.text

@@ -1,13 +1,18 @@
-"""Re-encode an audio stream that the output container cannot hold as it is.
+"""Re-encode a stream that the output container cannot hold as it is: audio, text subtitles.
 
-Audio is copied packet for packet whenever the output container takes its
-codec. Where it does not (a DVR's G.711 A-law or PCM audio into an MP4, AAC
-into a WebM, Opus into an AVI), leaving the sound out or refusing the job
-would both lose what the user asked for; FFmpeg's command line re-encodes
-such audio with the container's own audio codec, and so does this module:
-the container's default (AAC for MP4/MOV, MP3 for AVI, AC-3 for Matroska,
-MP2 for MPEG-TS, Opus for WebM), else AAC, else Opus; same channels, same
-sample rate where the encoder has it, timestamps kept.
+Streams beside the video are copied packet for packet whenever the output
+container takes their codec. Where it does not (a DVR's G.711 A-law or PCM
+audio into an MP4, AAC into a WebM, Opus into an AVI; SRT subtitles into an
+MP4 or a WebM), leaving them out or refusing the job would both lose what the
+user asked for; FFmpeg's command line re-encodes such streams with the
+container's own codec, and so does this module.
+
+- Audio: the container's default (AAC for MP4/MOV, MP3 for AVI, AC-3 for
+  Matroska, MP2 for MPEG-TS, Opus for WebM), else AAC, else Opus; same
+  channels, same sample rate where the encoder has it, timestamps kept.
+- Text subtitles (SRT, ASS, WebVTT, MP4's mov_text): the container's text
+  format (mov_text for MP4/MOV, WebVTT for WebM, ASS for Matroska), same
+  times. Picture subtitles (DVD, Blu-ray, DVB) cannot become text.
 
 Example:
     >>> import av                                                    # doctest: +SKIP
@@ -30,6 +35,8 @@ from streamer.errors import OutputError, describe_error
 
 log = logging.getLogger(__name__)
 
+#: Text subtitle formats of containers whose default subtitle codec FFmpeg leaves unset.
+TEXT_SUBTITLE_CODECS = {"mp4": "mov_text", "mov": "mov_text", "ipod": "mov_text", "3gp": "mov_text"}
 #: Encoders tried after the container's default audio codec, in order.
 FALLBACK_AUDIO_ENCODERS = ("aac", "libopus")
 #: Layout names for a channel count whose channels the input left unnamed ("1 channels").
@@ -156,3 +163,53 @@ def _relabelled(frame: av.AudioFrame, layout: str) -> av.AudioFrame:
     out = av.AudioFrame.from_ndarray(array, format=frame.format.name, layout=layout)
     out.sample_rate, out.pts, out.time_base = frame.sample_rate, frame.pts, frame.time_base
     return out
+
+
+class SubtitleReencoder:
+    """Decodes one input text subtitle stream's packets and encodes them in ``container``'s text format.
+
+    Args:
+        container: the output (opened for writing, header not yet written).
+        stream: the input subtitle stream.
+
+    Attributes:
+        codec: the encoder (``mov_text``, ``webvtt``, ``ass``).
+        output: the new subtitle stream of ``container``.
+
+    Raises:
+        OutputError: the stream holds pictures, not text, or the container has no text subtitle format.
+    """
+
+    def __init__(self, container, stream) -> None:
+        decoder = stream.codec_context
+        if not decoder or not decoder.codec.properties & av.codec.codec.Properties.TEXT_SUB.value:
+            raise OutputError(f"subtitle stream {stream.index} holds pictures, which cannot become text")
+        codec = TEXT_SUBTITLE_CODECS.get(container.format.name, container.default_subtitle_codec)
+        if not codec or codec == "none":
+            raise OutputError(f"the {container.format.name} container has no text subtitle format")
+        self.input, self.codec = stream, codec
+        decoder.open()  # text decoders make the ASS header every text encoder starts from
+        self.output = container.add_stream(codec)
+        self.output.codec_context.subtitle_header = decoder.subtitle_header
+        self.output.time_base = self.output.codec_context.time_base = stream.time_base
+        self.output.disposition = stream.disposition
+
+    def encode(self, packet: av.Packet, shift: int = 0) -> list[av.Packet]:
+        """The output packet of one input packet (none for an undecodable one); ``shift`` ticks of the
+        packet's time base are taken off its time (the output's start, see ``StreamInfo.start``)."""
+        try:
+            subtitles = self.input.codec_context.decode2(packet)
+            if subtitles is None:
+                return []
+            out = self.output.codec_context.encode_subtitle(subtitles)
+        except (av.FFmpegError, ValueError) as exc:
+            log.debug("subtitle packet not converted: %s", describe_error(exc))
+            return []
+        out.stream = self.output
+        out.pts = out.dts = None if packet.pts is None else packet.pts - shift
+        out.duration, out.time_base = packet.duration, packet.time_base
+        return [out]
+
+    def flush(self, shift: int = 0) -> list[av.Packet]:
+        """Nothing: subtitle codecs hold nothing back (the same interface as :class:`AudioReencoder`)."""
+        return []
