@@ -21,7 +21,13 @@ from streamer.logs import LOG_FORMATS, json_logs, setup_logging
 log = logging.getLogger("streamer")
 
 #: File extensions taken from an input folder: videos, and photos (written back as the same kind of image).
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".m4v", ".webm", ".ts", ".mts")
+#: Video files a folder job takes, by extension: common containers; camcorders' AVCHD (.mts, .m2ts);
+#: DVRs' and cameras' MPEG-PS (.mpg, .vob), Dahua's .dav and raw H.264/HEVC streams; old phones' .3gp;
+#: Windows' .wmv/.asf; Flash's .flv.
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".m4v", ".webm", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
+                    ".vob", ".dav", ".h264", ".264", ".h265", ".265", ".hevc", ".3gp", ".wmv", ".asf", ".flv")
+#: Extensions FFmpeg reads but cannot write: a folder job's output gets this one added (cam.dav -> cam.dav.mp4).
+UNWRITABLE_EXTENSIONS = {".dav": ".mp4"}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
@@ -115,7 +121,7 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     if not src.is_dir():
         if Path(args.output).is_dir() or args.output.endswith(("/", os.sep)):  # like cp: into the folder
             Path(args.output).mkdir(parents=True, exist_ok=True)
-            args.output = str(Path(args.output) / src.name)
+            args.output = str(writable(Path(args.output) / src.name))
         if args.skip_existing and Path(args.output).exists():
             log.info("%s exists: skipped (--skip-existing)", args.output)
             return 0
@@ -134,7 +140,7 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     from streamer.pipeline import build_stages
 
     # sub-folders mirrored (a dashcam card's Front/, Rear/, Event/)
-    targets = {video: dst / video.relative_to(src) for video in videos}
+    targets = {video: writable(dst / video.relative_to(src)) for video in videos}
     if args.skip_existing:
         done = [video for video, target in targets.items() if target.exists()]
         if done:
@@ -167,6 +173,12 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
             f"; {failed} failed" if failed else "",
             extra={"event": "folder_done", "files": len(videos), "failed": failed, "frames": frames})
     return 1 if failed else 0
+
+
+def writable(target: Path) -> Path:
+    """``target``, with an extension FFmpeg can write added where its own names a format it only reads."""
+    added = UNWRITABLE_EXTENSIONS.get(target.suffix.lower())
+    return target.with_name(target.name + added) if added else target
 
 
 def partial_path(target: Path) -> Path:

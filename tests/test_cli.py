@@ -11,7 +11,7 @@ import pytest
 
 from streamer.sample import make_sample_clip
 from tests.conftest import run_cli
-from tests.media import sound, video_times, with_tone
+from tests.media import sound, video_frames, video_times, with_tone
 
 
 def assert_one_line_error(proc, fragment: str, code: int) -> None:
@@ -236,6 +236,28 @@ def test_a_dashcam_card_with_sub_folders_is_mirrored(small_clip, tmp_path):
     assert written == ["Event/Front/0002.MP4", "Front/0001.mp4", "Rear/0001.mp4"]
     for name in written:
         assert len(video_times(str(out / name))) == len(small_clip.pts)
+
+
+def test_a_folder_of_dvr_and_camera_exports_is_taken_whatever_their_format(tmp_path):
+    """DVRs and cameras export MPEG-PS (.mpg), raw H.264 streams (.h264), Dahua .dav files, old phones
+    .3gp, Flash .flv: a folder job found none of them ("no video or image files"). A .dav, which FFmpeg
+    reads but cannot write, comes out as cam.dav.mp4 (here an MP4 stands in for it: FFmpeg goes by the
+    content, and no muxer writes .dav)."""
+    card = tmp_path / "export"
+    card.mkdir()
+    for name, audio in (("cam1.mpg", False), ("cam2.h264", False), ("cam3.3gp", True), ("cam4.flv", True),
+                        ("cam5.mp4", True)):
+        make_sample_clip(str(card / name), seconds=0.4, fps=25, width=320, height=240, audio=audio)
+    (card / "cam5.mp4").rename(card / "cam5.dav")
+    out = tmp_path / "anonymized"
+    proc = run_cli("anonymize", str(card), str(out), "-q", "--detector-width", "320")
+    assert proc.returncode == 0, proc.stderr
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["cam1.mpg", "cam2.h264", "cam3.3gp", "cam4.flv", "cam5.dav.mp4"]
+    for name in written:
+        assert len(video_frames(str(out / name))) == 10, name
+    proc = run_cli("anonymize", str(card / "cam5.dav"), str(tmp_path / "one") + "/", "-q")  # like cp, too
+    assert proc.returncode == 0 and (tmp_path / "one" / "cam5.dav.mp4").exists(), proc.stderr
 
 
 def test_ctrl_c_keeps_a_playable_output_of_the_frames_done(tmp_path):

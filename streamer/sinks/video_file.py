@@ -286,7 +286,7 @@ class VideoFileSink:
                     log.log(logging.INFO if kept else logging.WARNING,
                             "%s: %s stream %d (%s) left out: the %s container cannot take it as it is%s",
                             path, stream.type, stream.index,
-                            stream.metadata.get("handler_name") or _codec_name(stream),
+                            (stream.type == "data" and stream.metadata.get("handler_name")) or _codec_name(stream),
                             self.container.format.name,
                             "; its timecode is kept" if kept else " (.mkv holds nearly all)")
                     log.debug("%s stream %d refused: %s", stream.type, stream.index, refused)
@@ -306,14 +306,12 @@ class VideoFileSink:
     def _reencoder(self, stream):
         """A re-encoder of ``stream`` into this container (audio; text subtitles), None where there is none
         (the stream is left out)."""
-        if stream.type == "audio":
-            return AudioReencoder(self.container, stream)
-        if stream.type == "subtitle":
-            try:
-                return SubtitleReencoder(self.container, stream)
-            except OutputError as exc:
-                log.debug("subtitle stream %d not converted: %s", stream.index, exc)
-        return None
+        kind = {"audio": AudioReencoder, "subtitle": SubtitleReencoder}.get(stream.type)
+        try:
+            return kind(self.container, stream) if kind else None
+        except OutputError as exc:  # a video-only container (a raw .h264 stream), picture subtitles
+            log.debug("%s stream %d not re-encoded: %s", stream.type, stream.index, exc)
+            return None
 
     def write_frame(self, frame: Frame) -> None:
         """Encode one anonymized frame with its original timestamp.

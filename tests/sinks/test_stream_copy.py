@@ -158,3 +158,15 @@ def test_subtitles_are_copied_else_converted_to_the_containers_text_format_else_
         assert subtitle_packets(out) == subtitle_packets(src)
     else:
         assert f"subtitle stream 2 (srt) re-encoded as {codec}" in caplog.text
+
+
+def test_audio_is_left_out_with_a_warning_where_the_container_holds_video_only(small_clip, tmp_path, caplog):
+    """A raw H.264 stream (.h264) holds no sound: the job goes on without it and says so (the audio
+    re-encoder found no encoder for it and refused the whole file)."""
+    out = str(tmp_path / "out.h264")
+    with caplog.at_level(logging.WARNING):
+        stats = anonymize_file(small_clip.path, out, fast_config(), progress=False)
+    assert stats.frames_out == len(small_clip.pts)
+    assert "audio stream 1 (aac) left out: the h264 container cannot take it as it is" in caplog.text
+    with av.open(out) as c:
+        assert [s.type for s in c.streams] == ["video"]
