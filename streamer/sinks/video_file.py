@@ -266,14 +266,13 @@ class VideoFileSink:
             for stream in copy_streams:
                 if not config.copy_location and is_telemetry_stream(stream):
                     log.warning("%s: data stream %d (%s) left out: it tracks where the camera is "
-                                "(encoder.copy_location: true keeps it)", path, stream.index,
-                                stream.metadata.get("handler_name") or getattr(stream, "name", None) or "telemetry")
+                                "(encoder.copy_location: true keeps it)", path, stream.index, _stream_label(stream))
                     continue
                 refused = copy_refused(self.container.format.name, stream)
                 reencoder = self._reencoder(stream) if refused else None
                 if reencoder is not None:
                     log.warning("%s: %s stream %d (%s) re-encoded as %s: the %s container cannot hold it as it "
-                                "is", path, stream.type, stream.index, _codec_name(stream), reencoder.codec,
+                                "is", path, stream.type, stream.index, _stream_label(stream), reencoder.codec,
                                 self.container.format.name)
                     log.debug("%s stream %d refused: %s", stream.type, stream.index, refused)
                     reencoder.output.metadata.update(copied_tags(stream.metadata, config))
@@ -285,9 +284,7 @@ class VideoFileSink:
                     kept = stream.type == "data" and config.copy_metadata and "timecode" in stream.metadata
                     log.log(logging.INFO if kept else logging.WARNING,
                             "%s: %s stream %d (%s) left out: the %s container cannot take it as it is%s",
-                            path, stream.type, stream.index,
-                            (stream.type == "data" and stream.metadata.get("handler_name")) or _codec_name(stream),
-                            self.container.format.name,
+                            path, stream.type, stream.index, _stream_label(stream), self.container.format.name,
                             "; its timecode is kept" if kept else " (.mkv holds nearly all)")
                     log.debug("%s stream %d refused: %s", stream.type, stream.index, refused)
                     continue
@@ -449,9 +446,13 @@ def copy_refused(format_name: str, stream) -> str | None:
     return None
 
 
-def _codec_name(stream) -> str:
-    """The codec of an input stream, for messages ('pcm_alaw'; 'unnamed': a data stream PyAV decodes not)."""
-    return stream.codec_context.name if stream.codec_context else "unnamed"
+def _stream_label(stream) -> str:
+    """What an input stream is, for messages: a data track's name ('GoPro MET'), else its codec
+    ('pcm_alaw', 'klv'; 'unnamed' when FFmpeg knows neither)."""
+    if stream.type == "data" and stream.metadata.get("handler_name"):
+        return stream.metadata["handler_name"]
+    name = stream.codec_context.name if stream.codec_context else getattr(stream, "name", None)
+    return name if name and name != "none" else "unnamed"
 
 
 def _picture_output(path: str, info: StreamInfo, config: EncoderConfig) -> tuple:

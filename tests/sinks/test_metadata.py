@@ -109,7 +109,7 @@ def test_a_clip_with_a_timecode_track_is_written_with_its_timecode(tmp_path, ext
 
 @pytest.mark.parametrize("out_name, copy_location, kept, why", [
     ("out.ts", True, True, ""),
-    ("out.mp4", True, False, "data stream 1 (unnamed) left out: the mp4 container cannot take it"),
+    ("out.mp4", True, False, "data stream 1 (klv) left out: the mp4 container cannot take it"),
     # by default: KLV (MISB 0601) carries the platform's and the target's position
     ("out.ts", False, False, "data stream 1 (klv) left out: it tracks where the camera is"),
 ])
