@@ -160,6 +160,10 @@ class EncoderConfig:
             the telemetry streams that track the camera's position (KLV of
             drones and surveillance systems, GoPro GPMF, Google CAMM); left
             out by default: the output is meant to identify no one.
+        faststart: MP4/MOV outputs get their index (moov) at the front, so
+            players and browsers start playing before the whole file is read
+            (FFmpeg moves it there when the file is closed: one more pass over
+            the file); false leaves it at the end.
     """
 
     codec: str = "libx264"
@@ -169,6 +173,7 @@ class EncoderConfig:
     fallback: bool = True
     copy_metadata: bool = True
     copy_location: bool = False
+    faststart: bool = True
 
     def validate(self) -> None:
         _check(0 <= self.crf <= 51, "encoder.crf", "must be in 0..51")

@@ -10,7 +10,7 @@ import pytest
 from streamer.detections import Detections, Frame
 from streamer.pipeline import anonymize_file
 from streamer.sample import make_sample_clip
-from streamer.sources.video_file import VideoFileSource
+from streamer.sources.video_file import VideoFileSource, top_level_boxes
 from streamer.stages.detector import CenterFaceDetector
 from tests.conftest import SHARED_VIDEOS, fast_config
 from tests.media import (audio_digest, box_difference, joined_ts, outside_mask, stream_types, video_frames,
@@ -293,6 +293,18 @@ def test_a_matroska_file_without_a_frame_duration_is_read_at_its_frame_rate(smal
     out = str(tmp_path / "out.webm")
     stats = anonymize_file(mkv, out, fast_config(), progress=False)
     assert stats.frames_out == len(small_clip.pts) and np.allclose(np.diff(video_times(out)), 0.04)
+
+
+@pytest.mark.parametrize("faststart, first", [(True, b"moov"), (False, b"mdat")])
+def test_an_mp4_output_has_its_index_first_so_it_plays_while_it_downloads(small_clip, tmp_path, faststart, first):
+    """With the index (moov) at the end, a browser or a player reading over the network must fetch the
+    whole file before showing a frame; encoder.faststart (default) writes it first."""
+    out = str(tmp_path / "out.mp4")
+    stats = anonymize_file(small_clip.path, out, fast_config(**{"encoder.faststart": faststart}), progress=False)
+    boxes = top_level_boxes(out)
+    assert boxes[0] == b"ftyp" and [b for b in boxes if b in (b"moov", b"mdat")][0] == first
+    assert len(video_times(out)) == stats.frames_out == len(small_clip.pts)
+    assert audio_digest(out)[2] == audio_digest(small_clip.path)[2]
 
 
 def test_a_second_video_stream_is_named_in_a_warning_not_lost_silently(tmp_path, caplog):

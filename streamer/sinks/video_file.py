@@ -52,6 +52,8 @@ _DERIVED_TAGS = ("encoder", "major_brand", "minor_version", "compatible_brands",
 #: Parts of a metadata tag's name that place the recording (phones: ``location``, ``location-eng``,
 #: ``com.apple.quicktime.location.ISO6709``; cameras: ``gps...``).
 _PLACE_WORDS = ("location", "gps", "iso6709")
+#: Muxers (ISO base media files) that can write the index at the front (``encoder.faststart``).
+FASTSTART_FORMATS = ("mp4", "mov", "ipod", "3gp", "3g2")
 #: Codec names, tags and handler names of data streams that carry the camera's position.
 _TELEMETRY_WORDS = ("klv", "gpmd", "gopro met", "camm", "gps")
 #: Last part of a tag's name that names the device (``com.apple.quicktime.model``, ``com.android.model``).
@@ -253,6 +255,8 @@ class VideoFileSink:
                 raise OutputError(f"cannot write {path}: its extension names no video format; use .mp4, .mkv, "
                                   f".mov, .webm ...") from None
             raise OutputError(f"cannot write {path}: {exc}") from None
+        if config.faststart and self.container.format.name in FASTSTART_FORMATS:
+            self.container.options["movflags"] = "+faststart"  # read at the header, written at the end
         try:
             self.video = open_video_encoder(self.container, info, config)
             self.container.metadata.update(copied_tags(info.metadata, config))

@@ -139,12 +139,19 @@ def open_input(url: str, options: dict | None = None, timeout: float | None = No
 def _cut_before_its_index(path: str) -> bool:
     """Whether file ``path`` is an MP4/MOV (ISO boxes, 'ftyp' first) with media data ('mdat') but no
     index ('moov'): what a recording cut off before it was finalized leaves."""
+    boxes = top_level_boxes(path)
+    return bool(boxes) and boxes[0] == b"ftyp" and b"mdat" in boxes and b"moov" not in boxes
+
+
+def top_level_boxes(path: str, limit: int = 64) -> list[bytes]:
+    """The types of the first ``limit`` top-level boxes of an MP4/MOV file (b'ftyp', b'moov', b'mdat'...),
+    read from their headers only; whatever the file holds, boxes or not (empty if unreadable)."""
     boxes = []
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             at = 0
-            while at + 8 <= size and len(boxes) < 64:
+            while at + 8 <= size and len(boxes) < limit:
                 f.seek(at)
                 length, kind = struct.unpack(">I4s", f.read(8))
                 if length == 1:  # 64-bit size after the type
@@ -154,8 +161,8 @@ def _cut_before_its_index(path: str) -> bool:
                     break
                 at += length
     except OSError:
-        return False
-    return bool(boxes) and boxes[0] == b"ftyp" and b"mdat" in boxes and b"moov" not in boxes
+        return []
+    return boxes
 
 
 class VideoFileSource:
