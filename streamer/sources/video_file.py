@@ -340,9 +340,8 @@ class VideoFileSource:
 
     def _progressive(self, pictures: list) -> list:
         """``pictures`` deinterlaced once an interlaced one was seen (says so once)."""
-        active = self._deinterlace.active
         out = self._deinterlace(pictures)
-        if self._deinterlace.active and not active and not self._said_interlaced:
+        if self._deinterlace.active and not self._said_interlaced:
             self._said_interlaced = True
             log.info("%s: interlaced video: deinterlaced (bwdif, a frame per frame); the output is progressive",
                      self.path)
