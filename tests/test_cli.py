@@ -60,6 +60,26 @@ def test_unknown_encoder(small_clip, tmp_path):
     assert_one_line_error(proc, "no_such_codec", 4)
 
 
+@pytest.mark.parametrize("name", ["o.wav", "o.mp3"])
+def test_an_audio_only_output_format_is_one_clear_error(small_clip, tmp_path, name):
+    """A sound file (.wav, .mp3) cannot hold the video: said at once, and no file left behind."""
+    proc = run_cli("anonymize", small_clip.path, str(tmp_path / name), "-q")
+    assert_one_line_error(proc, "holds no video this machine can write; use .mp4", 4)
+    assert not (tmp_path / name).exists()
+
+
+def test_quiet_hevc_encoding_prints_nothing(small_clip, tmp_path):
+    """``-q`` means a silent terminal, also with libx265, which prints its settings (some 20 lines)
+    at each open unless told otherwise."""
+    cfg = tmp_path / "hevc.yaml"
+    cfg.write_text("encoder:\n  codec: libx265\n  preset: ultrafast\n")
+    proc = run_cli("anonymize", small_clip.path, str(tmp_path / "o.mp4"), "-c", str(cfg), "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "" and proc.stdout == ""
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        assert c.streams.video[0].codec_context.name == "hevc"
+
+
 def test_bad_config_key_is_named(small_clip, tmp_path):
     cfg = tmp_path / "typo.yaml"
     cfg.write_text("detector:\n  treshold: 0.3\n")

@@ -69,6 +69,12 @@ JPEG_COLOUR = ColourInfo(space=5, range=2)
 JPEG_QSCALE = 2
 #: FFmpeg's FF_QP2LAMBDA: a quantizer scale times this is a global_quality.
 _QP2LAMBDA = 118
+#: Containers written at one tick of their time base a frame (see :func:`open_video_encoder`).
+FRAME_TICK_FORMATS = (*DECODE_ORDER_FORMATS, "yuv4mpegpipe", "ogg", "ogv")
+#: Options that keep an encoder's own log off the terminal (x265 prints its settings at every open).
+_QUIET_ENCODERS = {"libx265": {"x265-params": "log-level=error"}}
+#: Encoders tried, after the container's default, where a container refuses the configured one.
+_COMMON_ENCODERS = ("libx264", "libvpx-vp9", "libvpx", "mpeg4")
 #: NVENC's presets (fastest p1 .. best p7); other preset names map to p4.
 _NVENC_PRESETS = tuple(f"p{i}" for i in range(1, 8))
 
@@ -87,7 +93,7 @@ def check_output_path(path: str) -> None:
 
 def _encoder_options(codec: str, config: EncoderConfig) -> dict:
     if codec in _CRF_CODECS:
-        return {"crf": str(config.crf), "preset": config.preset}
+        return {"crf": str(config.crf), "preset": config.preset, **_QUIET_ENCODERS.get(codec, {})}
     if codec in NVENC_FALLBACKS:  # constant quality, NVENC's counterpart of CRF
         preset = config.preset if config.preset in _NVENC_PRESETS else "p4"
         return {"rc": "vbr", "cq": str(config.crf), "b": "0", "preset": preset}
@@ -97,20 +103,78 @@ def _encoder_options(codec: str, config: EncoderConfig) -> dict:
 
 
 def _add_video_stream(container, codec: str, config: EncoderConfig, rate: Fraction):
-    """Add an encoder stream for ``codec``; where the container cannot hold it (libx264 in WebM, in GIF),
-    its own default video codec instead, with a warning. Returns (stream, encoder name)."""
+    """Add an encoder stream for ``codec``; where the container cannot hold it (libx264 in WebM, in
+    Ogg, in GIF), its own default video codec instead, with a warning. Returns (stream, encoder name)."""
+    format_name = container.format.name
+    try:
+        av.codec.Codec(codec, "w")
+    except (av.FFmpegError, ValueError) as exc:  # a misspelt encoder is the config's error, not the container's
+        raise OutputError(f"cannot open video encoder '{codec}' ({describe_error(exc)})") from None
+    supported = container.supported_codecs  # the codecs FFmpeg knows this muxer takes; others may work too
+
+    def refused(name: str) -> str | None:
+        return None if name in supported else video_codec_refused(format_name, name, config.pix_fmt)
+
+    why = refused(codec)
+    if why:
+        encoder = next((name for name in _fallback_encoders(container.default_video_codec)
+                        if name != codec and not refused(name)), None)
+        if encoder is None:
+            log.debug("%s refuses %s video: %s", format_name, codec, why)  # a sound format (.wav, .mp3) ...
+            raise OutputError(f"the {format_name} format holds no video this machine can write; "
+                              f"use .mp4, .mkv, .mov or .webm") from None
+        log.warning("the %s container cannot hold %s video: encoding with %s", format_name, codec, encoder)
+        codec = encoder
     try:
         return container.add_stream(codec, rate=rate, options=_encoder_options(codec, config)), codec
     except (av.FFmpegError, ValueError) as exc:
-        fallback = container.default_video_codec
-        if "does not support" not in str(exc) or not fallback or fallback == codec:
-            raise OutputError(f"cannot open video encoder '{codec}' ({exc})") from None
-    encoder = av.codec.Codec(fallback, "w").name  # vp9 -> libvpx-vp9
-    log.warning("the %s container cannot hold %s video: encoding with %s", container.format.name, codec, encoder)
+        raise OutputError(f"cannot open video encoder '{codec}' ({exc})") from None
+
+
+def _fallback_encoders(default_codec: str | None) -> list[str]:
+    """Encoders to try, in order, for a container that refuses the configured one: its default
+    codec's encoder (vp9 -> libvpx-vp9; none where this FFmpeg lacks it, as Theora), then common ones."""
+    names = []
+    for name in (default_codec, *_COMMON_ENCODERS):
+        try:
+            names.append(av.codec.Codec(name, "w").name)
+        except (av.FFmpegError, ValueError, TypeError):  # not built into this FFmpeg, or no default
+            continue
+    return list(dict.fromkeys(names))
+
+
+def encoder_pix_fmt(codec: str, wanted: str) -> str:
+    """``wanted`` where encoder ``codec`` takes that pixel format, else the encoder's first one."""
+    formats = [f.name for f in av.codec.Codec(codec, "w").video_formats or ()]
+    return wanted if not formats or wanted in formats else formats[0]
+
+
+@functools.lru_cache(maxsize=32)
+def video_codec_refused(format_name: str, codec: str, pix_fmt: str = "yuv420p") -> str | None:
+    """Why a ``format_name`` container cannot hold video from encoder ``codec`` (None: it can).
+
+    Many muxers refuse a codec only when writing its first packet (H.264 in
+    an Ogg or a YUV4MPEG file), after every stream is added and too late to
+    choose another encoder; and FFmpeg's list of the codecs a muxer takes
+    is not complete (an MPEG-TS lists none of H.264, HEVC). So one black
+    256 x 256 frame is encoded and muxed into a throwaway in-memory file
+    (a few milliseconds). Cached per process. (Not for codecs the list
+    names: one libx265 frame into an MP4 fails at random with FFmpeg 8.1.)
+    """
+    side = 256
     try:
-        return container.add_stream(encoder, rate=rate, options=_encoder_options(encoder, config)), encoder
-    except (av.FFmpegError, ValueError) as exc:
-        raise OutputError(f"cannot open video encoder '{encoder}' ({exc})") from None
+        with av.open(io.BytesIO(), mode="w", format=format_name) as trial:
+            stream = trial.add_stream(codec, rate=25, options=_QUIET_ENCODERS.get(codec, {}))
+            stream.width = stream.height = side
+            stream.pix_fmt = encoder_pix_fmt(codec, pix_fmt)
+            frame = av.VideoFrame.from_ndarray(np.zeros((side * 3 // 2, side), np.uint8), format="yuv420p")
+            frame = frame.reformat(format=stream.pix_fmt)
+            frame.pts = 0
+            for packet in (*stream.encode(frame), *stream.encode()):
+                trial.mux(packet)
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        return describe_error(exc)
+    return None
 
 
 @functools.lru_cache(maxsize=32)
@@ -200,8 +264,7 @@ def open_video_encoder(container, info: StreamInfo, config: EncoderConfig):
     stream, codec = _add_video_stream(container, codec, config, rate)
     stream.width = info.width - info.width % 2
     stream.height = info.height - info.height % 2
-    formats = [f.name for f in stream.codec_context.codec.video_formats or ()]
-    stream.pix_fmt = config.pix_fmt if not formats or config.pix_fmt in formats else formats[0]
+    stream.pix_fmt = encoder_pix_fmt(codec, config.pix_fmt)
     info.colour.tag(stream.codec_context)  # the input's matrix, range, primaries and transfer
     if info.orientation.matrix is not None:  # players turn the output as they turned the input
         stream.set_display_matrix(list(info.orientation.matrix))
@@ -212,9 +275,10 @@ def open_video_encoder(container, info: StreamInfo, config: EncoderConfig):
     stream.metadata.update(copied_tags(info.video_metadata, config))
     # an AVI stores one chunk per tick of its time base and states that rate in its header: at a Matroska
     # input's 1/1000, players read 1000 fps and 39 empty chunks a frame. So it ticks at the frame rate,
-    # as FFmpeg's command line writes it, unless the input is an AVI whose ticks it keeps (times exact)
-    frame_ticks = (container.format.name in DECODE_ORDER_FORMATS
-                   and info.container_format not in DECODE_ORDER_FORMATS)
+    # as FFmpeg's command line writes it, unless the input is an AVI whose ticks it keeps (times exact).
+    # A YUV4MPEG header states only a tick rate, and an Ogg times VP8 exactly at a tick a frame only
+    frame_ticks = container.format.name in FRAME_TICK_FORMATS and not (
+        container.format.name in DECODE_ORDER_FORMATS and info.container_format in DECODE_ORDER_FORMATS)
     time_base = 1 / rate if frame_ticks else info.time_base
     stream.time_base = time_base
     stream.codec_context.time_base = time_base
@@ -330,7 +394,7 @@ class VideoFileSink:
             vf = rgb_to_video_frame(image, self.colour, self.video.pix_fmt)
         vf.pts = None if frame.pts is None else frame.pts - self._ticks(frame.time_base)
         vf.time_base = frame.time_base
-        if vf.pts is not None and self.video.time_base != frame.time_base:  # an AVI's frame-rate ticks
+        if vf.pts is not None and self.video.time_base != frame.time_base:  # frame-rate ticks (FRAME_TICK_FORMATS)
             tick = max(round(vf.pts * frame.time_base / self.video.time_base), self._last_tick + 1)
             vf.pts, vf.time_base, self._last_tick = tick, self.video.time_base, tick
         self._mux(self.video.encode(vf))
