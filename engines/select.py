@@ -13,9 +13,11 @@ faster on the CI machine (see ``DEFAULT_CPU_RUNTIME``).
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import logging
 import os
+import sys
 from dataclasses import dataclass
 
 from streamer.errors import BackendError
@@ -44,9 +46,23 @@ class BackendChoice:
     reason: str
 
 
+def gpu_driver_present() -> bool:
+    """Whether this machine has a GPU driver PyTorch could use: NVIDIA's CUDA driver library loads,
+    or AMD's ROCm device node exists. Milliseconds, where importing PyTorch to ask takes a second
+    or more (most of a short clip's job on a CPU-only machine)."""
+    if os.path.exists("/dev/kfd"):  # ROCm: PyTorch's HIP build answers through torch.cuda
+        return True
+    name = "nvcuda.dll" if os.name == "nt" else "libcuda.dylib" if sys.platform == "darwin" else "libcuda.so.1"
+    try:
+        ctypes.CDLL(name)
+    except OSError:
+        return False
+    return True
+
+
 def cuda_available() -> bool:
     """True when PyTorch is installed and sees a CUDA GPU."""
-    if importlib.util.find_spec("torch") is None:
+    if importlib.util.find_spec("torch") is None or not gpu_driver_present():
         return False
     import torch
 
