@@ -113,7 +113,9 @@ def _add_video_stream(container, codec: str, config: EncoderConfig, rate: Fracti
     supported = container.supported_codecs  # the codecs FFmpeg knows this muxer takes; others may work too
 
     def refused(name: str) -> str | None:
-        return None if name in supported else video_codec_refused(format_name, name, config.pix_fmt)
+        if name in supported or container.format.no_file:  # segments, RTSP, pictures: no in-memory trial
+            return None
+        return video_codec_refused(format_name, name, config.pix_fmt)
 
     why = refused(codec)
     if why:
