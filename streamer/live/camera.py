@@ -180,16 +180,22 @@ class CameraWorker:
                 if not opened:
                     self._open_outputs(frame)
                     opened = True
+                delivered = False
+                for output in (self.recorder, self.publisher):
+                    if output is not None:
+                        written = output.frames_written
+                        output.write(frame)
+                        delivered |= output.frames_written > written
                 if self.recorder is not None:
-                    self.recorder.write(frame)
+                    self.stats.dropped["record"] = self.recorder.frames_dropped
                 if self.publisher is not None:
-                    self.publisher.write(frame)
                     self.stats.dropped["publish"] = self.publisher.frames_dropped
                     self.stats.publish_reconnects = self.publisher.reconnects
-                now = time.monotonic()
-                self.stats.frames_out += 1
-                self.stats.out_rate.add(now)
-                self.stats.latencies.append(now - frame.arrival)
+                if delivered:
+                    now = time.monotonic()
+                    self.stats.frames_out += 1
+                    self.stats.out_rate.add(now)
+                    self.stats.latencies.append(now - frame.arrival)
         finally:
             for output in (self.recorder, self.publisher):
                 if output is not None:

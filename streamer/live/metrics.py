@@ -48,7 +48,8 @@ class CameraStats:
         frames_in: frames decoded from the input.
         frames_out: frames delivered to at least one output.
         dropped: frames dropped, by reason: ``input_queue`` (processing behind), ``output_queue``
-            (encoding behind), ``on_error`` (anonymizer failed, policy drop), ``publish`` (server down).
+            (encoding behind), ``on_error`` (anonymizer failed, policy drop), ``publish`` (server down),
+            ``record`` (not recorded: writing the recording failed, e.g. a full disk).
         masked: frames blacked out because the anonymizer failed.
         faces: faces anonymized.
         reconnects: input reconnections.
@@ -61,7 +62,7 @@ class CameraStats:
     frames_in: int = 0
     frames_out: int = 0
     dropped: dict = field(default_factory=lambda: {"input_queue": 0, "output_queue": 0, "on_error": 0,
-                                                   "publish": 0})
+                                                   "publish": 0, "record": 0})
     masked: int = 0
     faces: int = 0
     reconnects: int = 0

@@ -12,7 +12,9 @@ frames are dropped at the input, a viewer still starts within
 * :class:`SegmentRecorder` writes ``<dir>/<camera>-<start>-00000.mp4, ...`` with
   FFmpeg's segment muxer; each segment is a fragmented MP4 (a fragment per
   keyframe) closed at the next segment boundary, so a crash or power loss
-  loses at most the fragment being written.
+  loses at most the fragment being written. When writing fails (a full
+  disk, an unmounted share) it drops frames (counted) and starts new
+  segments once writing works again; the camera and its other output go on.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import av
 from streamer.colour import ColourInfo, rgb_to_video_frame
 from streamer.config import EncoderConfig
 from streamer.detections import Frame
-from streamer.errors import OutputError
+from streamer.errors import OutputError, describe_error
 from streamer.live.rtsp_source import TIME_BASE, Backoff
 from streamer.sinks.video_file import open_video_encoder
 from streamer.sources.video_file import StreamInfo
@@ -44,26 +46,47 @@ def _info(frame: Frame, fps: float) -> StreamInfo:
 
 
 class _EncodedOutput:
-    """An encoder feeding one container; reopened when the frame size changes.
+    """An encoder feeding one container; reopened when the frame size changes, and after a
+    failure once a backoff delay has passed (frames meanwhile are dropped and counted).
 
     Args:
         encoder: codec settings.
         fps: nominal frame rate (frames per second), for the encoder's rate control.
         gop_seconds: keyframe interval in seconds.
+        backoff: delays between attempts to reopen after a failure.
+
+    Attributes:
+        frames_dropped: frames not written because the output was failing.
+        reconnects: times the output worked again after a failure.
+        last_error: the latest failure ("" if none).
     """
 
     name = "output"
+    #: ``event`` of the log record of a failure.
+    retry_event = "output_retry"
 
-    def __init__(self, encoder: EncoderConfig, fps: float, gop_seconds: float = 1.0) -> None:
+    def __init__(self, encoder: EncoderConfig, fps: float, gop_seconds: float = 1.0,
+                 backoff: Backoff | None = None) -> None:
         self.encoder = encoder
         self.fps = fps
         self.gop = max(1, int(round(fps * gop_seconds)))  # frames: the encoder's own backstop
         self.gop_ticks = max(1, int(gop_seconds / TIME_BASE))  # the interval that counts, in pts ticks
+        self.backoff = backoff or Backoff(0.5, 10.0)
         self._last_key_pts: int | None = None
         self.container = None
         self.stream = None
         self.frames_written = 0
+        self.frames_dropped = 0
+        self.reconnects = 0
+        self.last_error = ""
         self._last_pts = -1
+        self._retry_at = 0.0
+        self._failed_before = False
+        self.log_fields: dict = {}
+
+    def action(self) -> str:
+        """What this output does, for messages ('publishing to rtsp://...')."""
+        return f"writing {self.name}"
 
     def _open_container(self):  # pragma: no cover - overridden
         raise NotImplementedError
@@ -89,7 +112,32 @@ class _EncodedOutput:
         self._last_key_pts = None
 
     def write(self, frame: Frame) -> None:
-        """Encode and send one anonymized frame (its pts is in ``TIME_BASE`` units)."""
+        """Encode and send one anonymized frame (its pts is in ``TIME_BASE`` units).
+
+        While the output fails (server gone, disk full) the frame is dropped
+        and counted; the output is reopened after a backoff delay.
+        """
+        if self.stream is None and time.monotonic() < self._retry_at:
+            self.frames_dropped += 1
+            return
+        try:
+            self._encode(frame)
+        except (OutputError, av.FFmpegError, OSError) as exc:
+            self.frames_dropped += 1
+            self.last_error = str(exc).split(";")[0]
+            self.close()
+            delay = self.backoff.next()
+            self._retry_at = time.monotonic() + delay
+            self._failed_before = True
+            log.warning("%s failed (%s); retrying in %.1f s", self.action(), self.last_error, delay,
+                        extra={**self.log_fields, "event": self.retry_event, "delay_s": round(delay, 2)})
+            return
+        if self._failed_before and self.frames_written:
+            self._failed_before = False
+            self.reconnects += 1
+            self.backoff.reset()
+
+    def _encode(self, frame: Frame) -> None:
         h, w = frame.image.shape[:2]
         if self.stream is not None and (self.stream.width, self.stream.height) != (w - w % 2, h - h % 2):
             self.close()
@@ -135,24 +183,22 @@ class Publisher(_EncodedOutput):
         connect_timeout: seconds allowed to connect.
         backoff: delays between reconnect attempts.
 
-    Attributes:
-        frames_dropped: frames not published because the server was unreachable.
-        reconnects: successful reconnections after a failure.
-        last_error: the latest failure ("" if none).
+    ``frames_dropped`` counts the frames not published while the server was
+    unreachable, ``reconnects`` the successful reconnections.
     """
+
+    retry_event = "publish_retry"
 
     def __init__(self, url: str, encoder: EncoderConfig, fps: float, transport: str = "tcp",
                  connect_timeout: float = 5.0, backoff: Backoff | None = None) -> None:
-        super().__init__(encoder, fps)
+        super().__init__(encoder, fps, backoff=backoff)
         self.url = self.name = url
         self.transport = transport
         self.connect_timeout = connect_timeout
-        self.backoff = backoff or Backoff(0.5, 10.0)
-        self.frames_dropped = 0
-        self.reconnects = 0
-        self.last_error = ""
-        self._retry_at = 0.0
-        self._failed_before = False
+        self.log_fields = {"url": url}
+
+    def action(self) -> str:
+        return f"publishing to {self.url}"
 
     def _open_container(self):
         rtsp = self.url.startswith("rtsp://")
@@ -163,28 +209,6 @@ class Publisher(_EncodedOutput):
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise OutputError(f"{self.url}: cannot publish ({str(exc).split(';')[0]})") from None
 
-    def write(self, frame: Frame) -> None:
-        """Publish a frame; while the server is unreachable the frame is dropped and counted."""
-        if self.stream is None and time.monotonic() < self._retry_at:
-            self.frames_dropped += 1
-            return
-        try:
-            super().write(frame)
-        except (OutputError, av.FFmpegError, OSError) as exc:
-            self.frames_dropped += 1
-            self.last_error = str(exc).split(";")[0]
-            self.close()
-            delay = self.backoff.next()
-            self._retry_at = time.monotonic() + delay
-            self._failed_before = True
-            log.warning("publishing to %s failed (%s); retrying in %.1f s", self.url, self.last_error, delay,
-                        extra={"url": self.url, "event": "publish_retry", "delay_s": round(delay, 2)})
-            return
-        if self._failed_before and self.frames_written:
-            self._failed_before = False
-            self.reconnects += 1
-            self.backoff.reset()
-
 
 class SegmentRecorder(_EncodedOutput):
     """Records to fixed-length fragmented-MP4 segments in a folder.
@@ -193,11 +217,19 @@ class SegmentRecorder(_EncodedOutput):
         folder: where the segments go (created if missing).
         camera: file name prefix.
         segment_seconds: segment length in seconds (cut at the first keyframe after it).
+        backoff: delays between attempts to record again after writing failed.
+
+    ``frames_dropped`` counts the frames not recorded while writing failed
+    (a full disk, a share gone); recording resumes in new segments. The
+    folder is not created again: where a share was unmounted, that would
+    fill the disk under its mount point.
     """
 
+    retry_event = "record_retry"
+
     def __init__(self, folder: str, camera: str, encoder: EncoderConfig, fps: float,
-                 segment_seconds: float = 60.0) -> None:
-        super().__init__(encoder, fps, gop_seconds=min(1.0, segment_seconds))
+                 segment_seconds: float = 60.0, backoff: Backoff | None = None) -> None:
+        super().__init__(encoder, fps, gop_seconds=min(1.0, segment_seconds), backoff=backoff)
         self.folder = Path(folder)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -205,9 +237,15 @@ class SegmentRecorder(_EncodedOutput):
             raise OutputError(f"cannot create recording folder {folder}: {exc.strerror}") from None
         self.camera = self.name = camera
         self.segment_seconds = segment_seconds
+        self.log_fields = {"camera": camera}
+
+    def action(self) -> str:
+        return f"recording camera {self.camera} in {self.folder}"
 
     def _open_container(self):
         stamp = time.strftime("%Y%m%d-%H%M%S")
+        if any(self.folder.glob(f"{self.camera}-{stamp}-*.mp4")):  # reopened within the second: keep those
+            stamp += f"-{time.monotonic_ns() % 1_000_000:06d}"
         pattern = str(self.folder / f"{self.camera}-{stamp}-%05d.mp4")
         options = {"segment_time": f"{self.segment_seconds:g}", "segment_format": "mp4",
                    "reset_timestamps": "1",
@@ -215,7 +253,7 @@ class SegmentRecorder(_EncodedOutput):
         try:
             return av.open(pattern, mode="w", format="segment", options=options)
         except (av.FFmpegError, OSError, ValueError) as exc:
-            raise OutputError(f"cannot record to {self.folder}: {exc}") from None
+            raise OutputError(f"cannot record to {self.folder}: {describe_error(exc)}") from None
 
     def segments(self) -> list[Path]:
         """The segment files written so far, oldest first."""

@@ -219,3 +219,39 @@ def test_a_dead_camera_url_given_to_anonymize_ends_with_one_clear_error(tmp_path
                                      "cameras": [{"name": "dead", "input": url, "record": str(tmp_path / "rec")}]}))
     proc = run_cli("serve", "--config", str(serve), "--startup-timeout", "1", timeout=120)
     assert proc.returncode == 3 and "no camera sent a frame within 1 s (dead: " in proc.stderr, proc.stderr
+
+
+def test_a_recording_folder_that_goes_away_costs_recorded_frames_not_the_camera(tmp_path, face_clip,
+                                                                                rtsp_server_factory,
+                                                                                publisher_factory):
+    """The share a camera records to is unmounted (here: its folder replaced by a file) and comes
+    back. Meanwhile the camera keeps streaming, the frames not recorded are counted, and recording
+    resumes in new segments; every segment, before and after, plays. (On the code before, the first
+    failed write stopped the camera for good, its other outputs too.)"""
+    source = rtsp_server_factory()
+    publisher_factory(face_clip.path, source.publish_url("cam"))
+    rec, unmounted = tmp_path / "rec", tmp_path / "rec-unmounted"
+    proc, port = start_serve(tmp_path, [
+        {"name": "door", "input": source.play_url("cam"), "transport": "udp",
+         "record": {"dir": str(rec), "segment_seconds": 1}},
+    ], stall_seconds=2, connect_timeout=3, backoff_initial=0.3, backoff_max=1.0)
+    try:
+        _wait(lambda: len(list(rec.glob("door-*.mp4"))) >= 2, 60, "two recorded segments")
+        rec.rename(unmounted)
+        rec.write_text("the share is not mounted")
+        _wait(lambda: _health(port)["door"]["dropped"]["record"] > 10, 30, "frames not recorded")
+        frames_in = _health(port)["door"]["frames_in"]
+        _wait(lambda: _health(port)["door"]["frames_in"] > frames_in + 25, 30, "frames while not recording")
+        assert _health(port)["door"]["state"] == "streaming"
+        rec.unlink()
+        rec.mkdir()
+        _wait(lambda: len(list(rec.glob("door-*.mp4"))) >= 2, 30, "recording resumed")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert f"recording camera door in {rec} failed" in err and "retrying in" in err, err
+    before, after = sorted(unmounted.glob("door-*.mp4")), sorted(rec.glob("door-*.mp4"))
+    assert len(before) >= 2 and len(after) >= 2
+    counts = {path.name: _decode_count(path) for path in before + after}
+    assert all(n > 0 for n in counts.values()), counts
