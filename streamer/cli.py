@@ -28,7 +28,7 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".m4v", ".webm", ".ts", ".mt
                     ".vob", ".dav", ".h264", ".264", ".h265", ".265", ".hevc", ".3gp", ".wmv", ".asf", ".flv")
 #: Extensions FFmpeg reads but cannot write: a folder job's output gets this one added (cam.dav -> cam.dav.mp4).
 UNWRITABLE_EXTENSIONS = {".dav": ".mp4"}
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:

@@ -60,7 +60,8 @@ _TELEMETRY_WORDS = ("klv", "gpmd", "gopro met", "camm", "gps")
 _DEVICE_TAG_NAMES = ("make", "model", "software", "serial", "serial_number", "manufacturer")
 #: Still-image outputs (FFmpeg's image2 muxer), by extension: encoder and pixel format.
 STILL_IMAGE_ENCODERS = {".jpg": ("mjpeg", "yuvj420p"), ".jpeg": ("mjpeg", "yuvj420p"), ".png": ("png", "rgb24"),
-                        ".bmp": ("bmp", "bgr24"), ".tif": ("tiff", "rgb24"), ".tiff": ("tiff", "rgb24")}
+                        ".bmp": ("bmp", "bgr24"), ".tif": ("tiff", "rgb24"), ".tiff": ("tiff", "rgb24"),
+                        ".webp": ("libwebp", "yuv420p")}
 #: Animated-picture outputs, which hold no sound or other streams.
 SILENT_EXTENSIONS = (".gif", ".apng")
 #: JPEG's colour: BT.601 matrix, full range, whatever the input's was.
@@ -551,7 +552,8 @@ def _picture_output(path: str, info: StreamInfo, config: EncoderConfig) -> tuple
     codec, pix_fmt = still
     if codec == "mjpeg":
         info = dataclasses.replace(info, colour=JPEG_COLOUR)
-    return info, dataclasses.replace(config, codec=codec, pix_fmt=pix_fmt), {"update": "1"}, False
+    options = {} if suffix == ".webp" else {"update": "1"}  # a file, not a numbered sequence (image2)
+    return info, dataclasses.replace(config, codec=codec, pix_fmt=pix_fmt), options, False
 
 
 def _remove_quietly(path: str) -> None:
