@@ -191,6 +191,9 @@ class CameraWorker:
                 if self.publisher is not None:
                     self.stats.dropped["publish"] = self.publisher.frames_dropped
                     self.stats.publish_reconnects = self.publisher.reconnects
+                self.stats.failing_outputs = {kind: output.last_error for kind, output in
+                                              (("record", self.recorder), ("publish", self.publisher))
+                                              if output is not None and output.failing}
                 if delivered:
                     now = time.monotonic()
                     self.stats.frames_out += 1

@@ -2,7 +2,7 @@
 
 ``GET /metrics``: Prometheus text (labels: ``camera``).
 ``GET /health``: JSON ``{"status": "ok"|"degraded", "cameras": {name: {...}}}``;
-HTTP 200 when every camera is streaming, 503 otherwise.
+HTTP 200 when every camera is streaming and writing all its outputs, 503 otherwise.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class CameraStats:
         masked: frames blacked out because the anonymizer failed.
         faces: faces anonymized.
         reconnects: input reconnections.
+        failing_outputs: the outputs whose writes fail now (``record``, ``publish``), with the error.
         latencies: recent added latencies (seconds, input decode -> output muxed).
     """
 
@@ -67,6 +68,7 @@ class CameraStats:
     faces: int = 0
     reconnects: int = 0
     publish_reconnects: int = 0
+    failing_outputs: dict = field(default_factory=dict)
     latencies: deque = field(default_factory=lambda: deque(maxlen=600))
     in_rate: _Rate = field(default_factory=_Rate)
     out_rate: _Rate = field(default_factory=_Rate)
@@ -84,7 +86,7 @@ class CameraStats:
         q = self.latency_quantiles()
         return {"state": self.state, "detail": self.detail, "frames_in": self.frames_in,
                 "frames_out": self.frames_out, "dropped": dict(self.dropped), "masked": self.masked,
-                "faces": self.faces, "reconnects": self.reconnects,
+                "faces": self.faces, "reconnects": self.reconnects, "failing_outputs": dict(self.failing_outputs),
                 "input_fps": round(self.in_rate.value(now), 2), "output_fps": round(self.out_rate.value(now), 2),
                 "latency_p50_s": None if q["0.5"] != q["0.5"] else round(q["0.5"], 4),
                 "latency_p95_s": None if q["0.95"] != q["0.95"] else round(q["0.95"], 4)}
@@ -118,6 +120,9 @@ class LiveCollector:
                                      labels=["camera", "quantile"]),
             "state": GaugeMetricFamily("streamer_camera_state", "1 for the camera's current state",
                                        labels=["camera", "state"]),
+            "failing": GaugeMetricFamily("streamer_output_failing", "1 while writing this output fails "
+                                         "(record: the recording, publish: the RTSP/RTMP server)",
+                                         labels=["camera", "output"]),
         }
         for name, s in list(self.cameras.items()):
             families["in"].add_metric([name], s.frames_in)
@@ -134,6 +139,8 @@ class LiveCollector:
                 families["lat"].add_metric([name, quantile], value)
             for state in STATES:
                 families["state"].add_metric([name, state], 1.0 if s.state == state else 0.0)
+            for output in ("record", "publish"):
+                families["failing"].add_metric([name, output], 1.0 if output in s.failing_outputs else 0.0)
         yield from families.values()
 
 
@@ -156,7 +163,7 @@ class MetricsServer:
                     body, code, kind = generate_latest(registry), 200, "text/plain; version=0.0.4"
                 elif self.path.startswith("/health"):
                     cams = {n: s.snapshot() for n, s in list(stats.items())}
-                    ok = all(c["state"] == "streaming" for c in cams.values())
+                    ok = all(c["state"] == "streaming" and not c["failing_outputs"] for c in cams.values())
                     body = json.dumps({"status": "ok" if ok else "degraded", "cameras": cams}).encode()
                     code, kind = (200 if ok else 503), "application/json"
                 else:

@@ -59,6 +59,7 @@ class _EncodedOutput:
         frames_dropped: frames not written because the output was failing.
         reconnects: times the output worked again after a failure.
         last_error: the latest failure ("" if none).
+        failing: the latest write failed and none has worked since.
     """
 
     name = "output"
@@ -81,7 +82,7 @@ class _EncodedOutput:
         self.last_error = ""
         self._last_pts = -1
         self._retry_at = 0.0
-        self._failed_before = False
+        self.failing = False
         self.log_fields: dict = {}
 
     def action(self) -> str:
@@ -124,16 +125,16 @@ class _EncodedOutput:
             self._encode(frame)
         except (OutputError, av.FFmpegError, OSError) as exc:
             self.frames_dropped += 1
-            self.last_error = str(exc).split(";")[0]
+            self.last_error = describe_error(exc)
             self.close()
             delay = self.backoff.next()
             self._retry_at = time.monotonic() + delay
-            self._failed_before = True
+            self.failing = True
             log.warning("%s failed (%s); retrying in %.1f s", self.action(), self.last_error, delay,
                         extra={**self.log_fields, "event": self.retry_event, "delay_s": round(delay, 2)})
             return
-        if self._failed_before and self.frames_written:
-            self._failed_before = False
+        if self.failing and self.frames_written:
+            self.failing = False
             self.reconnects += 1
             self.backoff.reset()
 

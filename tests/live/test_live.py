@@ -242,10 +242,15 @@ def test_a_recording_folder_that_goes_away_costs_recorded_frames_not_the_camera(
         _wait(lambda: _health(port)["door"]["dropped"]["record"] > 10, 30, "frames not recorded")
         frames_in = _health(port)["door"]["frames_in"]
         _wait(lambda: _health(port)["door"]["frames_in"] > frames_in + 25, 30, "frames while not recording")
-        assert _health(port)["door"]["state"] == "streaming"
+        door = _health(port)["door"]
+        assert door["state"] == "streaming" and "Not a directory" in door["failing_outputs"]["record"], door
+        assert _get(f"http://127.0.0.1:{port}/health")[0] == 503  # an operator's check sees it
+        assert 'streamer_output_failing{camera="door",output="record"} 1.0' in _get(
+            f"http://127.0.0.1:{port}/metrics")[1]
         rec.unlink()
         rec.mkdir()
         _wait(lambda: len(list(rec.glob("door-*.mp4"))) >= 2, 30, "recording resumed")
+        _wait(lambda: _get(f"http://127.0.0.1:{port}/health")[0] == 200, 10, "health back to 200")
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
