@@ -60,10 +60,10 @@ def deface_faces(path: str, input_size: tuple[int, int], threshold: float) -> in
     return total
 
 
-def run_clip(path: str, width: int, threshold: float, workdir: Path) -> dict:
-    """Benchmark one clip; returns a result row."""
-    w, h, frames, has_audio = probe(path)
-    size = detector_input_size(w, h, width)
+def commands(path: str, size: tuple[int, int], threshold: float, has_audio: bool,
+             workdir: Path) -> tuple[list[str], list[str]]:
+    """The two commands compared on one clip, blurring faces with the same detector input ``size``
+    (pixels) and threshold: streamer's (writes ``workdir/ours.mp4``) and deface's (``workdir/deface.mp4``)."""
     ours_cmd = [sys.executable, "-m", "streamer.cli", "anonymize", path, str(workdir / "ours.mp4"),
                 "--config", "benchmark", "--mode", "blur", "--detector-width", str(size[0]),
                 "--threshold", str(threshold), "--device", "cpu"]
@@ -71,6 +71,14 @@ def run_clip(path: str, width: int, threshold: float, workdir: Path) -> dict:
                   "--scale", f"{size[0]}x{size[1]}", "--replacewith", "blur"]
     if has_audio:
         deface_cmd.append("--keep-audio")
+    return ours_cmd, deface_cmd
+
+
+def run_clip(path: str, width: int, threshold: float, workdir: Path) -> dict:
+    """Benchmark one clip; returns a result row."""
+    w, h, frames, has_audio = probe(path)
+    size = detector_input_size(w, h, width)
+    ours_cmd, deface_cmd = commands(path, size, threshold, has_audio, workdir)
     ours_s, ours = timed(ours_cmd)
     deface_s, theirs = timed(deface_cmd)
     if ours.returncode or theirs.returncode:
