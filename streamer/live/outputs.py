@@ -20,6 +20,7 @@ frames are dropped at the input, a viewer still starts within
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -211,6 +212,22 @@ class Publisher(_EncodedOutput):
             raise OutputError(f"{self.url}: cannot publish ({str(exc).split(';')[0]})") from None
 
 
+def prepare_folder(folder: str) -> Path:
+    """Create the recording folder ``folder`` if missing and check it can be written in.
+
+    Raises:
+        OutputError: it cannot be created (a file has its name, no permission) or written in.
+    """
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create recording folder {folder}: {describe_error(exc)}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot record in {folder}: permission denied")
+    return path
+
+
 class SegmentRecorder(_EncodedOutput):
     """Records to fixed-length fragmented-MP4 segments in a folder.
 
@@ -231,11 +248,7 @@ class SegmentRecorder(_EncodedOutput):
     def __init__(self, folder: str, camera: str, encoder: EncoderConfig, fps: float,
                  segment_seconds: float = 60.0, backoff: Backoff | None = None) -> None:
         super().__init__(encoder, fps, gop_seconds=min(1.0, segment_seconds), backoff=backoff)
-        self.folder = Path(folder)
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create recording folder {folder}: {exc.strerror}") from None
+        self.folder = prepare_folder(folder)
         self.camera = self.name = camera
         self.segment_seconds = segment_seconds
         self.log_fields = {"camera": camera}

@@ -15,11 +15,13 @@ import threading
 import time
 
 from streamer.config import Config
+from streamer.errors import OutputError
 from streamer.factory import (build_compositor, build_detector, build_gan, build_shared_generator, gan_key,
                               uses_torch_compositor)
 from streamer.live.batcher import SharedAnonymizer, SharedCompositor, SharedDetector
 from streamer.live.camera import CameraWorker
 from streamer.live.metrics import CameraStats, MetricsServer
+from streamer.live.outputs import prepare_folder
 from streamer.live.settings import CameraSpec, ServerSettings, parse_live
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,12 @@ class LiveServer:
                  settings: ServerSettings | None = None, detector=None) -> None:
         if specs is None:
             settings, specs = parse_live(config)
+        for spec in specs:  # a recording folder that cannot be made is the config's error: said at once
+            if spec.record_dir:
+                try:
+                    prepare_folder(spec.record_dir)
+                except OutputError as exc:
+                    raise OutputError(f"camera {spec.name}: {exc}") from None
         self.settings = settings or ServerSettings()
         self.stop = threading.Event()
         self.gave_up = False  # run() stopped because no camera came up within settings.startup_timeout

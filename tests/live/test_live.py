@@ -260,3 +260,21 @@ def test_a_recording_folder_that_goes_away_costs_recorded_frames_not_the_camera(
     assert len(before) >= 2 and len(after) >= 2
     counts = {path.name: _decode_count(path) for path in before + after}
     assert all(n > 0 for n in counts.values()), counts
+
+
+def test_a_recording_folder_that_cannot_be_made_is_one_error_at_start(tmp_path):
+    """A camera's record folder under a file (a typo, a share not mounted on a path that is a file) is
+    the config's error: one line naming the camera, at once, before connecting to any camera (it used
+    to surface only when the first frame came, as that camera stopping while the others ran on)."""
+    (tmp_path / "recordings").write_text("a file, not a folder")
+    cfg = tmp_path / "serve.yaml"
+    cfg.write_text(yaml.safe_dump({"server": {"metrics_port": -1}, "cameras": [
+        {"name": "door", "input": f"rtsp://127.0.0.1:{free_port()}/none", "record": str(tmp_path / "recordings" / "door")},
+    ]}))
+    started = time.monotonic()
+    proc = run_cli("serve", "--config", str(cfg), timeout=60)
+    assert proc.returncode == 4, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"streamer: error: camera door: cannot create recording folder {tmp_path / 'recordings' / 'door'}: " \
+           "Not a directory" in proc.stderr
+    assert time.monotonic() - started < 30
