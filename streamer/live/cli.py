@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from streamer.errors import InputError
 from streamer.logs import json_logs
 from streamer.live.settings import (ANONYMIZE_STARTUP_TIMEOUT, INPUT_SCHEMES, OUTPUT_SCHEMES, ServerSettings,
                                     parse_camera, parse_server)
+
+log = logging.getLogger(__name__)
 
 
 def _live_options(parser: argparse.ArgumentParser) -> None:
@@ -85,6 +88,9 @@ def run_urls(urls: list[str], args: argparse.Namespace) -> int:
 
     * an ``rtsp://`` or ``rtmp://`` URL: publish there. With one camera the URL is used
       as is; with N cameras camera *i* publishes to ``<URL>/cam<i>`` (1-based).
+    * a video file name (``out.mp4``): the camera records 60 s fragmented-MP4 segments
+      ``out-<start>-NNNNN.mp4`` beside it (camera *i* of N: ``out-cam<i>-...``), so a
+      reconnect, a crash or a full disk costs one segment, not the recording.
     * anything else: a folder; camera *i* records 60 s fragmented-MP4 segments
       ``<folder>/cam<i>-<start>-NNNNN.mp4``.
 
@@ -92,7 +98,7 @@ def run_urls(urls: list[str], args: argparse.Namespace) -> int:
     the recordings. Uses ``args.config``/``--mode``/... like ``anonymize``, and
     ``args.metrics_port`` when present. Returns 0 if any frame was delivered, else 1.
     """
-    from streamer.cli import _config_from_args
+    from streamer.cli import VIDEO_EXTENSIONS, _config_from_args
 
     if len(urls) < 2:
         raise InputError("live input needs an output: streamer anonymize rtsp://CAMERA... "
@@ -103,12 +109,18 @@ def run_urls(urls: list[str], args: argparse.Namespace) -> int:
             raise InputError(f"{url}: every input but the last argument must be a stream URL when the first is")
     config = _config_from_args(args)
     settings = _settings(config, args, ANONYMIZE_STARTUP_TIMEOUT)
+    file = Path(target) if Path(target).suffix.lower() in VIDEO_EXTENSIONS and not Path(target).is_dir() else None
+    prefix = re.sub(r"[^A-Za-z0-9_.-]", "_", file.stem) if file else ""  # a camera name: file names' prefix
     specs = []
     for i, url in enumerate(inputs):
-        entry: dict = {"name": f"cam{i + 1}", "input": url}
+        name = f"cam{i + 1}" if not file else prefix if len(inputs) == 1 else f"{prefix}-cam{i + 1}"
+        entry: dict = {"name": name, "input": url}
         if target.startswith(OUTPUT_SCHEMES):
             entry["output"] = target if len(inputs) == 1 else f"{target.rstrip('/')}/cam{i + 1}"
         else:
-            entry["record"] = {"dir": str(Path(target)), "segment_seconds": 60}
+            entry["record"] = {"dir": str(file.parent if file else Path(target)), "segment_seconds": 60}
         specs.append(parse_camera(i, entry, config, settings))
+    if file:
+        log.info("recording in 60 s segments: %s", ", ".join(
+            str(file.parent / f"{spec.name}-<start>-NNNNN.mp4") for spec in specs))
     return _run(config, specs, settings, args)

@@ -278,3 +278,28 @@ def test_a_recording_folder_that_cannot_be_made_is_one_error_at_start(tmp_path):
     assert f"streamer: error: camera door: cannot create recording folder {tmp_path / 'recordings' / 'door'}: " \
            "Not a directory" in proc.stderr
     assert time.monotonic() - started < 30
+
+
+def test_a_camera_given_a_video_file_name_records_segments_named_after_it(tmp_path, long_face_clip,
+                                                                          gst_rtsp_server_factory):
+    """``streamer anonymize rtsp://cam out.mp4`` records ``out-<start>-00000.mp4``, ... beside it (it used
+    to make a folder named out.mp4); the recording plays. (The quick form reads RTSP over TCP: the
+    GStreamer server.)"""
+    server = gst_rtsp_server_factory(play={"cam": long_face_clip})
+    cfg = tmp_path / "fast.yaml"
+    cfg.write_text(yaml.safe_dump({"detector": {"input_width": 640}, "encoder": {"preset": "ultrafast"},
+                                   "server": {"metrics_port": -1}}))
+    out = tmp_path / "out.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "streamer.cli", "anonymize", server.url("cam"), str(out),
+                             "-c", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(lambda: proc.poll() is None and any(p.stat().st_size > 50_000 for p in tmp_path.glob("out-*.mp4")),
+              60, "a recording growing")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert not out.exists(), "a folder or file named out.mp4"
+    segments = sorted(tmp_path.glob("out-*-00000.mp4"))
+    assert len(segments) == 1, sorted(p.name for p in tmp_path.iterdir())
+    assert _decode_count(segments[0]) >= 25
