@@ -72,8 +72,9 @@ def file_start(container) -> float:
 
 class _NearestFrame:
     """An output's frames looked up by presentation time: the one nearest to each time asked for
-    (times asked in increasing order), grey, at the original's size. Matches frames by time, not
-    by count: an output may repeat frames (a constant-rate writer fed a variable-rate clip)."""
+    (times asked in increasing order), grey, at the original's size. Matches frames by time since
+    the file's start, not by count: an output may hold frames the original has not (deface fills
+    the time before a late first picture with copies of it)."""
 
     def __init__(self, path: str, size: tuple[int, int]) -> None:
         self.container = av.open(path)
