@@ -136,7 +136,8 @@ def test_variable_frame_rate_and_audio_first(tmp_path):
 @pytest.mark.parametrize("policy", ["mask_frame", "drop"])
 def test_stage_failure_policy(small_clip, tmp_path, policy, threads, monkeypatch):
     monkeypatch.setenv("STREAMER_STAGE_THREADS", threads)  # 2: detection and anonymization on two threads
-    config = fast_config(**{"pipeline.on_error": policy})
+    # one frame per detector call, also on a GPU (auto: 8 frames a call, and the clip's 25 frames take 4 calls)
+    config = fast_config(**{"pipeline.on_error": policy, "detector.batch_size": 1})
     inner = CenterFaceDetector(config.detector)
     calls = {"n": 0}
 

@@ -47,7 +47,8 @@ def test_the_sink_waits_for_the_work_recorded_for_its_frame(tmp_path):
         ready.record()
         frames.append(Frame(index=i, pts=i, time_base=INFO.time_base, image=None, device_image=image, ready=ready))
     decoded = _write(tmp_path, frames)
-    assert [int(np.median(f)) for f in decoded] == [200, 90]
+    medians = [int(np.median(f)) for f in decoded]  # yuv420p rounding: one grey level either way
+    assert abs(medians[0] - 200) <= 1 and abs(medians[1] - 90) <= 1, medians
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(

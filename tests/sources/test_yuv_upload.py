@@ -48,10 +48,12 @@ def test_odd_sized_frames_are_converted_on_the_cpu(tmp_path):
 
 def test_chosen_where_the_gpu_compositor_works(small_clip, caplog):
     caplog.set_level(logging.INFO, logger="streamer.factory")
-    source = build_source(small_clip.path, fast_config(**{"pipeline.compositor": "torch"}))
+    # decoder cpu: where NVDEC works it is chosen before this path (tests/sources/test_nvdec.py)
+    source = build_source(small_clip.path, fast_config(**{"pipeline.compositor": "torch", "pipeline.decoder": "cpu"}))
     source.close()
-    assert isinstance(source, YuvUploadSource) and "YUV to RGB on the cpu" in caplog.text
-    plain = build_source(small_clip.path, fast_config())
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    assert isinstance(source, YuvUploadSource) and f"YUV to RGB on the {device}" in caplog.text
+    plain = build_source(small_clip.path, fast_config(**{"pipeline.compositor": "numpy", "pipeline.decoder": "cpu"}))
     plain.close()
     assert type(plain) is VideoFileSource
 

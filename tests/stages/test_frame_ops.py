@@ -204,7 +204,7 @@ def _paste_one_by_one(frames: torch.Tensor, frame_index, rects, results, masks) 
 def test_paste_faces_equals_blending_each_face_in_order(device, max_pixels):
     rng = np.random.default_rng(3)
     frames = torch.from_numpy(rng.integers(0, 256, (3, 3, 90, 120), dtype=np.uint8)).to(device)
-    original, expected = frames.clone(), frames.clone()
+    original, expected = frames.clone(), frames.cpu().clone()  # the reference blends on the CPU
     rects = np.array([[10, 10, 50, 60],     # 128 px result shrunk
                       [30, 40, 75, 70],     # overlaps the first: blended after it, over its result
                       [-20, 60, 30, 110],   # leaves the frame at the left and bottom
