@@ -19,6 +19,7 @@ with device tensors and no host round trip.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Callable
 
 import numpy as np
@@ -28,6 +29,14 @@ from torch import nn
 from engines.runner import Inputs, ordered_inputs
 
 log = logging.getLogger(__name__)
+
+#: Held by a runner while it warms up for and captures a CUDA graph. Entering a capture synchronizes the
+#: device and empties PyTorch's memory cache (freeing memory synchronizes too): in one thread while another
+#: thread captures, that fails the other capture, and a warm-up's cuDNN autotuning can fill the memory a
+#: capture needs and cannot free (the detector and generator runners capture from two threads; 16 streams on
+#: an H100 lost every frame of 15 streams to "operation failed due to a previous error during capture" and
+#: out-of-memory errors, 2026-11-26).
+CAPTURE_LOCK = threading.Lock()
 
 #: Default batch sizes the padded-batch policy rounds up to.
 DEFAULT_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32)
@@ -95,6 +104,12 @@ class TorchRunner:
                                  if compile else module)
         self._graphs: dict[tuple[tuple[int, ...], ...],
                            tuple[torch.cuda.CUDAGraph, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]] = {}
+        # one side stream and one memory pool for every capture of this runner: the caching allocator keeps
+        # freed memory per stream, so a new stream per capture left each warm-up's memory cached where
+        # nothing reuses it (71.5 GiB reserved but unallocated, 16 streams on an H100, 2026-11-26)
+        self._capture_stream: torch.cuda.Stream | None = None
+        self._graph_pool = None
+        self._eager_shapes: set[tuple[tuple[int, ...], ...]] = set()  # shapes whose capture failed
 
     # -- public API -----------------------------------------------------------------------------
     def __call__(self, inputs: Inputs) -> list[np.ndarray]:
@@ -142,16 +157,34 @@ class TorchRunner:
             xs = [self._convert(x) for x in xs]
             if self.cuda_graphs:
                 return self._replay(xs, padded)
-            if padded != n:
-                xs = [self._convert(torch.cat([x, x.new_zeros((padded - n, *x.shape[1:]))])) for x in xs]
-            outs = _as_tuple(self.module(*xs))
-            return tuple(o[:n] for o in outs)
+            return self._eager(xs, padded)
+
+    def _eager(self, xs: list[torch.Tensor], padded: int) -> tuple[torch.Tensor, ...]:
+        n = xs[0].shape[0]
+        if padded != n:
+            xs = [self._convert(torch.cat([x, x.new_zeros((padded - n, *x.shape[1:]))])) for x in xs]
+        outs = _as_tuple(self.module(*xs))
+        return tuple(o[:n] for o in outs)
 
     def _replay(self, xs: list[torch.Tensor], padded: int) -> tuple[torch.Tensor, ...]:
         n = xs[0].shape[0]
         shapes = tuple((padded, *x.shape[1:]) for x in xs)
+        if shapes in self._eager_shapes:
+            return self._eager(xs, padded)
         if shapes not in self._graphs:
-            self._graphs[shapes] = self._capture(shapes, [x.dtype for x in xs])
+            current = torch.cuda.current_stream(self.device)
+            try:
+                with CAPTURE_LOCK:
+                    self._graphs[shapes] = self._capture(shapes, [x.dtype for x in xs])
+            except RuntimeError as exc:  # out of memory during the capture, or a capture CUDA invalidated
+                # torch.cuda.graph leaves its stream current when ending the capture fails; a later capture
+                # starts on a fresh stream and pool rather than on ones a failed capture may have left behind
+                torch.cuda.set_stream(current)
+                self._capture_stream = self._graph_pool = None
+                self._eager_shapes.add(shapes)
+                log.warning("CUDA graph capture for inputs %s failed (%s); these shapes run without a graph",
+                            [list(s) for s in shapes], str(exc).splitlines()[0])
+                return self._eager(xs, padded)
         graph, static_ins, static_out = self._graphs[shapes]
         for static_in, x in zip(static_ins, xs):  # every input into its static buffer, zero-padded
             static_in[:n].copy_(x)
@@ -164,7 +197,10 @@ class TorchRunner:
         log.debug("capturing CUDA graph for inputs %s", shapes)
         static_ins = tuple(self._convert(torch.zeros(shape, device=self.device, dtype=dtype))
                            for shape, dtype in zip(shapes, dtypes))
-        side = torch.cuda.Stream(self.device)
+        if self._capture_stream is None:
+            self._capture_stream = torch.cuda.Stream(self.device)
+            self._graph_pool = torch.cuda.graph_pool_handle()
+        side = self._capture_stream
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):  # warm-up: cudnn autotuning and lazy init happen outside the graph
             for _ in range(3):
@@ -174,7 +210,9 @@ class TorchRunner:
         # other threads keep working while this one captures (the reader uploads, the writer downloads, the
         # other model stage launches and synchronizes): in the default "global" mode any of their
         # synchronizing calls during the capture would fail it; "thread_local" checks this thread only
-        with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
+        # the graphs share one pool: a runner replays one graph at a time and clones its outputs at once,
+        # so one graph's intermediates may reuse another's memory
+        with torch.cuda.graph(graph, pool=self._graph_pool, stream=side, capture_error_mode="thread_local"):
             static_out = _as_tuple(self.module(*static_ins))
         return graph, static_ins, static_out
 

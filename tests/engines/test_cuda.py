@@ -109,3 +109,58 @@ def test_gan_anonymizer_on_cuda_matches_the_cpu_one():
     gpu = GanAnonymizer.from_module(module, "cuda").anonymize_tensor(crops)
     assert gpu.device.type == "cuda" and gpu.shape == cpu.shape
     assert float((gpu.cpu() - cpu).abs().mean()) < 2.0 and bool(torch.isfinite(gpu).all())
+
+
+def test_two_runners_capturing_from_two_threads_both_get_their_graphs(centerface_torch):
+    """The detector and the generator capture new graphs from two threads (stage threads, the live batchers):
+    entering a capture synchronizes and empties the memory cache, which failed a capture running in the other
+    thread (16 streams on an H100, 2026-11-26); captures now take turns."""
+    import threading
+
+    generator = GENERATOR.build()
+    runners = [TorchRunner(centerface_torch, "cuda", cuda_graphs=True),
+               TorchRunner(generator, "cuda", cuda_graphs=True, input_names=GENERATOR.input_names)]
+    inputs = [lambda n: (torch.rand((n, 3, 192, 320), device="cuda") * 255,),
+              lambda n: tuple(torch.from_numpy(GENERATOR.random_inputs(n, seed=n)[name]).cuda()
+                              for name in GENERATOR.input_names)]
+    errors: list[BaseException] = []
+
+    def work(runner: TorchRunner, make) -> None:
+        try:
+            for n in (1, 2, 3, 5, 8, 16):  # batch buckets 1, 2, 4, 8, 16: five new graphs each
+                assert all(torch.isfinite(o).all() for o in runner.run_tensor(*make(n)))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=pair) for pair in zip(runners, inputs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert [len(r.graph_shapes) for r in runners] == [5, 5] and not any(r._eager_shapes for r in runners)
+
+
+def test_a_failed_capture_runs_those_shapes_without_a_graph(centerface_torch, caplog, monkeypatch):
+    """Out of memory (or an invalidated capture) while capturing: the frames are still processed, eagerly,
+    and the thread's stream is the one it had, instead of every later frame failing as on 2026-11-26."""
+    graphed = TorchRunner(centerface_torch, "cuda", cuda_graphs=True)
+    eager = TorchRunner(centerface_torch, "cuda", cuda_graphs=False)
+    x = torch.rand((2, 3, 192, 320), device="cuda") * 255
+    real_capture = graphed._capture
+
+    def failing(*args):
+        torch.cuda.set_stream(torch.cuda.Stream())  # as torch.cuda.graph leaves it when capture_end raises
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 102.00 MiB")
+
+    monkeypatch.setattr(graphed, "_capture", failing)
+    stream = torch.cuda.current_stream()
+    first, second = graphed.run_tensor(x), graphed.run_tensor(x)
+    assert torch.cuda.current_stream() == stream
+    expected = eager.run_tensor(x)
+    for a, b, e in zip(first, second, expected):
+        assert torch.equal(a, b) and (a.float() - e.float()).abs().max().item() <= 1e-2 * max(e.abs().max().item(), 1)
+    assert caplog.text.count("CUDA graph capture for inputs") == 1 and graphed.graph_shapes == []
+    monkeypatch.setattr(graphed, "_capture", real_capture)  # other shapes still get graphs
+    graphed.run_tensor(x[:1])
+    assert graphed.graph_shapes == [(1, 3, 192, 320)]
