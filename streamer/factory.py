@@ -207,7 +207,7 @@ def build_source(path: str, config: Config):
         InputError: the file cannot be opened.
         BackendError: ``decoder: nvdec`` (or ``device: cuda``) asked for but not usable.
     """
-    from streamer.sources.nvdec import NvdecSource, pynvvideocodec_status, select_decoder
+    from streamer.sources.nvdec import NvdecSource, is_interlaced, pynvvideocodec_status, select_decoder
     from streamer.sources.video_file import VideoFileSource
     from streamer.sources.yuv_upload import GPU_CONVERTED_PIX_FMTS, YuvUploadSource
 
@@ -217,7 +217,8 @@ def build_source(path: str, config: Config):
         gpu = requested != "cpu" and torch_device(config) == "cuda"
         library = pynvvideocodec_status() if requested != "cpu" and gpu else None
         pix_fmt = source.stream.codec_context.pix_fmt
-        choice = select_decoder(requested, source.info.codec, pix_fmt, cuda=gpu, library_error=library)
+        choice = select_decoder(requested, source.info.codec, pix_fmt, cuda=gpu, library_error=library,
+                                interlaced=is_interlaced(source.stream.codec_context))
         if choice.name != "cpu":
             log.info("decode: %s (%s)", choice.name, choice.reason)
             return NvdecSource(path, container=source.container, info=source.info)

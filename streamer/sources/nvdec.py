@@ -9,9 +9,10 @@ decoder:
 * H.264 / HEVC packets are turned into Annex B by FFmpeg's
   ``h264_mp4toannexb`` / ``hevc_mp4toannexb`` bitstream filter (PyAV),
   the format NVDEC parses;
-* each packet is submitted with a running packet number as its timestamp;
-  NVDEC hands every picture back in display order with the number of the
-  packet that carried it, which gives back that packet's pts; with the dts of
+* NVDEC hands pictures back in display order, so each picture's pts is the
+  smallest pts of the packets submitted and not yet given to a picture (the
+  pts NVDEC reported back, a packet number submitted as the timestamp, gave
+  frames times twice as far apart on an H100, 2026-11-26); with the dts of
   the packet whose submission let the picture out (FFmpeg's ``frame.dts``),
   timestamps go through exactly the repair the CPU source applies (AVI with
   B-frames included);
@@ -26,6 +27,7 @@ decoder:
 
 from __future__ import annotations
 
+import heapq
 import importlib
 import importlib.util
 import logging
@@ -57,8 +59,14 @@ def pynvvideocodec_status() -> str | None:
     return None
 
 
+def is_interlaced(codec_context) -> bool:
+    """Whether a video stream's field order (as FFmpeg probed it) says interlaced: tt, bb, tb or bt."""
+    order = getattr(codec_context, "field_order", None)
+    return str(order).lower() not in ("none", "0", "1", "unknown", "progressive")
+
+
 def select_decoder(requested: str, codec: str, pix_fmt: str | None, cuda: bool,
-                   library_error: str | None) -> BackendChoice:
+                   library_error: str | None, interlaced: bool = False) -> BackendChoice:
     """Choose NVDEC or PyAV on the CPU for a video stream, with the reason.
 
     Args:
@@ -67,6 +75,8 @@ def select_decoder(requested: str, codec: str, pix_fmt: str | None, cuda: bool,
         pix_fmt: the stream's pixel format (yuv420p...), None if unknown.
         cuda: the pipeline runs on a CUDA GPU.
         library_error: :func:`pynvvideocodec_status` (None: PyNvVideoCodec imports).
+        interlaced: the stream is coded interlaced (:func:`is_interlaced`): it takes the CPU path, whose
+            deinterlacing (bwdif) is tested; what NVDEC does with fields here has not been checked.
 
     Returns:
         ``nvdec`` or ``cpu``, and why.
@@ -84,6 +94,8 @@ def select_decoder(requested: str, codec: str, pix_fmt: str | None, cuda: bool,
         problem = f"the NVDEC path takes {', '.join(NVDEC_CODECS)}, this video is {codec}"
     elif pix_fmt not in NVDEC_PIX_FMTS:
         problem = f"the NVDEC path takes 8-bit 4:2:0 video, this one is {pix_fmt}"
+    elif interlaced:
+        problem = "the NVDEC path takes progressive video, this one is interlaced (deinterlaced on the CPU path)"
     else:
         return BackendChoice("nvdec", f"NVDEC into GPU memory: a CUDA GPU, PyNvVideoCodec and {codec} {pix_fmt}")
     if requested == "nvdec":
@@ -111,12 +123,11 @@ class PyNvVideoCodecDecoder:
                                           cudastream=stream, usedevicememory=True)
         self.errors: tuple = tuple(getattr(nvc, name) for name in ("PyNvVCExceptionDecode",) if hasattr(nvc, name))
 
-    def decode(self, data: bytes | None, key: int = 0) -> list[tuple[object, int]]:
-        """Submit one Annex B access unit tagged ``key`` (None: end of stream, flush).
+    def decode(self, data: bytes | None) -> list:
+        """Submit one Annex B access unit (None: end of stream, flush).
 
         Returns:
-            The pictures ready, in display order: (NV12 ``(H*3/2, W)`` uint8
-            CUDA tensor, the key of the packet that carried the picture).
+            The pictures ready, in display order: NV12 ``(H*3/2, W)`` uint8 CUDA tensors.
         """
         import torch
 
@@ -125,13 +136,12 @@ class PyNvVideoCodecDecoder:
         if buffer is not None:
             packet.bsl_data = buffer.ctypes.data
             packet.bsl = buffer.size
-            packet.pts = key
         else:
             packet.bsl = 0  # an empty packet is NVDEC's end-of-stream: it returns what it still holds
         out = []
         for picture in self._decoder.Decode(packet):
             planes = torch.from_dlpack(picture)  # zero copy; synchronised with the decoder's stream
-            out.append((planes.reshape(planes.shape[0], -1).clone(), int(picture.getPTS())))
+            out.append(planes.reshape(planes.shape[0], -1).clone())
         return out
 
 
@@ -143,7 +153,7 @@ class NvdecSource(VideoFileSource):
         gpu: CUDA device ordinal.
         container: an already opened PyAV container of ``path``.
         decoder: replaces the PyNvVideoCodec decoder (tests): an object with
-            ``decode(data, key) -> [(nv12_tensor, key), ...]`` and ``errors``.
+            ``decode(data) -> [nv12_tensor, ...]`` (display order) and ``errors``.
         info: ``info`` of another source of the same file.
     """
 
@@ -157,32 +167,28 @@ class NvdecSource(VideoFileSource):
             self.container.close()
             raise
         self.DECODE_ERRORS = VideoFileSource.DECODE_ERRORS + tuple(getattr(self.decoder, "errors", ()))
-        self._pts: dict[int, int | None] = {}  # packet number -> its pts, until its picture comes out
-        self._next_key = 0
+        self._pending_pts: list[int] = []  # heap: pts of the packets submitted whose picture has not come out
 
     def _decode(self, packet: av.Packet) -> list:
         if not packet.size:  # PyAV's end-of-stream packet: drain the filter and the decoder
             return self._flush()
-        key = self._next_key
-        self._next_key += 1
-        self._pts[key] = packet.pts
+        if packet.pts is not None:
+            heapq.heappush(self._pending_pts, packet.pts)
         dts = packet.dts  # read first: the bitstream filter takes the packet over
         # like FFmpeg's frame.dts: the dts of the packet whose submission let the picture out
-        return [(planes, out_key, dts) for unit in self.bsf.filter(packet)
-                for planes, out_key in self.decoder.decode(bytes(unit), key)]
+        return [(planes, dts) for unit in self.bsf.filter(packet) for planes in self.decoder.decode(bytes(unit))]
 
     def _flush(self) -> list:
         units = [bytes(unit) for unit in self.bsf.filter(None)]
-        pictures = [p for unit in units for p in self.decoder.decode(unit, self._next_key - 1)]
-        return [(planes, key, None) for planes, key in pictures + self.decoder.decode(None)]
+        pictures = [p for unit in units for p in self.decoder.decode(unit)]
+        return [(planes, None) for planes in pictures + self.decoder.decode(None)]
 
     def _to_frame(self, picture, index: int) -> Frame:
         from streamer.stages import frame_ops
 
-        planes, key, dts = picture
-        pts = self._pts.pop(key, None)
-        for stale in [k for k in self._pts if k < key - 64]:  # packets that carried no picture
-            del self._pts[stale]
+        planes, dts = picture
+        # display order: the earliest pts still waiting for its picture (None: the packets carried none)
+        pts = heapq.heappop(self._pending_pts) if self._pending_pts else None
         # the decoder's surface may be taller than the picture (coded size): convert, then crop
         rgb = frame_ops.nhwc(frame_ops.nv12_to_rgb(planes[None], self.info.colour)[0])
         return self._frame(index, self._timestamp(pts, dts), self.info.time_base, None,

@@ -22,8 +22,8 @@ from tests.media import audio_digest, box_difference, video_frames, video_times
 
 
 class PyAVAnnexBDecoder:
-    """Stands in for NVDEC: decodes the Annex B units NvdecSource submits (no container, no
-    extradata: exactly what NVDEC gets) and returns NV12 planes tagged with the packet key."""
+    """Stands in for NVDEC: decodes the Annex B units NvdecSource submits (no container, no timestamps,
+    no extradata: exactly what NVDEC gets) and returns NV12 planes in display order."""
 
     errors = ()
 
@@ -31,15 +31,13 @@ class PyAVAnnexBDecoder:
         self.ctx = av.CodecContext.create(codec, "r")
         self.units = 0
 
-    def decode(self, data, key=0):
+    def decode(self, data):
         if data is None:
             frames = self.ctx.decode(None)
         else:
             self.units += 1
-            packet = av.Packet(data)
-            packet.pts = key
-            frames = self.ctx.decode(packet)
-        return [(torch.from_numpy(f.reformat(format="nv12").to_ndarray()), f.pts) for f in frames]
+            frames = self.ctx.decode(av.Packet(data))
+        return [torch.from_numpy(f.reformat(format="nv12").to_ndarray()) for f in frames]
 
 
 def test_decoder_choice_and_reasons():
@@ -49,7 +47,8 @@ def test_decoder_choice_and_reasons():
     cases = {"no CUDA GPU": dict(ok, cuda=False),
              "PyNvVideoCodec not installed": dict(ok, library_error="PyNvVideoCodec not installed (pip ...)"),
              "this video is vp9": dict(ok, codec="vp9"),
-             "this one is yuv444p": dict(ok, pix_fmt="yuv444p")}
+             "this one is yuv444p": dict(ok, pix_fmt="yuv444p"),
+             "this one is interlaced": dict(ok, interlaced=True)}
     for reason, args in cases.items():
         choice = select_decoder("auto", **args)
         assert choice.name == "cpu" and reason in choice.reason, choice
@@ -57,16 +56,32 @@ def test_decoder_choice_and_reasons():
             select_decoder("nvdec", **args)
 
 
-def test_factory_falls_back_to_pyav_and_logs_why(small_clip, caplog):
+def test_factory_picks_nvdec_where_it_can_else_pyav_and_logs_why(small_clip, caplog):
     caplog.set_level(logging.INFO, logger="streamer")
     source = build_source(small_clip.path, fast_config())
-    try:
-        assert type(source) is VideoFileSource
-    finally:
-        source.close()
-    expected = "no CUDA GPU in use" if not torch.cuda.is_available() else (pynvvideocodec_status() or "NVDEC")
-    assert "decode: cpu (PyAV on the CPU: " in caplog.text or "decode: nvdec" in caplog.text
+    source.close()
+    usable = torch.cuda.is_available() and pynvvideocodec_status() is None
+    assert type(source) is (NvdecSource if usable else VideoFileSource)
+    expected = ("decode: nvdec (NVDEC into GPU memory" if usable else
+                "no CUDA GPU in use" if not torch.cuda.is_available() else pynvvideocodec_status())
     assert expected in caplog.text
+
+
+def test_interlaced_video_takes_the_cpu_path_even_where_nvdec_works(tmp_path, caplog, monkeypatch):
+    """An interlaced recording is deinterlaced on the CPU path (tests/sources/test_deinterlace.py); NVDEC's
+    handling of fields is unchecked, and through it the H100 gave such a clip uneven frame times."""
+    import streamer.factory as factory
+    import streamer.sources.nvdec as nvdec
+    from tests.media import write_interlaced
+
+    src = str(tmp_path / "interlaced.mp4")
+    write_interlaced(src)
+    monkeypatch.setattr(factory, "torch_device", lambda config: "cuda")  # as on a GPU machine with NVDEC
+    monkeypatch.setattr(nvdec, "pynvvideocodec_status", lambda: None)
+    caplog.set_level(logging.INFO, logger="streamer")
+    source = build_source(src, fast_config(**{"pipeline.compositor": "numpy"}))
+    source.close()
+    assert type(source) is VideoFileSource and "this one is interlaced" in caplog.text
 
 
 def test_asking_for_nvdec_without_it_is_a_backend_error(small_clip):
