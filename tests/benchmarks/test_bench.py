@@ -71,3 +71,30 @@ def test_streams_share_one_gpu_compositor_like_live_cameras(tmp_path):
     assert streams["per_stream_frames"] == [10, 10], streams
     assert streams["mean_compositor_batch"] >= 1.0 and streams["mean_detector_batch"] >= 1.0, streams
     assert "mean batch: detector" in proc.stdout and "compositor" in proc.stdout
+
+
+def test_streams_that_stop_and_frames_blacked_out_are_named_in_the_table(tmp_path, monkeypatch):
+    """16 encoded streams on an H100 (2026-11-26): 15 stopped on CUDA errors and the table said "per stream
+    12.33-12.33", the one stream that finished. The row now says how many stopped and why, and a row whose
+    frames a failing stage blacked out says how many."""
+    import benchmarks.cli as bench
+    from streamer.config import apply_overrides, load_config
+    from streamer.pipeline import RunStats
+    from streamer.sample import make_sample_clip
+
+    clip = make_sample_clip(str(tmp_path / "clip.mp4"), seconds=0.2, fps=25, width=320, height=180, faces=1)
+    config = apply_overrides(load_config("benchmark"), {"pipeline.device": "cpu", "anonymizer.mode": "blur"})
+    real = bench.run_variant
+
+    def second_stream_fails(path, config, sink_path, anonymize, **stages):
+        if sink_path.endswith("stream-1.mp4"):
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB")
+        return real(path, config, sink_path, anonymize, **stages)
+
+    monkeypatch.setattr(bench, "run_variant", second_stream_fails)
+    row = bench._streams(clip.path, config, 2, 25.0, encode_dir=str(tmp_path))
+    assert row["per_stream_frames"] == [5, 0] and row["failed_streams"] == 1 and not row["all_real_time"], row
+    masked = bench._row("full-gan", RunStats(frames_in=5, frames_out=5, frames_masked=3), 5)
+    table = bench.format_table([row, masked])
+    assert "(**1 of 2 streams stopped: stream 1: CUDA out of memory. Tried to allocate 20.00 MiB**)" in table
+    assert "| full-gan (**3 frames masked on error**) |" in table
