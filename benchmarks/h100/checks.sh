@@ -49,11 +49,11 @@ weights=${GENERATOR_WEIGHTS:-$([ -f engines/generator/weights/generator.safetens
 
 if [ "$part" = core ] || [ "$part" = tests ]; then
   # shellcheck disable=SC2086  # TEST_PATHS: space-separated test paths
-  step pytest-gpu "${PYTEST_LIMIT:-200}" python3 -m pytest -q -p no:cacheprovider -rfE --durations=15 \
+  step "pytest-gpu${TEST_NAME:+-$TEST_NAME}" "${PYTEST_LIMIT:-200}" python3 -m pytest -q -p no:cacheprovider -rfE --durations=15 \
     ${TEST_PATHS:-tests/engines tests/stages tests/sinks tests/test_orientation.py}
 fi
 if [ "$part" = core ] || [ "$part" = timings ]; then
-  step engines-latency "${LATENCY_LIMIT:-200}" python3 benchmarks/engines_latency.py --device "$DEVICE" \
+  [ "${LATENCY:-1}" = 1 ] && step engines-latency "${LATENCY_LIMIT:-200}" python3 benchmarks/engines_latency.py --device "$DEVICE" \
     --batches "$BATCHES" --sizes "$SIZES" --out "$OUT/engines-$DEVICE.md"
   step bench "${BENCH_LIMIT:-300}" python3 -m streamer.cli bench --device "$DEVICE" --modes gan,blur --generator-weights "$weights" \
     --streams "$STREAMS" --streams-encode --seconds "$SECONDS_CLIP" --no-deface \
