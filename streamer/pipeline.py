@@ -170,13 +170,20 @@ class FrameProcessor:
         self.compositor = compositor
         self.stats = stats
         self._lock = threading.Lock()  # detect and anonymize may run on two threads
+        self._failures = 0
+
+    #: Stage failures named one by one in warnings; after them, one warning per :attr:`REPORT_EVERY`.
+    WARNED_FAILURES = 5
+    REPORT_EVERY = 100
 
     def _fail(self, frame: Frame, stage: str, exc: BaseException) -> None:
         policy = self.config.pipeline.on_error
-        message = f"{stage} failed on frame {frame.index}: {exc}"
+        # the first line: CUDA errors add four lines of debugging advice to every message
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        message = f"{stage} failed on frame {frame.index}: {reason}"
         if policy == "abort":
             raise FrameAbort(message + " (on_error: abort)") from None
-        log.warning("%s; frame %s", message, "dropped" if policy == "drop" else "masked")
+        outcome = "dropped" if policy == "drop" else "masked"
         frame.error = message
         if policy == "drop":
             frame.dropped = True
@@ -187,6 +194,15 @@ class FrameProcessor:
                 self.stats.frames_dropped += 1
             else:
                 self.stats.frames_masked += 1
+            self._failures += 1
+            failures = self._failures
+        # a GPU out of memory fails every frame: 1,240 warnings of five lines each in one bench run (H100,
+        # 2026-11-26); the summary counts them all
+        if failures <= self.WARNED_FAILURES:
+            log.warning("%s; frame %s%s", message, outcome, "; further failures are counted, with a warning "
+                        f"every {self.REPORT_EVERY}" if failures == self.WARNED_FAILURES else "")
+        elif failures % self.REPORT_EVERY == 0:
+            log.warning("%d frames %s on stage failures so far; the latest: %s", failures, outcome, message)
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         """Detect and anonymize a batch of frames in place (:meth:`detect` then :meth:`anonymize`);

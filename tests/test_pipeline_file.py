@@ -157,6 +157,29 @@ def test_stage_failure_policy(small_clip, tmp_path, policy, threads, monkeypatch
         assert stats.frames_dropped == 1 and len(frames) == stats.frames_in - 1
 
 
+def test_a_stage_failing_on_every_frame_is_warned_about_in_a_few_lines(small_clip, tmp_path, monkeypatch, caplog):
+    """A GPU out of memory fails every frame, with four lines of CUDA advice in each message: the first
+    failures are named in one line each, the rest counted (one warning every REPORT_EVERY); none is lost."""
+    import logging
+
+    from streamer.pipeline import FrameProcessor
+
+    def out_of_memory(images):
+        raise RuntimeError("CUDA error: out of memory\nCUDA kernel errors might be asynchronously reported at "
+                           "some other API call\nFor debugging consider passing CUDA_LAUNCH_BLOCKING=1")
+
+    monkeypatch.setattr(FrameProcessor, "REPORT_EVERY", 10)
+    caplog.set_level(logging.WARNING, logger="streamer.pipeline")
+    stats = anonymize_file(small_clip.path, str(tmp_path / "out.mp4"), fast_config(**{"detector.batch_size": 1}),
+                           progress=False, detector=out_of_memory)
+    assert stats.frames_masked == stats.frames_in == stats.frames_out == 25
+    named = [r.getMessage() for r in caplog.records if "detector failed on frame" in r.getMessage()]
+    assert len(named) == 5 + 2 and all("\n" not in m and "CUDA kernel errors" not in m for m in named), named
+    assert named[0] == "detector failed on frame 0: CUDA error: out of memory; frame masked"
+    assert named[4].endswith("further failures are counted, with a warning every 10")
+    assert named[5].startswith("10 frames masked on stage failures so far; the latest: detector failed on frame 9:")
+
+
 def test_two_stage_threads_write_the_same_video(small_clip, tmp_path, monkeypatch):
     """Detection and anonymization on two threads (the GPU default) change nothing in the output."""
     outputs = []
