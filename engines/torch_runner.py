@@ -7,7 +7,11 @@ and replayed afterwards; each input (a model may take several, e.g. the
 generator's image, boxes, keypoints and z) has its own static buffer.
 Batches are padded up to the next size of ``batch_buckets`` (the padded-batch
 policy), so a stream whose batch size varies between 1 and 32 reuses at most
-six graphs per input size instead of capturing one per batch size.
+six graphs per input size instead of capturing one per batch size. The first
+batch of an input size captures its bucket and every smaller one (and, with
+``prepare_up_to``, the larger ones up to it), largest first, so later batches
+do not stop the GPU for a capture; captures of all runners take turns
+(:data:`CAPTURE_LOCK`), and shapes whose capture fails run eagerly.
 ``compile=True`` wraps the module in ``torch.compile`` (without its own CUDA
 graphs, which this runner manages).
 
@@ -75,13 +79,16 @@ class TorchRunner:
         stream: CUDA stream to run on (default: the current stream).
         input_names: the module's input names in ``forward`` order, so inputs
             can be passed as a name -> array mapping (default: the mapping's order).
+        prepare_up_to: with CUDA graphs, the first batch of a new input size also captures every
+            bucket up to this batch size (besides the buckets up to its own, which it always captures),
+            so later batches never stop the GPU for a capture (0: only up to its own).
     """
 
     def __init__(self, module: nn.Module, device: str = "cpu", half: bool | None = None,
                  channels_last: bool | None = None, cuda_graphs: bool = False,
                  pad_to_buckets: bool | None = None, batch_buckets: tuple[int, ...] = DEFAULT_BATCH_BUCKETS,
                  compile: bool = False, threads: int = 0, stream: "torch.cuda.Stream | None" = None,
-                 input_names: tuple[str, ...] | None = None) -> None:
+                 input_names: tuple[str, ...] | None = None, prepare_up_to: int = 0) -> None:
         self.device = torch.device(device)
         is_cuda = self.device.type == "cuda"
         if (cuda_graphs or half) and not is_cuda:
@@ -94,6 +101,7 @@ class TorchRunner:
         self.cuda_graphs = cuda_graphs
         self.pad_to_buckets = cuda_graphs if pad_to_buckets is None else pad_to_buckets
         self.batch_buckets = tuple(sorted(batch_buckets))
+        self.prepare_up_to = prepare_up_to
         self.stream = stream
         self.input_names = tuple(input_names) if input_names is not None else None
         self.backend = "torch-cuda" if is_cuda else "torch-cpu"
@@ -169,22 +177,17 @@ class TorchRunner:
     def _replay(self, xs: list[torch.Tensor], padded: int) -> tuple[torch.Tensor, ...]:
         n = xs[0].shape[0]
         shapes = tuple((padded, *x.shape[1:]) for x in xs)
+        if shapes not in self._graphs and shapes not in self._eager_shapes:
+            # a capture synchronizes the device and stalls every stream (seconds at 1920x1088 with cuDNN
+            # autotuning: detect p95 654 ms on an H100, 2026-11-26): this batch's size and the smaller
+            # buckets (a file's last batch, a quieter scene), largest first, are captured together now
+            # rather than one by one in the middle of a run
+            top = max(padded, self.prepare_up_to)
+            sizes = sorted({b for b in self.batch_buckets if b <= top} | {padded}, reverse=True)
+            for size in sizes:
+                self._try_capture(tuple((size, *x.shape[1:]) for x in xs), [x.dtype for x in xs])
         if shapes in self._eager_shapes:
             return self._eager(xs, padded)
-        if shapes not in self._graphs:
-            current = torch.cuda.current_stream(self.device)
-            try:
-                with CAPTURE_LOCK:
-                    self._graphs[shapes] = self._capture(shapes, [x.dtype for x in xs])
-            except RuntimeError as exc:  # out of memory during the capture, or a capture CUDA invalidated
-                # torch.cuda.graph leaves its stream current when ending the capture fails; a later capture
-                # starts on a fresh stream and pool rather than on ones a failed capture may have left behind
-                torch.cuda.set_stream(current)
-                self._capture_stream = self._graph_pool = None
-                self._eager_shapes.add(shapes)
-                log.warning("CUDA graph capture for inputs %s failed (%s); these shapes run without a graph",
-                            [list(s) for s in shapes], str(exc).splitlines()[0])
-                return self._eager(xs, padded)
         graph, static_ins, static_out = self._graphs[shapes]
         for static_in, x in zip(static_ins, xs):  # every input into its static buffer, zero-padded
             static_in[:n].copy_(x)
@@ -192,6 +195,24 @@ class TorchRunner:
                 static_in[n:].zero_()
         graph.replay()
         return tuple(o[:n].clone() for o in static_out)
+
+    def _try_capture(self, shapes: tuple[tuple[int, ...], ...], dtypes: list[torch.dtype]) -> None:
+        """Capture a graph for ``shapes`` unless there is one; a failed capture marks them eager."""
+        if shapes in self._graphs or shapes in self._eager_shapes:
+            return
+        current = torch.cuda.current_stream(self.device)
+        try:
+            with CAPTURE_LOCK:
+                self._graphs[shapes] = self._capture(shapes, dtypes)
+        except RuntimeError as exc:  # out of memory during the capture, or a capture CUDA invalidated
+            # torch.cuda.graph leaves its stream current when ending the capture fails; a later capture
+            # starts on a fresh stream and pool rather than on ones a failed capture may have left behind
+            torch.cuda.set_stream(current)
+            self._capture_stream = self._graph_pool = None
+            (log.debug if self._eager_shapes else log.warning)(
+                "CUDA graph capture for inputs %s failed (%s); these shapes run without a graph",
+                [list(s) for s in shapes], str(exc).splitlines()[0])
+            self._eager_shapes.add(shapes)
 
     def _capture(self, shapes: tuple[tuple[int, ...], ...], dtypes: list[torch.dtype]):
         log.debug("capturing CUDA graph for inputs %s", shapes)

@@ -60,9 +60,10 @@ def test_cuda_graph_replay_equals_eager(centerface_torch):
     eager = TorchRunner(centerface_torch, "cuda", cuda_graphs=False, pad_to_buckets=True).run_tensor(x)
     graphed = TorchRunner(centerface_torch, "cuda", cuda_graphs=True)
     first = graphed.run_tensor(x)
-    second = graphed.run_tensor(x[:1])  # batch 1 is its own bucket: a second graph
+    second = graphed.run_tensor(x[:1])  # batch 1 is its own bucket, captured with the first call's
     third = graphed.run_tensor(x)       # batch 3 pads to 4 again: replays the first graph
-    assert graphed.graph_shapes == [(1, 3, 384, 640), (4, 3, 384, 640)]
+    # the first call (bucket 4) captured the smaller buckets too: no capture stalls a later, smaller batch
+    assert graphed.graph_shapes == [(1, 3, 384, 640), (2, 3, 384, 640), (4, 3, 384, 640)]
     for e, a, b, s in zip(eager, first, third, second):
         assert torch.equal(a, b)
         assert torch.isfinite(a).all()
@@ -88,7 +89,7 @@ def test_generator_fp16_and_cuda_graphs_match_fp32():
     eager = TorchRunner(module, "cuda", cuda_graphs=False, input_names=GENERATOR.input_names)(x)
     graphed = TorchRunner(module, "cuda", cuda_graphs=True, input_names=GENERATOR.input_names)
     first, again = graphed(x), graphed(x)  # batch 3 pads to 4: every input copied into its static buffer
-    assert graphed.graph_shapes == [(4, 3, 128, 128)]
+    assert graphed.graph_shapes == [(1, 3, 128, 128), (2, 3, 128, 128), (4, 3, 128, 128)]  # and smaller buckets
     assert np.array_equal(first[0], again[0]) and np.isfinite(first[0]).all()
     assert relative_error(eager[0], ref[0]) < 1e-2
     assert relative_error(first[0], ref[0]) < 1e-2
@@ -162,5 +163,16 @@ def test_a_failed_capture_runs_those_shapes_without_a_graph(centerface_torch, ca
         assert torch.equal(a, b) and (a.float() - e.float()).abs().max().item() <= 1e-2 * max(e.abs().max().item(), 1)
     assert caplog.text.count("CUDA graph capture for inputs") == 1 and graphed.graph_shapes == []
     monkeypatch.setattr(graphed, "_capture", real_capture)  # other shapes still get graphs
-    graphed.run_tensor(x[:1])
-    assert graphed.graph_shapes == [(1, 3, 192, 320)]
+    graphed.run_tensor(torch.cat([x, x]))  # bucket 4 (buckets 1 and 2 failed with the first call)
+    assert graphed.graph_shapes == [(4, 3, 192, 320)]
+
+
+def test_the_first_call_captures_every_bucket_it_is_told_to_prepare():
+    """The generator's runner captures all its buckets at the first call, so a frame with more faces than
+    any before does not stop the GPU mid-stream for a capture."""
+    from streamer.stages.gan import GanAnonymizer
+
+    gan = GanAnonymizer.from_module(GENERATOR.build(), "cuda")
+    x = GENERATOR.random_inputs(3, seed=1)
+    gan.runner.run_tensor(*(torch.from_numpy(x[name]).cuda() for name in GENERATOR.input_names))
+    assert [shape[0] for shape in gan.runner.graph_shapes] == [1, 2, 4, 8, 16, 32]

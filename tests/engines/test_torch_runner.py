@@ -67,3 +67,76 @@ def test_several_inputs_are_checked():
         runner(tuple(x.values())[:3])
     with pytest.raises(ValueError, match="batch size"):
         runner.run_tensor(*(torch.from_numpy(v[: 1 if k == "z" else 2]) for k, v in x.items()))
+
+
+class _ReplayedModule:
+    """Stands in for a captured CUDA graph on the CPU: static inputs in, the module's outputs copied into
+    static outputs on replay (what a graph does), so the runner's capture bookkeeping runs without a GPU."""
+
+    def __init__(self, module, static_ins: tuple[torch.Tensor, ...]) -> None:
+        self.module, self.static_ins = module, static_ins
+        self.static_out = tuple(o.clone() for o in module(*static_ins))
+
+    def replay(self) -> None:
+        for static, out in zip(self.static_out, self.module(*self.static_ins)):
+            static.copy_(out)
+
+
+@pytest.fixture
+def graphs_on_the_cpu(monkeypatch):
+    """A CPU TorchRunner that takes the CUDA-graph path, with :class:`_ReplayedModule` as its graphs; yields
+    (runner factory, captured batch sizes in order, sizes whose capture is made to fail)."""
+    captured: list[int] = []
+    failing: set[int] = set()
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "set_stream", lambda stream: None)
+
+    def make(module, **kwargs) -> TorchRunner:
+        runner = TorchRunner(module, "cpu", pad_to_buckets=True, **kwargs)
+        runner.cuda_graphs = True
+
+        def capture(shapes, dtypes):
+            if shapes[0][0] in failing:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 102.00 MiB\nmore advice")
+            captured.append(shapes[0][0])
+            graph = _ReplayedModule(runner.module, tuple(torch.zeros(s, dtype=d) for s, d in zip(shapes, dtypes)))
+            return graph, graph.static_ins, graph.static_out
+
+        runner._capture = capture
+        return runner
+
+    return make, captured, failing
+
+
+def test_a_first_batch_captures_its_bucket_and_the_smaller_ones_largest_first(centerface_torch, graphs_on_the_cpu):
+    """The last, short batch of a file or a quieter moment of a camera then replays a graph instead of
+    stopping the GPU for a capture mid-run (detect p95 654 ms on an H100, 2026-11-26)."""
+    make, captured, _ = graphs_on_the_cpu
+    runner = make(centerface_torch)
+    x = torch.rand((3, 3, 64, 96)) * 255
+    out = runner.run_tensor(x)
+    assert captured == [4, 2, 1]
+    runner.run_tensor(x[:1])
+    runner.run_tensor(torch.cat([x, x, x[:1]]))  # 7: bucket 8, the only new one
+    assert captured == [4, 2, 1, 8]
+    eager = TorchRunner(centerface_torch, "cpu").run_tensor(x)
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(out, eager))
+    prepared = make(centerface_torch, prepare_up_to=32)
+    captured.clear()
+    prepared.run_tensor(x[:1])
+    assert captured == [32, 16, 8, 4, 2, 1]
+
+
+def test_a_failed_capture_leaves_those_shapes_eager_and_warns_once(centerface_torch, graphs_on_the_cpu, caplog):
+    make, captured, failing = graphs_on_the_cpu
+    failing.update({1, 2})
+    runner = make(centerface_torch)
+    x = torch.rand((2, 3, 64, 96)) * 255
+    first, again = runner.run_tensor(x), runner.run_tensor(x)  # bucket 2: eager; its capture is not retried
+    eager = TorchRunner(centerface_torch, "cpu").run_tensor(x)
+    assert all(torch.allclose(a, b, atol=1e-4) and torch.equal(a, c) for a, b, c in zip(first, eager, again))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "CUDA out of memory. Tried to allocate 102.00 MiB);" in warnings[0], warnings
+    assert captured == [] and runner.graph_shapes == []
+    runner.run_tensor(torch.cat([x, x]))  # bucket 4 still gets its graph
+    assert captured == [4] and runner.graph_shapes == [(4, 3, 64, 96)]
