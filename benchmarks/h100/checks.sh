@@ -10,6 +10,7 @@
 #                                          #   and all threads), bench with GIL switch interval 5 vs 0.5 ms,
 #                                          #   and the detector latency with torch.compile
 #   bash benchmarks/h100/checks.sh extra   # NVDEC tests + bench, live latency of one 1080p30 camera in gan mode
+#   bash benchmarks/h100/checks.sh live    # the live latency alone (carry [".live/live-tools.tar.xz"])
 # Wheels: every folder of .whl .whl-extra .whl-nvdec that is present is installed into .site (git-ignored,
 # kept on a warm machine), so a first call can carry .whl alone and the next ones the rest (README.md).
 # gan rows use the committed generator weights, or random ones (same network and cost) before any training.
@@ -96,6 +97,8 @@ if [ "$part" = extra ]; then
   # pipeline.decoder auto picks NVDEC now that PyNvVideoCodec is installed; the log names the path
   step bench-nvdec "${NVDEC_BENCH_LIMIT:-240}" python3 -m streamer.cli bench --device "$DEVICE" --modes gan --generator-weights "$weights" \
     --streams "$STREAMS" --seconds "$SECONDS_CLIP" --no-deface --json "$OUT/bench-nvdec.json"
+fi
+if [ "$part" = extra ] || [ "$part" = live ]; then
   if [ -f .live/live-tools.tar.xz ]; then  # node + npm RTSP server, unpacked beside the repo, never over /
     mkdir -p .live/root && tar -C .live/root -xJf .live/live-tools.tar.xz
     export PATH=$PWD/.live/root/usr/bin:$PWD/.live/root/usr/local/bin:$PATH

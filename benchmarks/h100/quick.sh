@@ -11,11 +11,14 @@
 #           first, still on PyAV decode, the gan bench at batch 1 on two stage threads and at batch 8 on
 #           one (with call 1's defaults and 2026-11-26's batch 1 on one thread: which of the two costs),
 #           then NVDEC: the source tests (tests/sources) and the bench with PyNvVideoCodec decode.
+#   call 3, if 150 s of device time are left: carry [".live/live-tools.tar.xz"] (node and the npm RTSP
+#           server, from pack_live_tools.sh), timeout_s 120: bash benchmarks/h100/quick.sh 3
+#           the added latency of one 1080p30 camera in gan mode through two real RTSP servers (issue #3).
 # Every step has its own time limit (checks.sh); after each part the logs and JSON are packed into
 # $OUT/results-N.tgz (the device tool returns at most 8 files), so a call stopped at its limit still
 # returns what ran. Check the script on a machine without a GPU: WHEELS=none DEVICE=cpu STREAMS=2 SECONDS_CLIP=0.5.
 set -uo pipefail
-call=${1:?usage: quick.sh 0|1|2}
+call=${1:?usage: quick.sh 0|1|2|3}
 FINAL=${OUT:-out/h100-final}
 WORK=out/h100-quick-$call          # git-ignored (out/)
 mkdir -p "$WORK" "$FINAL"
@@ -35,6 +38,8 @@ elif [ "$call" = 1 ]; then
   part tests WHEELS=none TEST_NAME=pipelines PYTEST_LIMIT=100 \
     TEST_PATHS="tests/test_orientation.py tests/test_pipeline_file.py tests/generator/test_gan_anonymizer.py"
   part timings WHEELS=none LATENCY=0 BENCH_LIMIT=150 SECONDS_CLIP="$clip"
+elif [ "$call" = 3 ]; then
+  part live WHEELS=none
 else
   part ab WHEELS=none AB_VARIANTS="b1-t2:1:2 b8-t1:8:1" AB_MODES=gan AB_LIMIT=60 AB_HOST_OPS=0 \
     SECONDS_CLIP="$clip"
