@@ -168,15 +168,26 @@ class NvdecSource(VideoFileSource):
             raise
         self.DECODE_ERRORS = VideoFileSource.DECODE_ERRORS + tuple(getattr(self.decoder, "errors", ()))
         self._pending_pts: list[int] = []  # heap: pts of the packets submitted whose picture has not come out
+        self._seen_keyframe = False
 
     def _decode(self, packet: av.Packet) -> list:
         if not packet.size:  # PyAV's end-of-stream packet: drain the filter and the decoder
             return self._flush()
-        if packet.pts is not None:
-            heapq.heappush(self._pending_pts, packet.pts)
-        dts = packet.dts  # read first: the bitstream filter takes the packet over
-        # like FFmpeg's frame.dts: the dts of the packet whose submission let the picture out
-        return [(planes, dts) for unit in self.bsf.filter(packet) for planes in self.decoder.decode(bytes(unit))]
+        # read first: the bitstream filter takes the packet over
+        self._seen_keyframe = self._seen_keyframe or packet.is_keyframe
+        # a file cut mid-GOP: decoders drop what precedes the first keyframe, so those pts get no picture
+        pts = packet.pts if self._seen_keyframe else None
+        dts = packet.dts
+        if pts is not None:
+            heapq.heappush(self._pending_pts, pts)
+        try:
+            # like FFmpeg's frame.dts: the dts of the packet whose submission let the picture out
+            return [(planes, dts) for unit in self.bsf.filter(packet) for planes in self.decoder.decode(bytes(unit))]
+        except self.DECODE_ERRORS:
+            if pts is not None:  # an undecodable packet gives no picture: its pts must not go to the next one
+                self._pending_pts.remove(pts)
+                heapq.heapify(self._pending_pts)
+            raise
 
     def _flush(self) -> list:
         units = [bytes(unit) for unit in self.bsf.filter(None)]

@@ -163,3 +163,22 @@ def test_real_nvdec_matches_pyav(small_clip):
     for frame, expected in zip(frames, video_frames(small_clip.path)):
         d = np.abs(frame.to_host().astype(int) - expected.astype(int))
         assert d.mean() < 1.5 and np.percentile(d, 99) <= 3
+
+
+def test_a_recording_cut_mid_gop_keeps_each_frames_time(tmp_path):
+    """A piece cut from a TS recording starts between keyframes; the decoder drops those packets, so their
+    pts must not pass to the pictures that follow (every frame would come out a GOP early)."""
+    from streamer.sample import make_sample_clip
+
+    whole = make_sample_clip(str(tmp_path / "whole.ts"), seconds=3.0, fps=25, width=320, height=240,
+                             audio=False, gop=25)
+    data = open(whole.path, "rb").read()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[len(data) * 3 // 10 // 188 * 188:])  # whole 188-byte TS packets, mid-GOP
+    cpu = VideoFileSource(str(cut))
+    expected = [f.pts for f in cpu if isinstance(f, Frame)]
+    cpu.close()
+    source, _ = _nvdec_source(str(cut))
+    got = [f.pts for f in source if isinstance(f, Frame)]
+    source.close()
+    assert got == expected and 20 < len(got) < 75
