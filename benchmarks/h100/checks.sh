@@ -40,7 +40,8 @@ export PYTHONPATH=$PWD/.site:$PWD PYTHONUNBUFFERED=1 PATH=$PWD/.site/bin:$PATH
 
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAME.log, record the status
   local name=$1 limit=$2; shift 2
-  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+  # SIGINT first: pytest then prints the failures so far (the 2026-11-26 run lost them to SIGTERM)
+  timeout -s INT -k 15 "$limit" "$@" >"$OUT/$name.log" 2>&1
   echo "$name: exit $?" | tee -a "$OUT/summary-$part.txt"
 }
 
