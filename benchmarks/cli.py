@@ -54,8 +54,7 @@ def add_commands(subparsers) -> dict:
     p.add_argument("--fps", type=int, default=30, help="synthetic clip frame rate")
     p.add_argument("--faces", type=int, default=4, help="faces in the synthetic clip")
     p.add_argument("--batch-size", type=int, metavar="FRAMES",
-                   help="frames per detector call and anonymizer batch (default: the config's; 0 = auto, "
-                        "8 on a GPU, 1 on the CPU)")
+                   help="frames per detector call and anonymizer batch (default: the config's; 0 = auto: 1)")
     p.add_argument("--streams", type=int, default=1, help="also run N concurrent streams (null sink)")
     p.add_argument("--generator-weights", metavar="PATH|random",
                    help="gan mode: this weights file, or 'random' for fixed-seed random weights (same cost as "

@@ -82,31 +82,33 @@ def torch_device(config: Config) -> str:
     return "cpu" if select_backend(config.pipeline.device).name == "cpu" else "cuda"
 
 
-#: Frames per batch on a GPU when ``detector.batch_size`` is 0 (auto). Measured on the H100
-#: (benchmarks/results/engines-h100-2026-11-26.md): CenterFace at 1280x736 takes 1.15 ms per frame
-#: at batch 1 and 0.79 at batch 8; the generator 1.31 ms per face at batch 1, 0.30 at 8 and 0.21 at 32
-#: (8 frames of 4 faces). The CPU gains nothing measurable from batching and needs more memory.
-GPU_BATCH_FRAMES = 8
+#: Frames per batch when ``detector.batch_size`` is 0 (auto), on a GPU as on the CPU. The models alone run
+#: faster per frame in batches on the H100 (CenterFace at 1280x736: 1.15 ms per frame at batch 1, 0.79 at
+#: 8; benchmarks/results/engines-h100-2026-11-26.md), but the whole pipeline did not: 8 frames per batch on
+#: two stage threads ran the full gan pipeline at 0.54x the plain transcode, one frame on one thread at
+#: 1.00x (34.3 vs 55.8 fps, same machine and call; benchmarks/results/h100-session-2026-11-26b.md). The CPU
+#: gains nothing measurable from batching and needs more memory.
+AUTO_BATCH_FRAMES = 1
 
 
 def frames_per_batch(config: Config) -> int:
     """Frames per detector call and anonymizer batch: ``detector.batch_size``, or when that is 0
-    (auto) :data:`GPU_BATCH_FRAMES` on a GPU and 1 on the CPU."""
-    if config.detector.batch_size:
-        return config.detector.batch_size
-    return GPU_BATCH_FRAMES if torch_device(config) == "cuda" else 1
+    (auto) :data:`AUTO_BATCH_FRAMES`."""
+    return config.detector.batch_size or AUTO_BATCH_FRAMES
 
 
 #: Environment variable that sets how many threads the model stages run on (1 or 2).
 STAGE_THREADS_ENV = "STREAMER_STAGE_THREADS"
 
 
-def stage_threads(config: Config) -> int:
-    """Threads the file pipeline's model stages run on: ``$STREAMER_STAGE_THREADS`` (1 or 2), else 2 on a
-    GPU (one batch's detection overlaps the previous batch's tracking and anonymization: each thread's
-    waits for the GPU release Python's GIL to the other) and 1 on the CPU, where the detector already
-    uses every core: two threads made the 2-core CI machine 7-10 % slower (blur, 1080p30, 4 faces,
-    ``streamer bench --device cpu --modes blur --seconds 4 --no-deface``, alternated twice, 2026-11-26).
+def stage_threads() -> int:
+    """Threads the file pipeline's model stages run on: ``$STREAMER_STAGE_THREADS`` (1 or 2), else 1.
+
+    Two threads let one batch's detection overlap the previous batch's tracking and anonymization, but
+    were slower where measured: on the H100 (with 8 frames per batch: 0.54x the transcode against 1.00x for
+    one frame on one thread, 2026-11-26) and on the 2-core CPU, where the detector already uses every core
+    (7-10 % slower, blur, 1080p30, 4 faces, ``streamer bench --device cpu --modes blur --seconds 4
+    --no-deface``, alternated twice, 2026-11-26).
 
     Raises:
         ConfigError: the variable is set to anything but 1 or 2.
@@ -116,7 +118,7 @@ def stage_threads(config: Config) -> int:
         if value not in ("1", "2"):
             raise ConfigError(f"{STAGE_THREADS_ENV} must be 1 or 2, got {value!r}")
         return int(value)
-    return 2 if torch_device(config) == "cuda" else 1
+    return 1
 
 
 def uses_torch_compositor(config: Config) -> bool:

@@ -1,9 +1,10 @@
 """The file pipeline: reader thread -> detect -> track/anonymize -> writer thread.
 
 Decoding and encoding run in their own threads (PyAV releases the GIL), the
-models in the calling thread; on a GPU, tracking and anonymization get a
-thread of their own, so one batch's detection overlaps the previous batch's
-anonymization (:func:`streamer.factory.stage_threads`). Bounded queues link
+models in the calling thread; with ``STREAMER_STAGE_THREADS=2``, tracking and
+anonymization get a thread of their own, so one batch's detection overlaps
+the previous batch's anonymization (:func:`streamer.factory.stage_threads`;
+measured slower so far, so not the default). Bounded queues link
 them, so memory stays flat and the slowest stage sets the pace. Frame order
 is kept: pass-through packets (audio...) travel the same queues as the
 frames around them.
@@ -562,7 +563,7 @@ def run_pipeline(source, sink, config: Config, progress: bool = False, detector=
             processor = FrameProcessor(config, detector, tracker, compositor, stats)
             processor.fps = source.info.fps
             # two threads: one batch's detection overlaps the previous batch's anonymization
-            process = [processor.detect, processor.anonymize] if stage_threads(config) == 2 else processor.process
+            process = [processor.detect, processor.anonymize] if stage_threads() == 2 else processor.process
         else:
             process = _unchanged
     except BaseException:

@@ -8,9 +8,10 @@
 #           the CUDA tests in two parts (models; pipelines), then the bench with the defaults (gan + blur,
 #           16 streams null and encoded).
 #   call 2: carry [".whl-nvdec"], timeout_s 360: bash benchmarks/h100/quick.sh 2
-#           first, still on PyAV decode, the gan bench at batch 1 on one and on two stage threads and at
-#           batch 8 on one (with call 1's defaults, batch 8 on two: which setting cost on 2026-11-26, and
-#           whether it still does now that captures take turns and come up front),
+#           first, still on PyAV decode, the gan bench at batch 8 on two stage threads (2026-11-26's
+#           defaults), at batch 1 on two and at batch 8 on one (with call 1's defaults, batch 1 on one: which
+#           setting cost on 2026-11-26, and whether it still does now that captures take turns and come
+#           up front),
 #           then NVDEC: the source tests (tests/sources) and the bench with PyNvVideoCodec decode.
 #   call 3, if 150 s of device time are left: carry [".live/live-tools.tar.xz"] (node and the npm RTSP
 #           server, from pack_live_tools.sh), timeout_s 120: bash benchmarks/h100/quick.sh 3
@@ -42,7 +43,7 @@ elif [ "$call" = 1 ]; then
 elif [ "$call" = 3 ]; then
   part live WHEELS=none
 else
-  part ab WHEELS=none AB_VARIANTS="b1-t1:1:1 b1-t2:1:2 b8-t1:8:1" AB_MODES=gan AB_LIMIT=50 AB_HOST_OPS=0 \
+  part ab WHEELS=none AB_VARIANTS="b8-t2:8:2 b1-t2:1:2 b8-t1:8:1" AB_MODES=gan AB_LIMIT=50 AB_HOST_OPS=0 \
     SECONDS_CLIP="$clip"
   part extra WHEELS="${WHEELS:-.whl-nvdec}" NVDEC_TEST_LIMIT=60 NVDEC_BENCH_LIMIT=120 SECONDS_CLIP="$clip"
 fi
