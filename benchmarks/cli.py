@@ -71,8 +71,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _reset_gpu_peak() -> None:
+    """Start the GPU memory peaks afresh for the next variant (nothing without torch on a CUDA GPU)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
 def _gpu_mb(reserved: bool = False) -> float | None:
-    """Peak GPU memory torch allocated in this process (MiB), or with ``reserved`` the peak it held
+    """Peak GPU memory torch allocated during the variant (MiB), or with ``reserved`` the peak it held
     (allocated plus its cache: 71.5 GiB of cache ran the H100 out of memory on 2026-11-26 while 5.8 GiB were
     allocated); None when no CUDA GPU is in use.
 
@@ -109,6 +116,7 @@ def run_variant(path: str, config: Config, sink_path: str | None, anonymize: boo
     from streamer.sinks.null import NullSink
     from streamer.sinks.video_file import VideoFileSink
 
+    _reset_gpu_peak()  # each row's GPU memory is its own (the H100 rows of 2026-11-26 carried the peak on)
     source = build_source(path, config)  # NVDEC on a GPU with PyNvVideoCodec, else PyAV
     sink = (VideoFileSink(sink_path, source.info, source.copy_streams, config.encoder) if sink_path
             else NullSink())
