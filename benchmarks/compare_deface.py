@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import av
 
@@ -117,18 +118,26 @@ def clips_to_compare(args: argparse.Namespace) -> list[str]:
     return clips
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the comparison and print a Markdown table."""
-    args = comparison_parser(__doc__).parse_args(argv)
+def rows_per_clip(args: argparse.Namespace, run_one: Callable[[str, Path], dict]) -> list[dict] | None:
+    """``run_one(clip, workdir)`` for each clip to compare (:func:`clips_to_compare`), all in one temporary
+    folder, each row printed to stderr as JSON as it comes; None where there are no clips."""
     clips = clips_to_compare(args)
     if not clips:
-        return 2
+        return None
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for clip in clips:
-            row = run_clip(clip, args.width, args.threshold, Path(tmp))
-            rows.append(row)
-            print(json.dumps(row), file=sys.stderr)
+            rows.append(run_one(clip, Path(tmp)))
+            print(json.dumps(rows[-1]), file=sys.stderr)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the comparison and print a Markdown table."""
+    args = comparison_parser(__doc__).parse_args(argv)
+    rows = rows_per_clip(args, lambda clip, workdir: run_clip(clip, args.width, args.threshold, workdir))
+    if rows is None:
+        return 2
     total_frames = sum(r["frames"] for r in rows)
     overall = {
         "streamer_fps": round(total_frames / sum(r["streamer_s"] for r in rows), 2),

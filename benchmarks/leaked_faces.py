@@ -29,14 +29,13 @@ import datetime as dt
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
 
-from benchmarks.compare_deface import clips_to_compare, commands, comparison_parser, probe
+from benchmarks.compare_deface import commands, comparison_parser, probe, rows_per_clip
 from engines.select import describe_machine
 from streamer.stages.detector import detector_input_size
 
@@ -162,24 +161,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sharpness-ratio", type=float, default=0.35,
                         help="a face keeping this share of its sharpness or more is left recognizable")
     args = parser.parse_args(argv)
-    clips = clips_to_compare(args)
-    if not clips:
+
+    def run_and_judge(clip: str, workdir: Path) -> dict:
+        w, h, _, has_audio = probe(clip)
+        size = detector_input_size(w, h, args.width)
+        outputs = {}
+        for name, cmd in zip(("streamer", "deface"), commands(clip, size, args.threshold, has_audio, workdir)):
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode:
+                raise RuntimeError(f"{clip}: {name} failed: {proc.stderr[-300:]}")
+            outputs[name] = str(workdir / ("ours.mp4" if name == "streamer" else "deface.mp4"))
+        return {"clip": Path(clip).name, "size": f"{w}x{h}", "detector_input": f"{size[0]}x{size[1]}",
+                **judge_clip(clip, outputs, args.sharpness_ratio)}
+
+    rows = rows_per_clip(args, run_and_judge)
+    if rows is None:
         return 2
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for clip in clips:
-            w, h, _, has_audio = probe(clip)
-            size = detector_input_size(w, h, args.width)
-            outputs = {}
-            for name, cmd in zip(("streamer", "deface"), commands(clip, size, args.threshold, has_audio, Path(tmp))):
-                proc = subprocess.run(cmd, capture_output=True, text=True)
-                if proc.returncode:
-                    raise RuntimeError(f"{clip}: {name} failed: {proc.stderr[-300:]}")
-                outputs[name] = str(Path(tmp) / ("ours.mp4" if name == "streamer" else "deface.mp4"))
-            row = {"clip": Path(clip).name, "size": f"{w}x{h}", "detector_input": f"{size[0]}x{size[1]}",
-                   **judge_clip(clip, outputs, args.sharpness_ratio)}
-            rows.append(row)
-            print(json.dumps(row), file=sys.stderr)
     meta = {"date": dt.date.today().isoformat(), "machine": describe_machine("cpu"),
             "command": "python " + " ".join(sys.argv), "judge": "dlib HOG frontal faces, upsample 0",
             "sharpness_ratio": args.sharpness_ratio}
