@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-existing", action="store_true",
                    help="leave out inputs whose output exists (resume a folder job; outputs of folder "
                         "jobs appear only once complete)")
+    p.add_argument("--camera-audio", action="store_true",
+                   help="rtsp:// inputs: carry the cameras' sound too, as AAC (off by default: voices are not "
+                        "anonymized; files always keep theirs)")
     _add_run_options(p)
 
     p = sub.add_parser("demo", help="make a short clip with a real face and anonymize it")

@@ -82,6 +82,12 @@ def sound(path: str) -> tuple[str, np.ndarray, int]:
         return stream.codec_context.name, np.concatenate(parts), rate
 
 
+def dominant_hz(samples: np.ndarray, rate: int) -> float:
+    """The loudest frequency (Hz) of mono ``samples`` at ``rate`` samples per second."""
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.argmax(spectrum) * rate / len(samples))
+
+
 #: Size (pixels) and length (frames) of the clip :func:`write_interlaced` writes.
 INTERLACED_WIDTH, INTERLACED_HEIGHT, INTERLACED_FRAMES = 320, 240, 20
 

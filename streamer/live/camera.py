@@ -7,6 +7,10 @@ when encoding falls behind the same happens before the outputs
 :class:`~streamer.pipeline.FrameProcessor` that are not ``dropped``: a frame
 the anonymizer failed on is blacked out or dropped per ``on_error``, never
 published raw. A dead camera only stalls its own threads.
+
+A camera that carries its sound (``audio: true``) hands it from the reader
+straight to the writer (:class:`~streamer.live.audio.AudioBuffer`), which
+writes each stretch of sound after the picture it plays with.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ import time
 
 from streamer.errors import FrameAbort, StreamerError
 from streamer.factory import build_compositor
+from streamer.live.audio import AudioBuffer
 from streamer.live.metrics import CameraStats
 from streamer.live.outputs import Publisher, SegmentRecorder
-from streamer.live.rtsp_source import Backoff, LiveFrame, LiveSource
+from streamer.live.rtsp_source import TIME_BASE, Backoff, LiveFrame, LiveSource
 from streamer.live.settings import CameraSpec, ServerSettings
 from streamer.pipeline import FrameProcessor, RunStats
 from streamer.stages.tracker import FaceTracker
@@ -45,6 +50,8 @@ def put_latest(q: queue.Queue, item) -> bool:
 
 #: Per-stage timings kept per camera (frames): recent enough for live figures, bounded for 24/7 runs.
 STAGE_WINDOW_FRAMES = 3000
+#: Most sound (seconds) a camera holds while its pictures are in the anonymizer; older sound is dropped.
+AUDIO_BUFFER_SECONDS = 10.0
 
 class CameraWorker:
     """Runs one camera until ``stop`` is set.
@@ -71,8 +78,10 @@ class CameraWorker:
         self.detector = detector
         self.in_q: queue.Queue = queue.Queue(maxsize=server.queue_size)
         self.out_q: queue.Queue = queue.Queue(maxsize=server.queue_size)
+        self.audio = AudioBuffer(AUDIO_BUFFER_SECONDS) if spec.audio else None
         self.source = LiveSource(spec.input, stop, spec.transport, server.connect_timeout, spec.stall_seconds,
-                                 Backoff(server.backoff_initial, server.backoff_max), self._on_state, spec.name)
+                                 Backoff(server.backoff_initial, server.backoff_max), self._on_state, spec.name,
+                                 on_audio=self.audio.put if self.audio is not None else None)
         self.publisher: Publisher | None = None
         self.recorder: SegmentRecorder | None = None
         self.error: BaseException | None = None
@@ -160,15 +169,38 @@ class CameraWorker:
 
     def _open_outputs(self, frame: LiveFrame) -> None:
         spec, server = self.spec, self.server
+        audio = self.source.audio.spec if self.source.audio is not None else None  # None: the camera has no sound
         if spec.output:
             self.publisher = Publisher(spec.output, spec.config.encoder, frame.fps, spec.output_transport,
-                                       server.connect_timeout, Backoff(server.backoff_initial, server.backoff_max))
+                                       server.connect_timeout, Backoff(server.backoff_initial, server.backoff_max),
+                                       audio=audio)
         if spec.record_dir:
             self.recorder = SegmentRecorder(spec.record_dir, spec.name, spec.config.encoder, frame.fps,
-                                            spec.segment_seconds)
+                                            spec.segment_seconds, audio=audio)
+
+    def _write_audio(self, before: float) -> None:
+        """Write the sound that starts before ``before`` (seconds on the frames' timeline) to every output.
+
+        A camera whose sound came only after its outputs opened (silent at
+        first, its microphone switched on later): each output is closed and
+        reopens with a sound track at the next picture (a new segment, a new
+        publishing session).
+        """
+        spec = self.source.audio.spec
+        for output in (self.recorder, self.publisher):
+            if output is not None and spec is not None and output.audio_spec != spec:
+                output.audio_spec = spec
+                output.close()
+        for _, sound in self.audio.take(before):
+            for output in (self.recorder, self.publisher):
+                if output is not None:
+                    output.write_audio(sound)
+            self.stats.audio_seconds += sound.samples / sound.sample_rate
+        self.stats.audio_dropped_seconds = self.audio.dropped_seconds
 
     def _write(self) -> None:
         opened = False
+        sound_until = 0.0  # seconds: the end of the last picture written, up to where its sound goes out
         try:
             while self._running() or not self.out_q.empty() or self.threads[1].is_alive():
                 try:
@@ -186,6 +218,9 @@ class CameraWorker:
                         written = output.frames_written
                         output.write(frame)
                         delivered |= output.frames_written > written
+                if self.audio is not None:
+                    sound_until = float(frame.pts * TIME_BASE) + 1 / frame.fps
+                    self._write_audio(before=sound_until)
                 if self.recorder is not None:
                     self.stats.dropped["record"] = self.recorder.frames_dropped
                 if self.publisher is not None:
@@ -200,6 +235,8 @@ class CameraWorker:
                     self.stats.out_rate.add(now)
                     self.stats.latencies.append(now - frame.arrival)
         finally:
+            if self.audio is not None and opened:
+                self._write_audio(before=sound_until)
             for output in (self.recorder, self.publisher):
                 if output is not None:
                     output.close()

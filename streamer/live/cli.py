@@ -94,6 +94,7 @@ def run_urls(urls: list[str], args: argparse.Namespace) -> int:
     * anything else: a folder; camera *i* records 60 s fragmented-MP4 segments
       ``<folder>/cam<i>-<start>-NNNNN.mp4``.
 
+    ``--camera-audio`` carries the cameras' sound (``audio: true``).
     Runs until SIGINT/SIGTERM (or ``args.duration`` seconds, if set), then finalizes
     the recordings. Uses ``args.config``/``--mode``/... like ``anonymize``, and
     ``args.metrics_port`` when present. Returns 0 if any frame was delivered, else 1.
@@ -114,7 +115,7 @@ def run_urls(urls: list[str], args: argparse.Namespace) -> int:
     specs = []
     for i, url in enumerate(inputs):
         name = f"cam{i + 1}" if not file else prefix if len(inputs) == 1 else f"{prefix}-cam{i + 1}"
-        entry: dict = {"name": name, "input": url}
+        entry: dict = {"name": name, "input": url, "audio": bool(getattr(args, "camera_audio", False))}
         if target.startswith(OUTPUT_SCHEMES):
             entry["output"] = target if len(inputs) == 1 else f"{target.rstrip('/')}/cam{i + 1}"
         else:

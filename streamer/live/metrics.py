@@ -55,6 +55,9 @@ class CameraStats:
         reconnects: input reconnections.
         failing_outputs: the outputs whose writes fail now (``record``, ``publish``), with the error.
         latencies: recent added latencies (seconds, input decode -> output muxed).
+        audio_seconds: sound written to the outputs (cameras with ``audio: true``), seconds.
+        audio_dropped_seconds: sound dropped because its pictures did not come within
+            :data:`~streamer.live.camera.AUDIO_BUFFER_SECONDS`, seconds.
     """
 
     name: str
@@ -69,6 +72,8 @@ class CameraStats:
     reconnects: int = 0
     publish_reconnects: int = 0
     failing_outputs: dict = field(default_factory=dict)
+    audio_seconds: float = 0.0
+    audio_dropped_seconds: float = 0.0
     latencies: deque = field(default_factory=lambda: deque(maxlen=600))
     in_rate: _Rate = field(default_factory=_Rate)
     out_rate: _Rate = field(default_factory=_Rate)
@@ -87,6 +92,7 @@ class CameraStats:
         return {"state": self.state, "detail": self.detail, "frames_in": self.frames_in,
                 "frames_out": self.frames_out, "dropped": dict(self.dropped), "masked": self.masked,
                 "faces": self.faces, "reconnects": self.reconnects, "failing_outputs": dict(self.failing_outputs),
+                "audio_s": round(self.audio_seconds, 2), "audio_dropped_s": round(self.audio_dropped_seconds, 2),
                 "input_fps": round(self.in_rate.value(now), 2), "output_fps": round(self.out_rate.value(now), 2),
                 "latency_p50_s": None if q["0.5"] != q["0.5"] else round(q["0.5"], 4),
                 "latency_p95_s": None if q["0.95"] != q["0.95"] else round(q["0.95"], 4)}
@@ -118,6 +124,10 @@ class LiveCollector:
             "lat": GaugeMetricFamily("streamer_latency_seconds",
                                      "Added latency, input decode -> output muxed (recent frames)",
                                      labels=["camera", "quantile"]),
+            "audio": CounterMetricFamily("streamer_audio_seconds", "Sound written to the outputs (seconds)",
+                                         labels=["camera"]),
+            "adrop": CounterMetricFamily("streamer_audio_dropped_seconds", "Sound dropped: its pictures did not "
+                                         "come in time (seconds)", labels=["camera"]),
             "state": GaugeMetricFamily("streamer_camera_state", "1 for the camera's current state",
                                        labels=["camera", "state"]),
             "failing": GaugeMetricFamily("streamer_output_failing", "1 while writing this output fails "
@@ -133,6 +143,8 @@ class LiveCollector:
             families["faces"].add_metric([name], s.faces)
             families["rec"].add_metric([name], s.reconnects)
             families["prec"].add_metric([name], s.publish_reconnects)
+            families["audio"].add_metric([name], s.audio_seconds)
+            families["adrop"].add_metric([name], s.audio_dropped_seconds)
             families["ifps"].add_metric([name], s.in_rate.value(now))
             families["ofps"].add_metric([name], s.out_rate.value(now))
             for quantile, value in s.latency_quantiles().items():

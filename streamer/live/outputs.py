@@ -2,7 +2,9 @@
 
 Both outputs encode with :func:`streamer.sinks.video_file.open_video_encoder`
 (x264 tuned for low latency, no B-frames, a keyframe every ``gop_seconds``)
-and only ever receive frames that went through the anonymizer. Keyframes are
+and only ever receive frames that went through the anonymizer. A camera that
+carries its sound (``audio: true``) gives them an AAC track as well
+(:class:`streamer.live.audio.AudioTrack`), written beside the pictures it plays with. Keyframes are
 placed by time, not by frame count: when the anonymizer cannot keep up and
 frames are dropped at the input, a viewer still starts within
 ``gop_seconds`` and a recording segment still ends on time.
@@ -30,6 +32,7 @@ from streamer.colour import ColourInfo, rgb_to_video_frame
 from streamer.config import EncoderConfig
 from streamer.detections import Frame
 from streamer.errors import OutputError, describe_error
+from streamer.live.audio import AudioSpec, AudioTrack
 from streamer.live.rtsp_source import TIME_BASE, Backoff
 from streamer.sinks.video_file import open_video_encoder
 from streamer.sources.video_file import StreamInfo
@@ -55,6 +58,7 @@ class _EncodedOutput:
         fps: nominal frame rate (frames per second), for the encoder's rate control.
         gop_seconds: keyframe interval in seconds.
         backoff: delays between attempts to reopen after a failure.
+        audio: the camera's sound format, to add an audio track (None: video only).
 
     Attributes:
         frames_dropped: frames not written because the output was failing.
@@ -68,8 +72,10 @@ class _EncodedOutput:
     retry_event = "output_retry"
 
     def __init__(self, encoder: EncoderConfig, fps: float, gop_seconds: float = 1.0,
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Backoff | None = None, audio: AudioSpec | None = None) -> None:
         self.encoder = encoder
+        self.audio_spec = audio
+        self.audio: AudioTrack | None = None
         self.fps = fps
         self.gop = max(1, int(round(fps * gop_seconds)))  # frames: the encoder's own backstop
         self.gop_ticks = max(1, int(gop_seconds / TIME_BASE))  # the interval that counts, in pts ticks
@@ -105,10 +111,11 @@ class _EncodedOutput:
             if stream.codec_context.name in ("libx264", "libx265"):
                 options["tune"] = "zerolatency"
             stream.codec_context.options = {**stream.codec_context.options, **options}
+            audio = AudioTrack(container, self.audio_spec) if self.audio_spec else None
         except BaseException:
             container.close()
             raise
-        self.container, self.stream = container, stream
+        self.container, self.stream, self.audio = container, stream, audio
         self.colour = _info(frame, self.fps).colour
         self._last_pts = -1
         self._last_key_pts = None
@@ -126,18 +133,33 @@ class _EncodedOutput:
             self._encode(frame)
         except (OutputError, av.FFmpegError, OSError) as exc:
             self.frames_dropped += 1
-            self.last_error = describe_error(exc)
-            self.close()
-            delay = self.backoff.next()
-            self._retry_at = time.monotonic() + delay
-            self.failing = True
-            log.warning("%s failed (%s); retrying in %.1f s", self.action(), self.last_error, delay,
-                        extra={**self.log_fields, "event": self.retry_event, "delay_s": round(delay, 2)})
+            self._failed(exc)
             return
         if self.failing and self.frames_written:
             self.failing = False
             self.reconnects += 1
             self.backoff.reset()
+
+    def write_audio(self, frame: av.AudioFrame) -> None:
+        """Encode and send one frame of the camera's sound (in the ``audio`` format given, its pts in
+        samples). Left out while the output is closed or failing, or has no audio track."""
+        if self.audio is None:
+            return
+        try:
+            for packet in self.audio.encode(frame):
+                self.container.mux(packet)
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        """Close after a failed write and schedule the next attempt."""
+        self.last_error = describe_error(exc)
+        self.close()
+        delay = self.backoff.next()
+        self._retry_at = time.monotonic() + delay
+        self.failing = True
+        log.warning("%s failed (%s); retrying in %.1f s", self.action(), self.last_error, delay,
+                    extra={**self.log_fields, "event": self.retry_event, "delay_s": round(delay, 2)})
 
     def _encode(self, frame: Frame) -> None:
         h, w = frame.image.shape[:2]
@@ -160,12 +182,12 @@ class _EncodedOutput:
 
     def close(self) -> None:
         """Flush the encoder and finalize the container (idempotent)."""
-        container, stream = self.container, self.stream
-        self.container = self.stream = None
+        container, stream, audio = self.container, self.stream, self.audio
+        self.container = self.stream = self.audio = None
         if container is None:
             return
         try:
-            for packet in stream.encode(None):
+            for packet in [*stream.encode(None), *(audio.flush() if audio else ())]:
                 container.mux(packet)
         except (av.FFmpegError, OSError, ValueError) as exc:
             log.warning("%s: flushing failed (%s)", self.name, exc)
@@ -192,8 +214,8 @@ class Publisher(_EncodedOutput):
     retry_event = "publish_retry"
 
     def __init__(self, url: str, encoder: EncoderConfig, fps: float, transport: str = "tcp",
-                 connect_timeout: float = 5.0, backoff: Backoff | None = None) -> None:
-        super().__init__(encoder, fps, backoff=backoff)
+                 connect_timeout: float = 5.0, backoff: Backoff | None = None, audio: AudioSpec | None = None) -> None:
+        super().__init__(encoder, fps, backoff=backoff, audio=audio)
         self.url = self.name = url
         self.transport = transport
         self.connect_timeout = connect_timeout
@@ -246,8 +268,8 @@ class SegmentRecorder(_EncodedOutput):
     retry_event = "record_retry"
 
     def __init__(self, folder: str, camera: str, encoder: EncoderConfig, fps: float,
-                 segment_seconds: float = 60.0, backoff: Backoff | None = None) -> None:
-        super().__init__(encoder, fps, gop_seconds=min(1.0, segment_seconds), backoff=backoff)
+                 segment_seconds: float = 60.0, backoff: Backoff | None = None, audio: AudioSpec | None = None) -> None:
+        super().__init__(encoder, fps, gop_seconds=min(1.0, segment_seconds), backoff=backoff, audio=audio)
         self.folder = prepare_folder(folder)
         self.camera = self.name = camera
         self.segment_seconds = segment_seconds
@@ -263,7 +285,9 @@ class SegmentRecorder(_EncodedOutput):
         pattern = str(self.folder / f"{self.camera}-{stamp}-%05d.mp4")
         options = {"segment_time": f"{self.segment_seconds:g}", "segment_format": "mp4",
                    "reset_timestamps": "1",
-                   "segment_format_options": "movflags=+frag_keyframe+empty_moov+default_base_moof"}
+                   # delay_moov: the header waits for the first fragment, so a track that starts later
+                   # (the sound) keeps its start; without it each segment's first sound packet moved to 0
+                   "segment_format_options": "movflags=+frag_keyframe+empty_moov+default_base_moof+delay_moov"}
         try:
             return av.open(pattern, mode="w", format="segment", options=options)
         except (av.FFmpegError, OSError, ValueError) as exc:

@@ -24,6 +24,7 @@ import av
 from streamer.colour import ColourInfo, video_frame_to_rgb
 from streamer.detections import Frame
 from streamer.errors import InputError
+from streamer.live.audio import CameraAudio
 from streamer.sources.deinterlace import Deinterlacer
 from streamer.sources.video_file import open_input
 
@@ -80,7 +81,7 @@ class Backoff:
 
 
 class LiveSource:
-    """Reconnecting decoder of a live stream's first video stream.
+    """Reconnecting decoder of a live stream's first video stream (and its first audio stream, with ``on_audio``).
 
     Args:
         url: rtsp://, rtmp://, ... URL.
@@ -92,16 +93,22 @@ class LiveSource:
         on_state: called with (state, detail) on every state change:
             "connecting", "streaming", "reconnecting" (detail: the reason), "stopped".
         name: the camera's name, added to its log records (``camera`` field).
+        on_audio: carry the camera's sound: called with (start on the frames' timeline in
+            seconds, frame in :attr:`audio`'s format) for each decoded audio frame
+            (:class:`~streamer.live.audio.CameraAudio`). None: the sound is not decoded.
 
     Attributes:
         reconnects: successful connections after the first one.
         failures: failed connection attempts and broken sessions.
         last_error: the latest failure, one line ("" if none).
+        audio: the sound decoder with ``on_audio`` (its ``spec``: the sound format, once a
+            session had sound), else None.
     """
 
     def __init__(self, url: str, stop: threading.Event, transport: str = "tcp", connect_timeout: float = 5.0,
                  stall_seconds: float = 5.0, backoff: Backoff | None = None,
-                 on_state: Callable[[str, str], None] | None = None, name: str = "") -> None:
+                 on_state: Callable[[str, str], None] | None = None, name: str = "",
+                 on_audio: Callable[[float, av.AudioFrame], None] | None = None) -> None:
         self.url = url
         self.log_fields = {"camera": name, "url": url} if name else {"url": url}
         self.stop = stop
@@ -110,6 +117,8 @@ class LiveSource:
         self.stall_seconds = stall_seconds
         self.backoff = backoff or Backoff(0.5, 30.0)
         self.on_state = on_state or (lambda state, detail: None)
+        self.on_audio = on_audio
+        self.audio = CameraAudio() if on_audio else None
         self.reconnects = 0
         self.failures = 0
         self.last_error = ""
@@ -175,13 +184,24 @@ class LiveSource:
         base = self._last_time + max(gap, 1.0 / fps) if self._last_time >= 0 else 0.0
         started = False
         deinterlace = Deinterlacer()  # an interlaced camera's frames, deinterlaced (a frame's delay)
-        if container.streams.audio and not self._connected_once:
+        sound = container.streams.audio[0] if container.streams.audio else None
+        if sound is not None and self.audio is None and not self._connected_once:
             log.warning("%s: the camera's audio (%s) is not carried: the anonymized stream and recordings are "
-                        "video only", self.url, container.streams.audio[0].codec_context.name,
-                        extra={**self.log_fields, "event": "audio_not_carried"})
-        for packet in container.demux(stream):
+                        "video only (the camera's 'audio: true' carries it; voices are not anonymized)",
+                        self.url, sound.codec_context.name, extra={**self.log_fields, "event": "audio_not_carried"})
+        if sound is not None and self.audio is not None:
+            self.audio.start_session(sound)
+        else:
+            sound = None
+        origin: float | None = None  # the input's time (seconds) of this session's first picture
+        for packet in container.demux(*[s for s in (stream, sound) if s is not None]):
             if self.stop.is_set():
                 return
+            if packet.stream.index != stream.index:
+                if origin is not None:
+                    for start, af in self.audio.decode(packet, origin, base):
+                        self.on_audio(start, af)
+                continue
             for vf in deinterlace(packet.decode()):
                 if not started:
                     started = True
@@ -197,7 +217,8 @@ class LiveSource:
                 if vf.pts is None or vf.time_base is None:
                     t = self._last_time + 1.0 / fps if self._last_time >= 0 else base
                 else:
-                    first_pts = vf.pts if first_pts is None else first_pts
+                    if first_pts is None:
+                        first_pts, origin = vf.pts, float(vf.pts * vf.time_base)
                     t = base + float((vf.pts - first_pts) * vf.time_base)
                 if t <= self._last_time:  # never go backwards (B-frames, camera clock resets)
                     t = self._last_time + 1e-3

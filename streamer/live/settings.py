@@ -83,6 +83,7 @@ class CameraSpec:
         record_dir: folder for segmented recordings ("" = none).
         segment_seconds: length of each recorded segment (seconds).
         stall_seconds: per-camera override of ``server.stall_seconds``.
+        audio: carry the camera's sound to its outputs (AAC). Off by default: voices are not anonymized.
         config: the camera's pipeline config (global config + mode + overrides).
     """
 
@@ -94,11 +95,12 @@ class CameraSpec:
     record_dir: str = ""
     segment_seconds: float = 60.0
     stall_seconds: float = 5.0
+    audio: bool = False
     config: Config = field(default_factory=Config)
 
 
 _CAMERA_KEYS = {"name", "input", "transport", "output", "output_transport", "record", "mode", "overrides",
-                "stall_seconds"}
+                "stall_seconds", "audio"}
 _RECORD_KEYS = {"dir", "segment_seconds"}
 
 
@@ -152,6 +154,9 @@ def parse_camera(i: int, data: Any, base: Config, server: ServerSettings) -> Cam
         spec.segment_seconds = _number(record.get("segment_seconds", 60), f"{where}.record.segment_seconds", 1)
     if not spec.output and not spec.record_dir:
         raise ConfigError(f"{where}: needs an output URL and/or record.dir")
+    spec.audio = data.get("audio", False)
+    if not isinstance(spec.audio, bool):
+        raise ConfigError(f"{where}.audio: must be true or false, got {spec.audio!r}")
     if "stall_seconds" in data:
         spec.stall_seconds = _number(data["stall_seconds"], f"{where}.stall_seconds", 0.5)
     overrides = data.get("overrides") or {}

@@ -41,7 +41,7 @@ TEXT_SUBTITLE_CODECS = {"mp4": "mov_text", "mov": "mov_text", "ipod": "mov_text"
 FALLBACK_AUDIO_ENCODERS = ("aac", "libopus")
 #: Layout names for a channel count whose channels the input left unnamed ("1 channels").
 _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 6: "5.1", 8: "7.1"}
-#: Bit rate per channel (bits per second), at most; lower for low sample rates (see :func:`_bit_rate`).
+#: Bit rate per channel (bits per second), at most; lower for low sample rates (see :func:`audio_bit_rate`).
 _BIT_RATE_PER_CHANNEL = 64000
 
 
@@ -63,11 +63,11 @@ class AudioReencoder:
     def __init__(self, container, stream) -> None:
         self.input = stream
         channels = stream.codec_context.channels
-        self.layout = _layout_name(stream.codec_context.layout.name, channels)
-        self.codec, self.rate = _pick_encoder(container.format.name, container.default_audio_codec,
+        self.layout = layout_name(stream.codec_context.layout.name, channels)
+        self.codec, self.rate = pick_audio_encoder(container.format.name, container.default_audio_codec,
                                               self.layout, stream.codec_context.sample_rate)
         self.output = container.add_stream(self.codec, rate=self.rate, layout=self.layout)
-        self.output.bit_rate = _bit_rate(self.rate, channels)
+        self.output.bit_rate = audio_bit_rate(self.rate, channels)
         self.output.disposition = stream.disposition
 
     def encode(self, packet: av.Packet, shift: int = 0) -> list[av.Packet]:
@@ -104,18 +104,18 @@ class AudioReencoder:
         return packets
 
 
-def _layout_name(name: str, channels: int) -> str:
+def layout_name(name: str, channels: int) -> str:
     """``name``, or the usual layout for ``channels`` when the input left its channels unnamed."""
     return _DEFAULT_LAYOUTS.get(channels, name) if name.endswith("channels") else name
 
 
-def _bit_rate(rate: int, channels: int) -> int:
+def audio_bit_rate(rate: int, channels: int) -> int:
     """Bits per second for ``channels`` of audio at ``rate`` samples per second: 64 kbit/s a channel,
     less at low rates (AAC cannot spend more than 6 bits a sample; 4 leaves room)."""
     return min(_BIT_RATE_PER_CHANNEL, 4 * rate) * channels
 
 
-def _pick_encoder(format_name: str, default: str | None, layout: str, rate: int) -> tuple[str, int]:
+def pick_audio_encoder(format_name: str, default: str | None, layout: str, rate: int) -> tuple[str, int]:
     """(encoder, sample rate) of the first encoder that writes ``layout`` audio into ``format_name``.
 
     The sample rate is ``rate`` (samples per second) where the encoder has it,

@@ -92,13 +92,14 @@ def face_clip(tmp_path_factory):
 
 
 class LoopPublisher:
-    """Publishes ``clip`` to ``url`` in a loop at real-time pace (packets remuxed, not re-encoded).
+    """Publishes ``clip`` to ``url`` in a loop at real-time pace (packets remuxed, not re-encoded);
+    its video, and with ``audio`` its first audio stream too.
 
     Reconnects every 0.3 s while the server is down. Stop with ``close()``.
     """
 
-    def __init__(self, clip_path: str, url: str) -> None:
-        self.clip_path, self.url = clip_path, url
+    def __init__(self, clip_path: str, url: str, audio: bool = False) -> None:
+        self.clip_path, self.url, self.audio = clip_path, url, audio
         self.stop = threading.Event()
         self.sent = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -114,28 +115,29 @@ class LoopPublisher:
     def _session(self) -> None:
         out = av.open(self.url, "w", format="rtsp", options={"rtsp_transport": "udp"}, timeout=(3, 3))
         try:
-            vout, offset, start = None, 0, time.monotonic()
+            outs, offset, start = None, 0.0, time.monotonic()  # offset: seconds the current loop starts at
             while not self.stop.is_set():
                 with av.open(self.clip_path) as src:  # fresh packets each loop: mux() rescales them in place
                     vin = src.streams.video[0]
-                    vout = vout or out.add_stream_from_template(vin)
-                    step = int(round(1 / (float(vin.average_rate) * vin.time_base)))
-                    last = 0
-                    for p in src.demux(vin):
+                    ins = [vin, *src.streams.audio[:1]] if self.audio else [vin]
+                    outs = outs or {s.index: out.add_stream_from_template(s) for s in ins}
+                    last = 0.0
+                    for p in src.demux(*ins):
                         if not p.size:
                             continue
-                        last = max(last, p.pts)
-                        p.pts += offset
-                        p.dts += offset
-                        delay = start + float(p.pts * vin.time_base) - time.monotonic()
+                        shift = round(offset / p.time_base)
+                        last = max(last, float(p.pts * p.time_base))
+                        p.pts += shift
+                        p.dts += shift
+                        delay = start + float(p.pts * p.time_base) - time.monotonic()
                         if delay > 0:
                             time.sleep(delay)
-                        p.stream = vout
+                        p.stream = outs[p.stream.index]
                         out.mux(p)
-                        self.sent += 1
+                        self.sent += p.stream.type == "video"
                         if self.stop.is_set():
                             return
-                    offset += last + 2 * step
+                    offset += last + 2 / float(vin.average_rate)
         finally:
             out.close()
 
@@ -148,8 +150,8 @@ class LoopPublisher:
 def publisher_factory():
     pubs: list[LoopPublisher] = []
 
-    def start(clip_path: str, url: str) -> LoopPublisher:
-        pubs.append(LoopPublisher(clip_path, url))
+    def start(clip_path: str, url: str, audio: bool = False) -> LoopPublisher:
+        pubs.append(LoopPublisher(clip_path, url, audio))
         return pubs[-1]
 
     yield start
