@@ -22,6 +22,7 @@ with device tensors and no host round trip.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from typing import Callable
@@ -65,7 +66,9 @@ class TorchRunner:
     coordinates are not rounded, and the module casts them as it needs.
 
     Args:
-        module: the network, FP32 weights, any device (it is moved).
+        module: the network, FP32 weights, any device. The runner works on its own copy: the caller's
+            module keeps its device, precision and mode (the CUDA tests' FP32 CPU reference model was
+            turned into FP16 on the GPU by the first runner built on it).
         device: ``cpu`` or ``cuda`` / ``cuda:N``.
         half: run in FP16 (default: True on CUDA, False on CPU).
         channels_last: NHWC memory format (default: True on CUDA).
@@ -107,7 +110,8 @@ class TorchRunner:
         self.backend = "torch-cuda" if is_cuda else "torch-cpu"
         if is_cuda:
             torch.backends.cudnn.benchmark = True
-        module = module.eval().requires_grad_(False).to(self.device, self.dtype, memory_format=self.memory_format)
+        module = copy.deepcopy(module).eval().requires_grad_(False).to(self.device, self.dtype,
+                                                                       memory_format=self.memory_format)
         self.module: Callable = (torch.compile(module, mode="max-autotune-no-cudagraphs", dynamic=False)
                                  if compile else module)
         self._graphs: dict[tuple[tuple[int, ...], ...],

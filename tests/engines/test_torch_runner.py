@@ -37,6 +37,22 @@ def test_cpu_runner_is_fp32_and_refuses_gpu_only_options(centerface_torch):
         TorchRunner(centerface_torch, "cpu", half=True)
 
 
+def test_the_callers_module_is_left_as_it_was():
+    """A runner converts its own copy (device, precision, memory format, eval mode). On the CUDA tests'
+    H100 run the first runner turned the shared FP32 CPU reference model into FP16 on the GPU, and the
+    FP16-vs-FP32 test then failed on its reference, not on FP16."""
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).train()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    runner = TorchRunner(module, "cpu", channels_last=True)
+    weight = module[0].weight
+    assert module.training and weight.requires_grad
+    assert weight.is_contiguous() and not weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(torch.equal(v, before[k]) for k, v in module.state_dict().items())
+    x = np.random.default_rng(0).uniform(0, 1, (2, 3, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        assert np.allclose(runner(x)[0], module.eval()(torch.from_numpy(x)).numpy(), atol=1e-6)
+
+
 def test_several_inputs_by_name_or_position_with_padding_and_chunking():
     from engines.export import GENERATOR, reference_outputs
     from tests.generator.conftest import random_generator
