@@ -183,10 +183,11 @@ class GstRtspServer:
         setups: the ``SETUP <path> <Transport header>`` lines the server printed, in order.
     """
 
-    def __init__(self, play: dict[str, str], record: dict[str, str]) -> None:
+    def __init__(self, play: dict[str, str], record: dict[str, str], play_sound: dict[str, str] | None = None) -> None:
         self.port = free_port()
         args = [GST_PYTHON, str(HERE / "gst_rtsp_server.py"), str(self.port)]
         args += [a for name, path in play.items() for a in ("--play", f"{name}={path}")]
+        args += [a for name, path in (play_sound or {}).items() for a in ("--play-sound", f"{name}={path}")]
         args += [a for name, path in record.items() for a in ("--record", f"{name}={path}")]
         self.lines: list[str] = []
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -220,14 +221,16 @@ class GstRtspServer:
 
 @pytest.fixture
 def gst_rtsp_server_factory():
-    """Start TCP-only GStreamer RTSP servers: ``start(play={name: mp4}, record={name: h264_out})``."""
+    """Start TCP-only GStreamer RTSP servers: ``start(play={name: mp4}, record={name: h264_out},
+    play_sound={name: mov with a mu-law track})``."""
     missing = _gst_missing()
     if missing:
         pytest.skip(f"GStreamer RTSP server absent ({missing}): run .ci/install-gst-rtsp-server.sh")
     servers: list[GstRtspServer] = []
 
-    def start(play: dict[str, str] | None = None, record: dict[str, str] | None = None) -> GstRtspServer:
-        servers.append(GstRtspServer(play or {}, record or {}))
+    def start(play: dict[str, str] | None = None, record: dict[str, str] | None = None,
+              play_sound: dict[str, str] | None = None) -> GstRtspServer:
+        servers.append(GstRtspServer(play or {}, record or {}, play_sound))
         return servers[-1]
 
     yield start

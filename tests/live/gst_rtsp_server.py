@@ -8,6 +8,8 @@ Runs under the *system* Python with GStreamer's RTSP server (Debian packages ins
 
 * ``--play NAME=FILE.mp4``: serves the H.264 track of FILE at rtsp://127.0.0.1:PORT/NAME, in
   real time, each client from the start of the file (non-shared media).
+* ``--play-sound NAME=FILE.mov``: the same, plus FILE's G.711 mu-law 8 kHz mono track as PCMU,
+  as IP cameras send their microphone.
 * ``--record NAME=FILE.h264``: accepts ANNOUNCE/RECORD of an H.264 stream at /NAME and writes
   it to FILE as an Annex B byte stream.
 
@@ -29,7 +31,8 @@ gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
-ELEMENTS = ("filesrc", "qtdemux", "h264parse", "rtph264pay", "rtph264depay", "filesink", "capsfilter")
+ELEMENTS = ("filesrc", "qtdemux", "h264parse", "rtph264pay", "rtph264depay", "filesink", "capsfilter", "queue",
+            "rtppcmupay")
 
 
 def check() -> int:
@@ -80,6 +83,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("port", nargs="?", type=int)
     parser.add_argument("--play", type=_mount, action="append", default=[])
+    parser.add_argument("--play-sound", type=_mount, action="append", default=[])
     parser.add_argument("--record", type=_mount, action="append", default=[])
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
@@ -97,6 +101,11 @@ def main() -> int:
             # SPS/PPS every second; config-interval=-1 (before every IDR) gave FFmpeg smeared frames
             f"( filesrc location={_quote(path)} ! qtdemux ! rtph264pay name=pay0 pt=96 config-interval=1 )",
             record=False))
+    for name, path in args.play_sound:
+        mounts.add_factory(f"/{name}", _factory(
+            f"( filesrc location={_quote(path)} ! qtdemux name=d "
+            f"d.video_0 ! queue ! rtph264pay name=pay0 pt=96 config-interval=1 "
+            f"d.audio_0 ! queue ! rtppcmupay name=pay1 )", record=False))
     for name, path in args.record:
         mounts.add_factory(f"/{name}", _factory(
             f"( rtph264depay name=depay0 ! h264parse ! video/x-h264,stream-format=byte-stream,alignment=au "

@@ -4,12 +4,15 @@ against the pictures; left out by default."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+import yaml
 from test_live import _health, _wait, frames_out, start_serve
 
 from streamer.config import ConfigError, EncoderConfig, config_from_dict
@@ -208,3 +211,31 @@ def test_a_camera_that_brings_sound_after_a_reconnect_records_it_from_then_on(
     with_sound = [p for p in sorted(rec.glob("door-*.mp4")) if _stream_types(p) == ["video", "audio"]]
     _, heard, rate = sound(str(with_sound[-1]))
     assert dominant_hz(heard, rate) == pytest.approx(TONE_HZ, abs=5)
+
+
+def test_the_quick_form_with_camera_audio_records_a_g711_camera_s_sound(tmp_path, long_face_clip,
+                                                                         gst_rtsp_server_factory):
+    """``streamer anonymize rtsp://cam out.mp4 --camera-audio`` against a camera that sends its
+    microphone as G.711 mu-law at 8 kHz (PCMU, over RTSP/TCP): the recording holds it as AAC."""
+    camera = str(tmp_path / "camera.mov")
+    with_tone(long_face_clip, camera, "pcm_mulaw", 8000, "mono")
+    server = gst_rtsp_server_factory(play_sound={"cam": camera})
+    cfg = tmp_path / "fast.yaml"
+    cfg.write_text(yaml.safe_dump({"detector": {"input_width": 640}, "encoder": {"preset": "ultrafast"},
+                                   "server": {"metrics_port": -1}}))
+    proc = subprocess.Popen([sys.executable, "-m", "streamer.cli", "anonymize", server.url("cam"),
+                             str(tmp_path / "out.mp4"), "-c", str(cfg), "--camera-audio"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(lambda: proc.poll() is None and any(p.stat().st_size > 100_000 for p in tmp_path.glob("out-*.mp4")),
+              60, "a recording growing")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    (segment,) = sorted(tmp_path.glob("out-*-00000.mp4"))
+    assert _stream_types(segment) == ["video", "audio"]
+    codec, heard, rate = sound(str(segment))
+    assert (codec, rate) == ("aac", 8000) and dominant_hz(heard, rate) == pytest.approx(TONE_HZ, abs=5)
+    video, audio = _seconds(segment, "video"), _seconds(segment, "audio")
+    assert video - 0.6 < audio < video + 0.2, (video, audio)
