@@ -91,6 +91,13 @@ def face_clip(tmp_path_factory):
     return make_sample_clip(str(path), seconds=4.0, fps=25, width=640, height=360, faces=1, audio=False)
 
 
+@pytest.fixture(scope="session")
+def sounding_face_clip(tmp_path_factory):
+    """``face_clip`` with a 440 Hz stereo AAC tone."""
+    path = tmp_path_factory.mktemp("clip") / "faces-sound.mp4"
+    return make_sample_clip(str(path), seconds=4.0, fps=25, width=640, height=360, faces=1, audio=True)
+
+
 class LoopPublisher:
     """Publishes ``clip`` to ``url`` in a loop at real-time pace (packets remuxed, not re-encoded);
     its video, and with ``audio`` its first audio stream too.

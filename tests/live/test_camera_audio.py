@@ -24,13 +24,6 @@ from streamer.sample import make_sample_clip
 from tests.media import TONE_HZ, dominant_hz, sound, with_tone
 
 
-@pytest.fixture(scope="session")
-def sounding_face_clip(tmp_path_factory):
-    """4 s 640x360 25 fps H.264 with a moving face and a 440 Hz stereo AAC tone."""
-    path = tmp_path_factory.mktemp("clip") / "faces-sound.mp4"
-    return make_sample_clip(str(path), seconds=4.0, fps=25, width=640, height=360, faces=1, audio=True)
-
-
 def _stream_types(path: Path) -> list[str]:
     with av.open(str(path)) as c:
         return [s.type for s in c.streams]
