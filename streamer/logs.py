@@ -20,6 +20,8 @@ import json
 import logging
 import sys
 
+from streamer.redact import RedactingFilter, redact
+
 #: Accepted values of ``--log-format``.
 LOG_FORMATS = ("text", "json")
 #: Attributes every LogRecord has: anything else on a record came through ``extra``.
@@ -43,7 +45,7 @@ class JsonFormatter(logging.Formatter):
                  "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
 
 
@@ -66,7 +68,8 @@ def json_logs(args) -> bool:
 
 
 def setup_logging(log_format: str = "text", debug: bool = False, quiet: bool = False) -> None:
-    """Send log records to stderr in ``log_format`` (``text`` or ``json``).
+    """Send log records to stderr in ``log_format`` (``text`` or ``json``), URL passwords and tokens
+    masked (:mod:`streamer.redact`).
 
     Args:
         log_format: one of :data:`LOG_FORMATS`.
@@ -80,5 +83,6 @@ def setup_logging(log_format: str = "text", debug: bool = False, quiet: bool = F
         raise ValueError(f"log format must be one of {LOG_FORMATS}, got {log_format!r}")
     handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else OneLineFormatter())
+    handler.addFilter(RedactingFilter(_STANDARD))  # camera passwords never reach a log
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler], force=True)
     logging.getLogger("streamer").setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)

@@ -18,6 +18,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from streamer.redact import redact, redact_value
+
 #: Camera states, in the order of the ``streamer_camera_state`` gauge values.
 STATES = ("starting", "connecting", "streaming", "reconnecting", "failed", "stopped")
 
@@ -89,9 +91,9 @@ class CameraStats:
         """A JSON-friendly view (used by /health and the end-of-run summary)."""
         now = time.monotonic()
         q = self.latency_quantiles()
-        return {"state": self.state, "detail": self.detail, "frames_in": self.frames_in,
+        return {"state": self.state, "detail": redact(self.detail), "frames_in": self.frames_in,
                 "frames_out": self.frames_out, "dropped": dict(self.dropped), "masked": self.masked,
-                "faces": self.faces, "reconnects": self.reconnects, "failing_outputs": dict(self.failing_outputs),
+                "faces": self.faces, "reconnects": self.reconnects, "failing_outputs": redact_value(dict(self.failing_outputs)),
                 "audio_s": round(self.audio_seconds, 2), "audio_dropped_s": round(self.audio_dropped_seconds, 2),
                 "input_fps": round(self.in_rate.value(now), 2), "output_fps": round(self.out_rate.value(now), 2),
                 "latency_p50_s": None if q["0.5"] != q["0.5"] else round(q["0.5"], 4),

@@ -91,9 +91,10 @@ def _decode_count(path: Path) -> int:
         return sum(1 for _ in c.decode(video=0))
 
 
-def start_serve(tmp_path: Path, cameras: list[dict], **server) -> tuple[subprocess.Popen, int]:
+def start_serve(tmp_path: Path, cameras: list[dict], *cli_args: str, **server) -> tuple[subprocess.Popen, int]:
     """Start ``streamer serve`` on ``cameras`` with the tests' fast settings (640 px detector,
-    ultrafast x264, input queue of 2) plus ``server`` settings; returns (process, metrics port)."""
+    ultrafast x264, input queue of 2) plus ``server`` settings and ``cli_args``; returns (process,
+    metrics port)."""
     metrics_port = free_port()
     config = {
         "detector": {"input_width": 640}, "encoder": {"preset": "ultrafast", "crf": 28},
@@ -103,7 +104,7 @@ def start_serve(tmp_path: Path, cameras: list[dict], **server) -> tuple[subproce
     }
     cfg_path = tmp_path / "serve.yaml"
     cfg_path.write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen([sys.executable, "-m", "streamer.cli", "serve", "--config", str(cfg_path)],
+    proc = subprocess.Popen([sys.executable, "-m", "streamer.cli", "serve", "--config", str(cfg_path), *cli_args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return proc, metrics_port
 
@@ -303,3 +304,35 @@ def test_a_camera_given_a_video_file_name_records_segments_named_after_it(tmp_pa
     segments = sorted(tmp_path.glob("out-*-00000.mp4"))
     assert len(segments) == 1, sorted(p.name for p in tmp_path.iterdir())
     assert _decode_count(segments[0]) >= 25
+
+
+def test_camera_passwords_never_reach_logs_health_or_the_summary(tmp_path, face_clip, rtsp_server_factory,
+                                                                 publisher_factory):
+    """Camera and server URLs carry credentials (``rtsp://admin:pass@...``, ``?token=``): JSON logs (messages
+    and ``url`` fields), ``/health`` and the final summary show ``admin:***@`` instead. They used to show
+    the password in every retry line, in ``/health`` and in the error that ends ``streamer anonymize``."""
+    source = rtsp_server_factory()
+    publisher_factory(face_clip.path, source.publish_url("cam"))
+    dead = f"rtsp://admin:s3cret@127.0.0.1:{free_port()}/none?channel=1&token=t0ken"
+    proc, port = start_serve(tmp_path, [
+        {"name": "dead", "input": dead, "record": str(tmp_path / "dead")},
+        {"name": "door", "input": source.play_url("cam"), "transport": "udp",
+         "output": f"rtsp://pub:pa55@127.0.0.1:{free_port()}/door", "record": str(tmp_path / "door")},
+    ], "--log-format", "json", stall_seconds=2, connect_timeout=2, backoff_initial=0.2, backoff_max=0.5)
+    try:
+        _wait(lambda: proc.poll() is None and "publish" in _health(port)["door"]["failing_outputs"]
+              and _health(port)["dead"]["state"] == "failed", 60, "a failing camera and a failing output")
+        health = _get(f"http://127.0.0.1:{port}/health")[1]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    for secret in ("s3cret", "t0ken", "pa55"):
+        assert secret not in health and secret not in err, secret
+    assert "rtsp://admin:***@127.0.0.1" in health, health
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    retry = next(e for e in lines if e.get("event") == "input_retry")
+    assert retry["url"].startswith("rtsp://admin:***@127.0.0.1:") and retry["url"].endswith("?channel=1&token=***")
+    assert "?channel=1&token=***: cannot connect" in retry["message"], retry
+    publish = next(e for e in lines if e.get("event") == "publish_retry")
+    assert publish["url"].startswith("rtsp://pub:***@127.0.0.1:") and "rtsp://pub:***@" in publish["message"]
