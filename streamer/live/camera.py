@@ -212,6 +212,8 @@ class CameraWorker:
                 if not opened:
                     self._open_outputs(frame)
                     opened = True
+                    if self.audio is not None:  # sound from before the first picture out has no picture to go with
+                        self.audio.take(before=float(frame.pts * TIME_BASE))
                 delivered = False
                 for output in (self.recorder, self.publisher):
                     if output is not None:
