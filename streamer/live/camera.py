@@ -176,7 +176,8 @@ class CameraWorker:
                                        audio=audio)
         if spec.record_dir:
             self.recorder = SegmentRecorder(spec.record_dir, spec.name, spec.config.encoder, frame.fps,
-                                            spec.segment_seconds, audio=audio)
+                                            spec.segment_seconds, audio=audio, keep_seconds=spec.keep_hours * 3600,
+                                            keep_bytes=int(spec.keep_gb * 1e9))
 
     def _write_audio(self, before: float) -> None:
         """Write the sound that starts before ``before`` (seconds on the frames' timeline) to every output.
@@ -225,6 +226,7 @@ class CameraWorker:
                     self._write_audio(before=sound_until)
                 if self.recorder is not None:
                     self.stats.dropped["record"] = self.recorder.frames_dropped
+                    self.stats.segments_deleted = self.recorder.segments_deleted
                 if self.publisher is not None:
                     self.stats.dropped["publish"] = self.publisher.frames_dropped
                     self.stats.publish_reconnects = self.publisher.reconnects

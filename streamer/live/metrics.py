@@ -57,6 +57,7 @@ class CameraStats:
         reconnects: input reconnections.
         failing_outputs: the outputs whose writes fail now (``record``, ``publish``), with the error.
         latencies: recent added latencies (seconds, input decode -> output muxed).
+        segments_deleted: recorded segments deleted by the retention settings (``keep_hours``, ``keep_gb``).
         audio_seconds: sound written to the outputs (cameras with ``audio: true``), seconds.
         audio_dropped_seconds: sound dropped because its pictures did not come within
             :data:`~streamer.live.camera.AUDIO_BUFFER_SECONDS`, seconds.
@@ -74,6 +75,7 @@ class CameraStats:
     reconnects: int = 0
     publish_reconnects: int = 0
     failing_outputs: dict = field(default_factory=dict)
+    segments_deleted: int = 0
     audio_seconds: float = 0.0
     audio_dropped_seconds: float = 0.0
     latencies: deque = field(default_factory=lambda: deque(maxlen=600))
@@ -94,7 +96,7 @@ class CameraStats:
         return {"state": self.state, "detail": redact(self.detail), "frames_in": self.frames_in,
                 "frames_out": self.frames_out, "dropped": dict(self.dropped), "masked": self.masked,
                 "faces": self.faces, "reconnects": self.reconnects, "failing_outputs": redact_value(dict(self.failing_outputs)),
-                "audio_s": round(self.audio_seconds, 2), "audio_dropped_s": round(self.audio_dropped_seconds, 2),
+                "segments_deleted": self.segments_deleted, "audio_s": round(self.audio_seconds, 2), "audio_dropped_s": round(self.audio_dropped_seconds, 2),
                 "input_fps": round(self.in_rate.value(now), 2), "output_fps": round(self.out_rate.value(now), 2),
                 "latency_p50_s": None if q["0.5"] != q["0.5"] else round(q["0.5"], 4),
                 "latency_p95_s": None if q["0.95"] != q["0.95"] else round(q["0.95"], 4)}

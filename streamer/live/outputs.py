@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -258,21 +259,37 @@ class SegmentRecorder(_EncodedOutput):
         camera: file name prefix.
         segment_seconds: segment length in seconds (cut at the first keyframe after it).
         backoff: delays between attempts to record again after writing failed.
+        keep_seconds: delete this camera's finished segments older than this (seconds since
+            their last write; 0 = keep them all).
+        keep_bytes: delete this camera's oldest finished segments while all of its segments
+            together take more than this (bytes; 0 = no limit).
 
     ``frames_dropped`` counts the frames not recorded while writing failed
     (a full disk, a share gone); recording resumes in new segments. The
     folder is not created again: where a share was unmounted, that would
     fill the disk under its mount point.
+
+    Retention (``keep_seconds``, ``keep_bytes``) is applied when recording
+    starts and then once per segment length; only this camera's segments
+    are touched (other files in the folder, other cameras' segments, never),
+    and never the segment being written. ``segments_deleted`` counts them.
     """
 
     retry_event = "record_retry"
 
     def __init__(self, folder: str, camera: str, encoder: EncoderConfig, fps: float,
-                 segment_seconds: float = 60.0, backoff: Backoff | None = None, audio: AudioSpec | None = None) -> None:
+                 segment_seconds: float = 60.0, backoff: Backoff | None = None, audio: AudioSpec | None = None,
+                 keep_seconds: float = 0.0, keep_bytes: int = 0) -> None:
         super().__init__(encoder, fps, gop_seconds=min(1.0, segment_seconds), backoff=backoff, audio=audio)
+        if keep_seconds < 0 or keep_bytes < 0:
+            raise ValueError(f"keep_seconds and keep_bytes must be >= 0, got {keep_seconds}, {keep_bytes}")
         self.folder = prepare_folder(folder)
         self.camera = self.name = camera
         self.segment_seconds = segment_seconds
+        self.keep_seconds, self.keep_bytes = keep_seconds, keep_bytes
+        self.segments_deleted = 0
+        self._pattern = re.compile(rf"{re.escape(camera)}-\d{{8}}-\d{{6}}(-\d{{6}})?-\d{{5}}\.mp4")
+        self._prune_at = 0.0  # monotonic time of the next retention pass
         self.log_fields = {"camera": camera}
 
     def action(self) -> str:
@@ -294,5 +311,55 @@ class SegmentRecorder(_EncodedOutput):
             raise OutputError(f"cannot record to {self.folder}: {describe_error(exc)}") from None
 
     def segments(self) -> list[Path]:
-        """The segment files written so far, oldest first."""
-        return sorted(self.folder.glob(f"{self.camera}-*.mp4"))
+        """This camera's segment files in the folder, oldest first (names sort by start time)."""
+        try:
+            names = os.listdir(self.folder)
+        except OSError:
+            return []
+        return [self.folder / name for name in sorted(names) if self._pattern.fullmatch(name)]
+
+    def write(self, frame: Frame) -> None:
+        """Record one anonymized frame (see :meth:`_EncodedOutput.write`), then apply retention
+        when a segment length has passed since the last pass."""
+        super().write(frame)
+        if (self.keep_seconds or self.keep_bytes) and time.monotonic() >= self._prune_at:
+            self._prune_at = time.monotonic() + min(self.segment_seconds, 60.0)
+            self.prune()
+
+    def prune(self, now: float | None = None) -> list[Path]:
+        """Delete this camera's finished segments beyond ``keep_seconds`` of age or ``keep_bytes`` in all,
+        oldest first; returns the files deleted.
+
+        Args:
+            now: the time to measure ages from (seconds since the epoch; default: now).
+        """
+        segments = self.segments()
+        now = time.time() if now is None else now
+        sizes, ages = {}, {}
+        for path in segments:
+            try:
+                info = path.stat()
+            except OSError:  # deleted meanwhile
+                continue
+            sizes[path], ages[path] = info.st_size, now - info.st_mtime
+        total = sum(sizes.values())
+        finished = segments[:-1] if self.container is not None else segments  # the newest is being written
+        deleted = []
+        for path in (p for p in finished if p in sizes):  # oldest first
+            too_old = self.keep_seconds and ages[path] > self.keep_seconds
+            too_much = self.keep_bytes and total > self.keep_bytes
+            if not (too_old or too_much):
+                break
+            try:
+                path.unlink()
+            except OSError as exc:
+                log.warning("recording of camera %s: cannot delete old segment %s (%s)", self.camera, path.name,
+                            describe_error(exc), extra={**self.log_fields, "event": "retention_failed"})
+                break
+            total -= sizes[path]
+            deleted.append(path)
+        if deleted:
+            self.segments_deleted += len(deleted)
+            log.debug("camera %s: deleted %d old segments (%s ... %s)", self.camera, len(deleted), deleted[0].name,
+                      deleted[-1].name, extra={**self.log_fields, "event": "retention"})
+        return deleted

@@ -82,6 +82,9 @@ class CameraSpec:
         output: RTSP/RTMP URL to publish the anonymized stream to ("" = none).
         record_dir: folder for segmented recordings ("" = none).
         segment_seconds: length of each recorded segment (seconds).
+        keep_hours: delete recorded segments older than this (hours; 0 = keep all).
+        keep_gb: delete the oldest recorded segments while the camera's recording takes more
+            than this (GB, 10^9 bytes; 0 = no limit).
         stall_seconds: per-camera override of ``server.stall_seconds``.
         audio: carry the camera's sound to its outputs (AAC). Off by default: voices are not anonymized.
         config: the camera's pipeline config (global config + mode + overrides).
@@ -94,6 +97,8 @@ class CameraSpec:
     output_transport: str = "tcp"
     record_dir: str = ""
     segment_seconds: float = 60.0
+    keep_hours: float = 0.0
+    keep_gb: float = 0.0
     stall_seconds: float = 5.0
     audio: bool = False
     config: Config = field(default_factory=Config)
@@ -101,7 +106,7 @@ class CameraSpec:
 
 _CAMERA_KEYS = {"name", "input", "transport", "output", "output_transport", "record", "mode", "overrides",
                 "stall_seconds", "audio"}
-_RECORD_KEYS = {"dir", "segment_seconds"}
+_RECORD_KEYS = {"dir", "segment_seconds", "keep_hours", "keep_gb"}
 
 
 def _number(value: Any, key: str, minimum: float) -> float:
@@ -152,6 +157,8 @@ def parse_camera(i: int, data: Any, base: Config, server: ServerSettings) -> Cam
             raise ConfigError(f"{where}.record.{sorted(bad)[0]}: unknown key")
         spec.record_dir = str(record["dir"])
         spec.segment_seconds = _number(record.get("segment_seconds", 60), f"{where}.record.segment_seconds", 1)
+        spec.keep_hours = _number(record.get("keep_hours", 0), f"{where}.record.keep_hours", 0)
+        spec.keep_gb = _number(record.get("keep_gb", 0), f"{where}.record.keep_gb", 0)
     if not spec.output and not spec.record_dir:
         raise ConfigError(f"{where}: needs an output URL and/or record.dir")
     spec.audio = data.get("audio", False)

@@ -42,6 +42,15 @@ def test_camera_config_errors_name_the_key():
     assert [c.config.anonymizer.mode for c in cams] == ["blur", "pixelate"]
 
 
+def test_recording_retention_settings():
+    camera = {"input": "rtsp://a/b", "record": {"dir": "/tmp/x", "keep_hours": 168, "keep_gb": 0.5}}
+    _, (spec,) = parse_live(config_from_dict({"cameras": [camera]}))
+    assert (spec.keep_hours, spec.keep_gb) == (168.0, 0.5)
+    camera["record"]["keep_gb"] = -1
+    with pytest.raises(ConfigError, match=r"cameras\[0\]\.record\.keep_gb: must be a number >= 0"):
+        parse_live(config_from_dict({"cameras": [camera]}))
+
+
 def test_backoff_grows_with_jitter_and_input_queue_drops_oldest():
     b = Backoff(0.5, 4.0, random.Random(1))
     delays = [b.next() for _ in range(6)]
