@@ -49,6 +49,22 @@ class LiveFrame(Frame):
     colour: ColourInfo = field(default_factory=ColourInfo)
 
 
+def low_latency_decoding(stream) -> None:
+    """Decode ``stream`` (a PyAV input video stream) without holding frames back: slice threads only.
+
+    FFmpeg's frame threading (PyAV's ``AUTO``) decodes one frame per thread in
+    parallel and hands out each picture only once the threads after it have
+    started, so it holds back as many frames as it has threads beyond the
+    first: one per CPU core (16 frames, 0.53 s at 30 fps, on a 16-core
+    server; 2 on a 2-core one). A camera's picture is then that much later
+    everywhere downstream. Slice threading returns each picture from its own
+    packet; a 1080p H.264 frame decodes in 1-2 ms on one core
+    (``benchmarks/results/decode-rgb-cost-cpu-2026-11-26.md``), and many
+    cameras use the cores in parallel anyway.
+    """
+    stream.thread_type = "SLICE"
+
+
 class Backoff:
     """Exponential backoff with full jitter.
 
@@ -175,7 +191,7 @@ class LiveSource:
 
     def _session(self, container) -> Iterator[LiveFrame]:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        low_latency_decoding(stream)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate and 1 <= float(rate) <= 240 else 25.0
         first_pts: int | None = None
