@@ -59,6 +59,9 @@ def add_commands(subparsers) -> dict:
     p.add_argument("--generator-weights", metavar="PATH|random",
                    help="gan mode: this weights file, or 'random' for fixed-seed random weights (same cost as "
                         "trained ones; timing only, the faces are noise). Default: the pipeline's weights")
+    p.add_argument("--streams-frame-threads", action="store_true",
+                   help="with --streams: decode each stream with frame threads as file jobs do (the default "
+                        "until late 2026-11-26), not with slice threads as live cameras do")
     p.add_argument("--streams-encode", action="store_true",
                    help="with --streams: also run the N streams each encoded to a file (cameras being recorded)")
     p.add_argument("--no-deface", action="store_true", help="skip the deface comparison")
@@ -109,8 +112,14 @@ def _row(name: str, stats: RunStats, frames: int) -> dict:
 
 
 def run_variant(path: str, config: Config, sink_path: str | None, anonymize: bool, detector=None,
-                compositor=None) -> RunStats:
-    """One pipeline run of ``path``: into ``sink_path`` (encoded) or a null sink; stages may be shared."""
+                compositor=None, camera_like: bool = False) -> RunStats:
+    """One pipeline run of ``path``: into ``sink_path`` (encoded) or a null sink; stages may be shared.
+
+    ``camera_like``: decode as the live server decodes a camera (slice threads only,
+    :func:`streamer.live.rtsp_source.low_latency_decoding`), not with a file job's frame threads (as
+    many threads as cores, per stream).
+    """
+    from streamer.live.rtsp_source import low_latency_decoding
     from streamer.factory import build_source
     from streamer.pipeline import run_pipeline
     from streamer.sinks.null import NullSink
@@ -118,6 +127,8 @@ def run_variant(path: str, config: Config, sink_path: str | None, anonymize: boo
 
     _reset_gpu_peak()  # each row's GPU memory is its own (the H100 rows of 2026-11-26 carried the peak on)
     source = build_source(path, config)  # NVDEC on a GPU with PyNvVideoCodec, else PyAV
+    if camera_like and getattr(source, "stream", None) is not None:
+        low_latency_decoding(source.stream)
     sink = (VideoFileSink(sink_path, source.info, source.copy_streams, config.encoder) if sink_path
             else NullSink())
     return run_pipeline(source, sink, config, anonymize=anonymize, detector=detector, compositor=compositor)
@@ -127,7 +138,8 @@ def _decode_only(path: str, config: Config) -> RunStats:
     return run_variant(path, config, None, anonymize=False)
 
 
-def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | None = None) -> dict:
+def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | None = None,
+             camera_like: bool = True) -> dict:
     """Run n pipelines at once sharing their models as the live server's cameras do; real time = each
     stream >= fps.
 
@@ -141,7 +153,9 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
     wall time.
 
     Each stream goes to a null sink, or, with ``encode_dir``, is encoded into
-    its own file there (what a camera being recorded costs).
+    its own file there (what a camera being recorded costs). Each decodes as
+    a live camera does (slice threads only; ``camera_like=False``: with a
+    file job's frame threads, 16 streams x (cores + 1) decoder threads).
     """
     from streamer.config import apply_overrides
     from streamer.factory import build_compositor, build_detector, build_shared_generator, uses_torch_compositor
@@ -162,7 +176,8 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
         own = compositor.for_camera(i) if compositor else build_compositor(
             config, download=False, anonymizer=generator.for_camera(i) if generator else None)
         try:
-            results[i] = run_variant(path, config, sink_path, True, detector=shared, compositor=own)
+            results[i] = run_variant(path, config, sink_path, True, detector=shared, compositor=own,
+                                     camera_like=camera_like)
         except Exception as exc:  # noqa: BLE001 - a stream that stops is counted and named in the row
             errors.append(f"stream {i}: {describe_error(exc)}")
 
@@ -179,7 +194,9 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
             batcher.close()
     per_stream = [r.steady_fps or r.fps for r in results if r]
     kind = "full" if encode_dir else "null"
-    return {"variant": f"{n} streams {kind}-{config.anonymizer.mode}", "streams": n,
+    threads = "" if camera_like else " frame-threads"
+    return {"variant": f"{n} streams {kind}-{config.anonymizer.mode}{threads}", "streams": n,
+            "decoding": "slice threads, as live cameras" if camera_like else "frame threads, as file jobs",
             "aggregate_fps": round(sum(r.frames_out for r in results if r) / wall, 2),
             "per_stream_fps": [round(f, 2) for f in per_stream], "native_fps": fps,
             "per_stream_frames": [r.frames_out if r else 0 for r in results],
@@ -306,9 +323,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             with av.open(clip) as c:
                 native = float(c.streams.video[0].average_rate or args.fps)
             first = apply_overrides(base, {"anonymizer.mode": modes[0]})
-            rows.append(_streams(clip, first, args.streams, native))
+            camera_like = not args.streams_frame_threads
+            rows.append(_streams(clip, first, args.streams, native, camera_like=camera_like))
             if args.streams_encode:
-                rows.append(_streams(clip, first, args.streams, native, encode_dir=tmp))
+                rows.append(_streams(clip, first, args.streams, native, encode_dir=tmp, camera_like=camera_like))
         if not args.no_deface:
             rows.append(_deface(clip, base, tmp))
     meta = {"date": dt.date.today().isoformat(), "command": "streamer " + " ".join(sys.argv[1:]),
