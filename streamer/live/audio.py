@@ -71,12 +71,20 @@ class CameraAudio:
         self._resampler: av.AudioResampler | None = None
         self._end = -1.0  # seconds on the live timeline where the last frame handed out ends
 
-    def start_session(self, stream) -> None:
-        """Prepare for a new connection whose audio stream is ``stream`` (a PyAV input stream)."""
+    def start_session(self, stream) -> bool:
+        """Prepare for a new connection whose audio stream is ``stream`` (a PyAV input stream).
+
+        Returns:
+            False when the sound cannot be decoded here (no decoder for its codec, no sample rate):
+            the session is then carried without it.
+        """
         decoder = stream.codec_context
+        if decoder is None or not decoder.sample_rate or not decoder.channels:
+            return False
         if self.spec is None:
             self.spec = AudioSpec(rate=decoder.sample_rate, layout=layout_name(decoder.layout.name, decoder.channels))
         self._resampler = None
+        return True
 
     def decode(self, packet: av.Packet, origin: float, base: float) -> list[tuple[float, av.AudioFrame]]:
         """The frames of one packet as (start on the live timeline in seconds, frame in :attr:`spec`).

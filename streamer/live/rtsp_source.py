@@ -49,6 +49,12 @@ class LiveFrame(Frame):
     colour: ColourInfo = field(default_factory=ColourInfo)
 
 
+def audio_codec_name(stream) -> str:
+    """The codec of a PyAV input audio stream, for messages ("unknown codec" when FFmpeg has no decoder)."""
+    decoder = stream.codec_context
+    return decoder.name if decoder is not None and decoder.name else "unknown codec"
+
+
 def low_latency_decoding(stream) -> None:
     """Decode ``stream`` (a PyAV input video stream) without holding frames back: slice threads only.
 
@@ -204,10 +210,14 @@ class LiveSource:
         if sound is not None and self.audio is None and not self._connected_once:
             log.warning("%s: the camera's audio (%s) is not carried: the anonymized stream and recordings are "
                         "video only (the camera's 'audio: true' carries it; voices are not anonymized)",
-                        self.url, sound.codec_context.name, extra={**self.log_fields, "event": "audio_not_carried"})
-        if sound is not None and self.audio is not None:
-            self.audio.start_session(sound)
-        else:
+                        self.url, audio_codec_name(sound), extra={**self.log_fields, "event": "audio_not_carried"})
+        if sound is not None and self.audio is not None and not self.audio.start_session(sound):
+            if not self._connected_once:
+                log.warning("%s: the camera's audio (%s) cannot be decoded here: the outputs are video only",
+                            self.url, audio_codec_name(sound),
+                            extra={**self.log_fields, "event": "audio_not_carried"})
+            sound = None
+        if self.audio is None:
             sound = None
         origin: float | None = None  # the input's time (seconds) of this session's first picture
         for packet in container.demux(*[s for s in (stream, sound) if s is not None]):

@@ -234,3 +234,18 @@ def test_the_quick_form_with_camera_audio_records_a_g711_camera_s_sound(tmp_path
     # at 8 kHz an AAC frame lasts 0.128 s: the last picture's sound may end one frame past it, and the
     # encoder pads its last frame with silence
     assert video - 0.6 < audio < video + 2 * 1024 / 8000, (video, audio)
+
+
+def test_sound_without_a_decoder_here_is_left_out_not_fatal():
+    """A camera whose sound FFmpeg cannot decode (no decoder for its codec, no sample rate in the
+    stream's description): the session goes on video only. It used to stop the camera: the message
+    naming the codec read the missing decoder's name."""
+    from types import SimpleNamespace
+
+    from streamer.live.rtsp_source import audio_codec_name
+
+    undecodable = SimpleNamespace(codec_context=None)
+    undescribed = SimpleNamespace(codec_context=SimpleNamespace(name="g726", sample_rate=0, channels=1))
+    audio = CameraAudio()
+    assert not audio.start_session(undecodable) and not audio.start_session(undescribed) and audio.spec is None
+    assert audio_codec_name(undecodable) == "unknown codec" and audio_codec_name(undescribed) == "g726"
