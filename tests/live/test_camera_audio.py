@@ -85,8 +85,10 @@ def test_a_camera_with_audio_true_publishes_and_records_its_sound_and_one_withou
     video = sum(_seconds(p, "video") for p in segments)
     audio = sum(_seconds(p, "audio") for p in segments)
     # the sound covers the recording: all of it but the stretch before the camera's first sound packet
-    # arrived (RTP streams are synchronised by the first RTCP report) and a frame at each end
-    assert video - 0.6 < audio < video + 0.2, (video, audio)
+    # arrived (RTP streams are synchronised by the first RTCP report) and a frame at each end. Pictures
+    # dropped at the input (two cameras on two cores) just before a cut leave a gap that belongs to no
+    # segment's span of pictures but has its sound: hence the 5 % over
+    assert video - 0.6 < audio < 1.05 * video + 0.2, (video, audio)
     _, recorded, rate = sound(str(segments[1]))
     assert dominant_hz(recorded, rate) == pytest.approx(TONE_HZ, abs=5)
     assert all(_stream_types(p) == ["video"] for p in sorted(quiet.glob("quiet-*.mp4")))
