@@ -17,6 +17,7 @@ from pathlib import Path
 from streamer.config import ANONYMIZER_MODES, DEVICES, ERROR_POLICIES, Config, apply_overrides, load_config
 from streamer.errors import InputError, OutputError, StreamerError
 from streamer.logs import LOG_FORMATS, json_logs, setup_logging
+from streamer.redact import redact
 
 log = logging.getLogger("streamer")
 
@@ -102,7 +103,7 @@ def _anonymize_one(src: str, dst: str, config: Config, args: argparse.Namespace,
     if json_logs(args):
         log.info("summary", extra={"event": "summary", "input": src, "output": shown, **stats.as_dict()})
     elif not args.quiet:
-        print(f"{src} -> {shown}\n{stats.summary()}", file=sys.stderr)
+        print(f"{redact(str(src))} -> {redact(str(shown))}\n{stats.summary()}", file=sys.stderr)
     if stats.truncated or stats.decode_errors:
         log.warning("%s was damaged: output holds the %d frames that could be decoded", src, stats.frames_out)
     return stats

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -31,7 +32,7 @@ import numpy as np
 
 from streamer.config import Config
 from streamer.detections import Detections, Frame
-from streamer.errors import FrameAbort, OutputError, StreamerError
+from streamer.errors import FrameAbort, InputError, OutputError, StreamerError
 
 log = logging.getLogger(__name__)
 
@@ -497,7 +498,14 @@ def anonymize_file(input_path: str, output_path: str, config: Config, progress: 
     except BaseException:
         source.close()
         raise
-    return run_pipeline(source, sink, config, progress=progress, detector=detector, compositor=compositor)
+    stats = run_pipeline(source, sink, config, progress=progress, detector=detector, compositor=compositor)
+    if stats.frames_in == 0:  # an output without a picture is no anonymized video: say so, leave none behind
+        with contextlib.suppress(OSError):
+            os.remove(output_path)
+        why = ("it ends early or is damaged" if stats.truncated else
+               f"{stats.decode_errors} undecodable packets" if stats.decode_errors else "it holds none")
+        raise InputError(f"{input_path}: no video frame could be decoded ({why}); nothing was written")
+    return stats
 
 
 @dataclass

@@ -23,9 +23,10 @@ MASK = "***"
 
 #: ``scheme://user:password@``: the password (up to the last ``@`` before the path: a password may hold one).
 _PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)[^\s/]*(?=@)")
-#: Query parameters whose values are credentials.
+#: Query parameters whose values are credentials: names ending in password, token, key, signature, ...
+#: (``access_token``, ``api_key``, S3's ``X-Amz-Signature`` / ``X-Amz-Credential``, Azure's ``sig``).
 _SECRET_PARAMETER = re.compile(
-    r"(?P<head>[?&;](?:password|passwd|pwd|pass|token|access_token|auth|key|secret|signature|sig)=)"
+    r"(?P<head>[?&;][\w.-]*?(?:password|passwd|pwd|pass|token|auth|key|secret|signature|sig|credential)=)"
     r"[^\s&;#'\")]*?(?=:?(?:[\s&;#'\")]|$))",  # a colon right before a space ends the message's URL, not the value
     re.IGNORECASE)
 

@@ -120,6 +120,31 @@ def test_truncated_faststart_mp4_keeps_decodable_frames(tmp_path):
                                   abs=1e-3)
 
 
+def test_a_video_none_of_whose_frames_decodes_is_an_error_not_an_empty_success(small_clip, tmp_path):
+    """Every video packet damaged (container intact): the job used to end with exit 0, warnings, and no
+    output file; a folder job counted it as written."""
+    broken = tmp_path / "broken.mp4"
+    with av.open(small_clip.path) as src, av.open(str(broken), "w") as out:
+        video = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.size:
+                noise = av.Packet(os.urandom(packet.size))
+                noise.pts, noise.dts, noise.time_base, noise.stream = packet.pts, packet.dts, packet.time_base, video
+                out.mux(noise)
+    proc = run_cli("anonymize", str(broken), str(tmp_path / "o.mp4"), "-q")
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (f"streamer: error: {broken}: no video frame could be decoded "
+                                                    "(it ends early or is damaged); nothing was written")
+    assert not (tmp_path / "o.mp4").exists()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(broken, folder / "broken.mp4")
+    shutil.copy(small_clip.path, folder / "good.mp4")
+    proc = run_cli("anonymize", str(folder), str(tmp_path / "out"), "-q")
+    assert proc.returncode == 1 and "1 of 2 files written" in proc.stderr and "1 failed" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mp4"]
+
+
 def test_truncated_mp4_without_index_is_a_clear_error(small_clip, tmp_path):
     cut = tmp_path / "cut.mp4"
     data = Path(small_clip.path).read_bytes()

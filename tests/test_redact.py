@@ -16,6 +16,9 @@ from streamer.redact import redact, redact_value
     ("rtsp://admin:p@ss:w0rd@cam.local/live", "rtsp://admin:***@cam.local/live"),  # '@' and ':' in the password
     ("rtmp://a.example/live?key=abc&quality=hd", "rtmp://a.example/live?key=***&quality=hd"),
     ("'rtsp://u:p@h/x?PassWord=q': refused", "'rtsp://u:***@h/x?PassWord=***': refused"),
+    ("https://b.s3.amazonaws.com/v.mp4?X-Amz-Credential=AK%2F1&X-Amz-Date=2026&X-Amz-Signature=9f: 404",
+     "https://b.s3.amazonaws.com/v.mp4?X-Amz-Credential=***&X-Amz-Date=2026&X-Amz-Signature=***: 404"),
+    ("rtsp://cam/live?channel=2&api_key=k1&sig=s2", "rtsp://cam/live?channel=2&api_key=***&sig=***"),
     ("rtsp://viewer@cam/live", "rtsp://viewer@cam/live"),          # no password: nothing hidden
     ("/recordings/door:cam@2/a=b.mp4", "/recordings/door:cam@2/a=b.mp4"),  # not a URL
 ])
