@@ -4,16 +4,13 @@ against the pictures; left out by default."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-import yaml
-from test_live import _health, _wait, frames_out, start_serve
+from test_live import _health, _wait, frames_out, record_with_quick_form, start_serve
 
 from streamer.config import ConfigError, EncoderConfig, config_from_dict
 from streamer.live.audio import AudioBuffer, AudioSpec, CameraAudio
@@ -215,19 +212,7 @@ def test_the_quick_form_with_camera_audio_records_a_g711_camera_s_sound(tmp_path
     camera = str(tmp_path / "camera.mov")
     with_tone(long_face_clip, camera, "pcm_mulaw", 8000, "mono")
     server = gst_rtsp_server_factory(play_sound={"cam": camera})
-    cfg = tmp_path / "fast.yaml"
-    cfg.write_text(yaml.safe_dump({"detector": {"input_width": 640}, "encoder": {"preset": "ultrafast"},
-                                   "server": {"metrics_port": -1}}))
-    proc = subprocess.Popen([sys.executable, "-m", "streamer.cli", "anonymize", server.url("cam"),
-                             str(tmp_path / "out.mp4"), "-c", str(cfg), "--camera-audio"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait(lambda: proc.poll() is None and any(p.stat().st_size > 100_000 for p in tmp_path.glob("out-*.mp4")),
-              60, "a recording growing")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    record_with_quick_form(tmp_path, server.url("cam"), tmp_path / "out.mp4", "--camera-audio", min_bytes=100_000)
     (segment,) = sorted(tmp_path.glob("out-*-00000.mp4"))
     assert _stream_types(segment) == ["video", "audio"]
     codec, heard, rate = sound(str(segment))

@@ -118,6 +118,26 @@ def start_serve(tmp_path: Path, cameras: list[dict], *cli_args: str, **server) -
     return proc, metrics_port
 
 
+def record_with_quick_form(tmp_path: Path, url: str, out: Path, *cli_args: str, min_bytes: int) -> str:
+    """Run ``streamer anonymize URL OUT`` (the tests' fast settings, no metrics endpoint) until one of its
+    recorded segments beside ``out`` holds ``min_bytes``, then SIGTERM it; returns its stderr (exit 0
+    checked)."""
+    cfg = tmp_path / "fast.yaml"
+    cfg.write_text(yaml.safe_dump({"detector": {"input_width": 640}, "encoder": {"preset": "ultrafast"},
+                                   "server": {"metrics_port": -1}}))
+    proc = subprocess.Popen([sys.executable, "-m", "streamer.cli", "anonymize", url, str(out), "-c", str(cfg),
+                             *cli_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(lambda: proc.poll() is None and any(p.stat().st_size > min_bytes
+                                                  for p in out.parent.glob(f"{out.stem}-*{out.suffix}")),
+              60, "a recording growing")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    return err
+
+
 def frames_out(proc: subprocess.Popen, metrics_port: int, camera: str) -> int:
     """Frames ``camera`` has sent out so far; fails the test with streamer's stderr if it exited."""
     if proc.poll() is not None:
@@ -296,19 +316,8 @@ def test_a_camera_given_a_video_file_name_records_segments_named_after_it(tmp_pa
     to make a folder named out.mp4); the recording plays. (The quick form reads RTSP over TCP: the
     GStreamer server.)"""
     server = gst_rtsp_server_factory(play={"cam": long_face_clip})
-    cfg = tmp_path / "fast.yaml"
-    cfg.write_text(yaml.safe_dump({"detector": {"input_width": 640}, "encoder": {"preset": "ultrafast"},
-                                   "server": {"metrics_port": -1}}))
     out = tmp_path / "out.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "streamer.cli", "anonymize", server.url("cam"), str(out),
-                             "-c", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait(lambda: proc.poll() is None and any(p.stat().st_size > 50_000 for p in tmp_path.glob("out-*.mp4")),
-              60, "a recording growing")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    record_with_quick_form(tmp_path, server.url("cam"), out, min_bytes=50_000)
     assert not out.exists(), "a folder or file named out.mp4"
     segments = sorted(tmp_path.glob("out-*-00000.mp4"))
     assert len(segments) == 1, sorted(p.name for p in tmp_path.iterdir())
