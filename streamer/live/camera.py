@@ -210,11 +210,12 @@ class CameraWorker:
                     if not self.threads[1].is_alive():
                         break
                     continue
+                at = float(frame.pts * TIME_BASE)  # seconds on the camera's timeline
                 if not opened:
                     self._open_outputs(frame)
                     opened = True
                     if self.audio is not None:  # sound from before the first picture out has no picture to go with
-                        self.audio.take(before=float(frame.pts * TIME_BASE))
+                        self.audio.take(before=at)
                 delivered = False
                 for output in (self.recorder, self.publisher):
                     if output is not None:
@@ -222,7 +223,7 @@ class CameraWorker:
                         output.write(frame)
                         delivered |= output.frames_written > written
                 if self.audio is not None:
-                    sound_until = float(frame.pts * TIME_BASE) + 1 / frame.fps
+                    sound_until = at + 1 / frame.fps
                     self._write_audio(before=sound_until)
                 if self.recorder is not None:
                     self.stats.dropped["record"] = self.recorder.frames_dropped
