@@ -113,7 +113,9 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     """Anonymize one file, or every video and photo of a folder into an output folder."""
     if len(args.paths) < 2:
         raise InputError("give an input and an output: streamer anonymize INPUT OUTPUT")
-    if args.paths[0].startswith(("rtsp://", "rtmp://")):
+    from streamer.live.settings import is_live_url
+
+    if is_live_url(args.paths[0]):
         from streamer.live.cli import run_urls
 
         return run_urls(args.paths, args)
