@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from streamer.config import Config, ConfigError, apply_overrides, build_section
 
@@ -29,16 +28,15 @@ LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "srt://", "udp://"
 
 def is_live_url(text: str) -> bool:
     """Whether ``streamer anonymize`` should run ``text`` as a live camera (reconnects, segments) rather
-    than read it as a file: RTSP(S), RTMP(S), SRT, UDP and RTP URLs, and HLS playlists (``.m3u8``)
-    over HTTP(S). Other ``http(s)://`` links are video files (a web server, an S3 link).
+    than read it as a file: RTSP(S), RTMP(S), SRT, UDP and RTP URLs. ``http(s)://`` links are read as
+    files (a web server, an S3 link, an HLS playlist): a finished HLS recording run as a camera would be
+    replayed from its start after every end, over and over.
 
     Example:
-        >>> [is_live_url(u) for u in ("rtsps://cam/s", "https://cdn/live/index.m3u8?t=1", "https://b/v.mp4")]
+        >>> [is_live_url(u) for u in ("rtsps://cam/s", "udp://0.0.0.0:5000", "https://b/v.mp4")]
         [True, True, False]
     """
-    if text.startswith(LIVE_SCHEMES):
-        return True
-    return text.startswith(("http://", "https://")) and urlsplit(text).path.lower().endswith(".m3u8")
+    return text.startswith(LIVE_SCHEMES)
 TRANSPORTS = ("tcp", "udp")
 #: Seconds ``streamer anonymize URL...`` waits for a first frame before it gives up (``serve``: never).
 ANONYMIZE_STARTUP_TIMEOUT = 30.0

@@ -251,14 +251,13 @@ def test_a_dead_camera_url_given_to_anonymize_ends_with_one_clear_error(tmp_path
     assert proc.returncode == 3 and "no camera sent a frame within 1 s (dead: " in proc.stderr, proc.stderr
 
 
-@pytest.mark.parametrize("scheme", ["rtsps", "udp", "http-hls"])
+@pytest.mark.parametrize("scheme", ["rtsps", "udp"])
 def test_every_live_url_is_run_as_a_camera(tmp_path, scheme):
-    """TLS cameras (rtsps://), encoders sending UDP and HLS playlists are live like rtsp://: retried,
+    """TLS cameras (rtsps://) and encoders sending UDP are live like rtsp://: retried,
     recorded in segments. Until 2026-11-26 the quick form took only rtsp:// and rtmp:// as cameras and
     read the others as one video file (an rtsps:// camera failed at once, with no retry)."""
     port = free_port()
-    url = {"rtsps": f"rtsps://127.0.0.1:{port}/cam", "udp": f"udp://127.0.0.1:{port}",
-           "http-hls": f"http://127.0.0.1:{port}/live/index.m3u8"}[scheme]
+    url = {"rtsps": f"rtsps://127.0.0.1:{port}/cam", "udp": f"udp://127.0.0.1:{port}"}[scheme]
     cfg = tmp_path / "give-up.yaml"
     cfg.write_text(yaml.safe_dump({"server": {"metrics_port": -1, "connect_timeout": 1, "backoff_initial": 0.2,
                                               "startup_timeout": 2}}))
