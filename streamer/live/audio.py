@@ -120,13 +120,13 @@ class CameraAudio:
         return out
 
     def _convert(self, frame: av.AudioFrame) -> list[av.AudioFrame]:
-        if self._resampler is None:
-            self._resampler = av.AudioResampler(format="fltp", layout=self.spec.layout, rate=self.spec.rate)
-        try:
-            return self._resampler.resample(frame)
-        except ValueError:  # the camera changed its format mid-session: start a converter for the new one
-            self._resampler = av.AudioResampler(format="fltp", layout=self.spec.layout, rate=self.spec.rate)
-            return self._resampler.resample(frame)
+        if self._resampler is not None:
+            try:
+                return self._resampler.resample(frame)
+            except ValueError:  # the camera changed its format mid-session: a converter for the new one
+                pass
+        self._resampler = av.AudioResampler(format="fltp", layout=self.spec.layout, rate=self.spec.rate)
+        return self._resampler.resample(frame)
 
 
 class AudioBuffer:

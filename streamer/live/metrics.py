@@ -95,8 +95,9 @@ class CameraStats:
         q = self.latency_quantiles()
         return {"state": self.state, "detail": redact(self.detail), "frames_in": self.frames_in,
                 "frames_out": self.frames_out, "dropped": dict(self.dropped), "masked": self.masked,
-                "faces": self.faces, "reconnects": self.reconnects, "failing_outputs": redact_value(dict(self.failing_outputs)),
-                "segments_deleted": self.segments_deleted, "audio_s": round(self.audio_seconds, 2), "audio_dropped_s": round(self.audio_dropped_seconds, 2),
+                "faces": self.faces, "reconnects": self.reconnects,
+                "failing_outputs": redact_value(dict(self.failing_outputs)), "segments_deleted": self.segments_deleted,
+                "audio_s": round(self.audio_seconds, 2), "audio_dropped_s": round(self.audio_dropped_seconds, 2),
                 "input_fps": round(self.in_rate.value(now), 2), "output_fps": round(self.out_rate.value(now), 2),
                 "latency_p50_s": None if q["0.5"] != q["0.5"] else round(q["0.5"], 4),
                 "latency_p95_s": None if q["0.95"] != q["0.95"] else round(q["0.95"], 4)}

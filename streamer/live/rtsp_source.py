@@ -206,18 +206,14 @@ class LiveSource:
         base = self._last_time + max(gap, 1.0 / fps) if self._last_time >= 0 else 0.0
         started = False
         deinterlace = Deinterlacer()  # an interlaced camera's frames, deinterlaced (a frame's delay)
-        sound = container.streams.audio[0] if container.streams.audio else None
-        if sound is not None and self.audio is None and not self._connected_once:
-            log.warning("%s: the camera's audio (%s) is not carried: the anonymized stream and recordings are "
-                        "video only (the camera's 'audio: true' carries it; voices are not anonymized)",
-                        self.url, audio_codec_name(sound), extra={**self.log_fields, "event": "audio_not_carried"})
-        if sound is not None and self.audio is not None and not self.audio.start_session(sound):
+        sound = container.streams.audio[0] if container.streams.audio else None  # decoded only when carried
+        if sound is not None and (self.audio is None or not self.audio.start_session(sound)):
             if not self._connected_once:
-                log.warning("%s: the camera's audio (%s) cannot be decoded here: the outputs are video only",
-                            self.url, audio_codec_name(sound),
+                why = ("is not carried: the anonymized stream and recordings are video only (the camera's "
+                       "'audio: true' carries it; voices are not anonymized)" if self.audio is None else
+                       "cannot be decoded here: the outputs are video only")
+                log.warning("%s: the camera's audio (%s) %s", self.url, audio_codec_name(sound), why,
                             extra={**self.log_fields, "event": "audio_not_carried"})
-            sound = None
-        if self.audio is None:
             sound = None
         origin: float | None = None  # the input's time (seconds) of this session's first picture
         for packet in container.demux(*[s for s in (stream, sound) if s is not None]):

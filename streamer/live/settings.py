@@ -19,11 +19,14 @@ from typing import Any
 
 from streamer.config import Config, ConfigError, apply_overrides, build_section
 
-#: URL schemes accepted as live inputs / publish targets.
-INPUT_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "srt://", "udp://", "rtp://", "http://", "https://")
-OUTPUT_SCHEMES = ("rtsp://", "rtmp://")
 #: Schemes that are always live streams (``streamer anonymize URL...`` runs them as cameras).
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "srt://", "udp://", "rtp://")
+#: URL schemes accepted as live inputs (a camera in a config may also be an HTTP(S) stream) / publish targets.
+INPUT_SCHEMES = (*LIVE_SCHEMES, "http://", "https://")
+OUTPUT_SCHEMES = ("rtsp://", "rtmp://")
+TRANSPORTS = ("tcp", "udp")
+#: Seconds ``streamer anonymize URL...`` waits for a first frame before it gives up (``serve``: never).
+ANONYMIZE_STARTUP_TIMEOUT = 30.0
 
 
 def is_live_url(text: str) -> bool:
@@ -37,9 +40,6 @@ def is_live_url(text: str) -> bool:
         [True, True, False]
     """
     return text.startswith(LIVE_SCHEMES)
-TRANSPORTS = ("tcp", "udp")
-#: Seconds ``streamer anonymize URL...`` waits for a first frame before it gives up (``serve``: never).
-ANONYMIZE_STARTUP_TIMEOUT = 30.0
 
 
 @dataclass
