@@ -82,19 +82,24 @@ def torch_device(config: Config) -> str:
     return "cpu" if select_backend(config.pipeline.device).name == "cpu" else "cuda"
 
 
-#: Frames per batch when ``detector.batch_size`` is 0 (auto), on a GPU as on the CPU. The models alone run
-#: faster per frame in batches on the H100 (CenterFace at 1280x736: 1.15 ms per frame at batch 1, 0.79 at
-#: 8; benchmarks/results/engines-h100-2026-11-26.md), but the whole pipeline did not: 8 frames per batch on
-#: two stage threads ran the full gan pipeline at 0.54x the plain transcode, one frame on one thread at
-#: 1.00x (34.3 vs 55.8 fps, same machine and call; benchmarks/results/h100-session-2026-11-26b.md). The CPU
-#: gains nothing measurable from batching and needs more memory.
-AUTO_BATCH_FRAMES = 1
+#: Frames per batch on a GPU when ``detector.batch_size`` is 0 (auto). On the H100 (2026-11-27,
+#: benchmarks/results/h100-session-2026-11-27.md; 1080p30, 4 faces, gan, ratios to the plain transcode in
+#: the same run) the full pipeline on one stage thread ran at 1.19x with 8 frames per batch (83.5 vs 70.4
+#: fps; steady 96.6 vs 75.9) against 0.94x with 1 (55.2 vs 58.6), and 8 frames per batch took the null
+#: sink from 80-98 to 233-243 fps steady. On two stage threads both were slower (0.45x, 0.51x).
+AUTO_BATCH_FRAMES_GPU = 8
+
+#: Frames per batch on the CPU when ``detector.batch_size`` is 0 (auto): the CPU gains nothing measurable
+#: from batching and needs more memory.
+AUTO_BATCH_FRAMES_CPU = 1
 
 
 def frames_per_batch(config: Config) -> int:
     """Frames per detector call and anonymizer batch: ``detector.batch_size``, or when that is 0
-    (auto) :data:`AUTO_BATCH_FRAMES`."""
-    return config.detector.batch_size or AUTO_BATCH_FRAMES
+    (auto) :data:`AUTO_BATCH_FRAMES_GPU` on a GPU and :data:`AUTO_BATCH_FRAMES_CPU` on the CPU."""
+    if config.detector.batch_size:
+        return config.detector.batch_size
+    return AUTO_BATCH_FRAMES_GPU if torch_device(config) == "cuda" else AUTO_BATCH_FRAMES_CPU
 
 
 #: Environment variable that sets how many threads the model stages run on (1 or 2).
@@ -105,8 +110,9 @@ def stage_threads() -> int:
     """Threads the file pipeline's model stages run on: ``$STREAMER_STAGE_THREADS`` (1 or 2), else 1.
 
     Two threads let one batch's detection overlap the previous batch's tracking and anonymization, but
-    were slower where measured: on the H100 (with 8 frames per batch: 0.54x the transcode against 1.00x for
-    one frame on one thread, 2026-11-26) and on the 2-core CPU, where the detector already uses every core
+    were slower where measured: on the H100 (gan, full pipeline against the transcode, 2026-11-27: 0.45x
+    on two threads against 1.19x on one with 8 frames per batch, 0.51x against 0.94x with 1) and on the
+    2-core CPU, where the detector already uses every core
     (7-10 % slower, blur, 1080p30, 4 faces, ``streamer bench --device cpu --modes blur --seconds 4
     --no-deface``, alternated twice, 2026-11-26).
 
