@@ -4,7 +4,10 @@ Each camera thread calls a shared model as if it were its own; the call blocks
 until a batching thread has run the real model on a batch gathered from every
 camera waiting at that moment (up to ``max_batch`` items, after waiting at
 most ``window`` seconds for company; requests that cannot share a call, such
-as frames of different sizes, go in separate calls). An exception is returned
+as frames of different sizes, go in separate calls). The wait ends early
+once every camera that could come is in the batch: a camera that has not
+called for :data:`CLIENT_IDLE_S` seconds, or that is blocked in another
+shared model's call, is not waited for (one camera alone never waits). An exception is returned
 to every caller of that batch, where FrameProcessor's on_error policy masks
 or drops the frames.
 
@@ -45,6 +48,14 @@ from streamer.stages.anonymizers import Anonymizer, FaceCrops
 #: Track ids of camera k are offset by k << CAMERA_ID_SHIFT in the shared generator.
 CAMERA_ID_SHIFT = 32
 
+#: A calling thread (a camera) that has not submitted for this many seconds is not waited for: it is
+#: reconnecting, or gone.
+CLIENT_IDLE_S = 1.0
+
+#: Thread id -> the batcher whose result that thread is blocked on. A batch does not wait for a camera
+#: blocked in another batcher's call (a camera in the compositor cannot reach the detector before it returns).
+_BLOCKED_IN: dict[int, "SharedBatcher"] = {}
+
 
 class SharedBatcher:
     """Thread-safe front that merges concurrent requests into batched calls.
@@ -75,6 +86,7 @@ class SharedBatcher:
         self.requests: queue.Queue = queue.Queue()
         self.calls = 0
         self.items = 0
+        self._last_submit: dict[int, float] = {}  # thread id -> time.monotonic() of its last submit
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self.thread.start()
@@ -82,31 +94,54 @@ class SharedBatcher:
     def submit(self, request: Any) -> Any:
         """Run ``request`` in the next batch; blocks until its result (or exception) is ready."""
         future: Future = Future()
-        self.requests.put((request, future))
-        return future.result()
+        client = threading.get_ident()
+        self._last_submit[client] = time.monotonic()
+        _BLOCKED_IN[client] = self
+        try:
+            self.requests.put((request, future, client))
+            return future.result()
+        finally:
+            _BLOCKED_IN.pop(client, None)
+
+    def _expected_clients(self, now: float) -> set[int]:
+        """Threads a batch may wait for: those that submitted within :data:`CLIENT_IDLE_S` seconds and are
+        not blocked in another batcher's call."""
+        return {client for client, last in list(self._last_submit.items())
+                if now - last < CLIENT_IDLE_S and _BLOCKED_IN.get(client, self) is self}
 
     def _gather(self) -> list:
+        """The next batch: a first request, then more until ``max_batch`` items, ``window`` seconds, or
+        every expected client is in (:meth:`_expected_clients`); ``(request, future, client)`` tuples."""
         try:
             first = self.requests.get(timeout=0.2)
         except queue.Empty:
             return []
         pending = [first]
         count = self.size(first[0])
-        deadline = time.monotonic() + self.window
+        start = time.monotonic()
+        deadline = start + self.window
+        clients = {first[2]}
         while count < self.max_batch:
-            left = deadline - time.monotonic()
             try:
-                item = self.requests.get(timeout=left) if left > 0 else self.requests.get_nowait()
+                item = self.requests.get_nowait()
             except queue.Empty:
-                break
+                now = time.monotonic()
+                left = deadline - now
+                if left <= 0 or self._expected_clients(now) <= clients:
+                    break
+                try:  # wait in short steps: a client may block elsewhere or fall idle meanwhile
+                    item = self.requests.get(timeout=min(left, 0.001))
+                except queue.Empty:
+                    continue
             pending.append(item)
+            clients.add(item[2])
             count += self.size(item[0])
         return pending
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             groups: dict[Hashable, list] = {}
-            for request, future in self._gather():
+            for request, future, _ in self._gather():
                 groups.setdefault(self.key(request), []).append((request, future))
             for group in groups.values():
                 requests = [request for request, _ in group]
