@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from streamer.config import Config, apply_overrides, load_config
+from streamer.config import Config, ConfigError, apply_overrides, load_config
 from engines.generator import use_generator_weights
 from engines.select import describe_machine
 from streamer.errors import InputError, describe_error
@@ -54,7 +54,8 @@ def add_commands(subparsers) -> dict:
     p.add_argument("--fps", type=int, default=30, help="synthetic clip frame rate")
     p.add_argument("--faces", type=int, default=4, help="faces in the synthetic clip")
     p.add_argument("--batch-size", type=int, metavar="FRAMES",
-                   help="frames per detector call and anonymizer batch (default: the config's; 0 = auto: 1)")
+                   help="frames per detector call and anonymizer batch (default: the config's; 0 = auto: 8 on a "
+                        "GPU, 1 on the CPU)")
     p.add_argument("--streams", type=int, default=1, help="also run N concurrent streams (null sink)")
     p.add_argument("--generator-weights", metavar="PATH|random",
                    help="gan mode: this weights file, or 'random' for fixed-seed random weights (same cost as "
@@ -62,6 +63,8 @@ def add_commands(subparsers) -> dict:
     p.add_argument("--streams-frame-threads", action="store_true",
                    help="with --streams: decode each stream with frame threads as file jobs do (the default "
                         "until late 2026-11-26), not with slice threads as live cameras do")
+    p.add_argument("--streams-only", action="store_true",
+                   help="with --streams: run only the N-stream rows (no decode, transcode or single-stream rows)")
     p.add_argument("--streams-encode", action="store_true",
                    help="with --streams: also run the N streams each encoded to a file (cameras being recorded)")
     p.add_argument("--no-deface", action="store_true", help="skip the deface comparison")
@@ -134,6 +137,19 @@ def run_variant(path: str, config: Config, sink_path: str | None, anonymize: boo
     return run_pipeline(source, sink, config, anonymize=anonymize, detector=detector, compositor=compositor)
 
 
+def _single_stream_rows(clip: str, base: Config, modes: list[str], tmp: str) -> list[dict]:
+    """The one-stream rows: decode only, transcode, then per mode the pipeline to a null sink and to a file."""
+    decoded = _decode_only(clip, base)
+    frames = decoded.frames_out
+    rows = [_row("decode", decoded, frames),
+            _row("transcode", run_variant(clip, base, os.path.join(tmp, "transcode.mp4"), False), frames)]
+    for mode in modes:
+        config = apply_overrides(base, {"anonymizer.mode": mode})
+        rows.append(_row(f"null-{mode}", run_variant(clip, config, None, True), frames))
+        rows.append(_row(f"full-{mode}", run_variant(clip, config, os.path.join(tmp, f"{mode}.mp4"), True), frames))
+    return rows
+
+
 def _decode_only(path: str, config: Config) -> RunStats:
     return run_variant(path, config, None, anonymize=False)
 
@@ -198,6 +214,8 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
     return {"variant": f"{n} streams {kind}-{config.anonymizer.mode}{threads}", "streams": n,
             "decoding": "slice threads, as live cameras" if camera_like else "frame threads, as file jobs",
             "aggregate_fps": round(sum(r.frames_out for r in results if r) / wall, 2),
+            # the streams' steady rates added up: start-up (CUDA-graph captures of every batch size) excluded
+            "steady_total_fps": round(sum(per_stream), 2),
             "per_stream_fps": [round(f, 2) for f in per_stream], "native_fps": fps,
             "per_stream_frames": [r.frames_out if r else 0 for r in results],
             "failed_streams": len(errors), "errors": sorted(errors)[:3],
@@ -271,7 +289,8 @@ def format_table(rows: list[dict]) -> str:
             rates = r["per_stream_fps"] or [0.0]
             lines.append(f"| {_variant_cell(r)} | {r['aggregate_fps']} total; per stream "
                          f"{min(rates)}-{max(rates)} vs {r['native_fps']} native; "
-                         f"real time: {'yes' if r['all_real_time'] else 'no'} | | mean batch: "
+                         f"real time: {'yes' if r['all_real_time'] else 'no'} | "
+                         f"{r.get('steady_total_fps', '')} total | mean batch: "
                          + ", ".join(f"{key[5:-6]} {value}" for key, value in r.items()
                                      if key.startswith("mean_") and key.endswith("_batch"))
                          + " | | | | |")
@@ -308,15 +327,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             make_sample_clip(clip, seconds=args.seconds, fps=args.fps, width=w, height=h, faces=args.faces)
         elif not Path(clip).is_file():
             raise InputError(f"input not found: {clip}")
+        if args.streams_only and args.streams < 2:
+            raise ConfigError("--streams-only needs --streams N with N >= 2")
         rows = []
-        decoded = _decode_only(clip, base)
-        frames = decoded.frames_out
-        rows.append(_row("decode", decoded, frames))
-        rows.append(_row("transcode", run_variant(clip, base, os.path.join(tmp, "transcode.mp4"), False), frames))
-        for mode in modes:
-            config = apply_overrides(base, {"anonymizer.mode": mode})
-            rows.append(_row(f"null-{mode}", run_variant(clip, config, None, True), frames))
-            rows.append(_row(f"full-{mode}", run_variant(clip, config, os.path.join(tmp, f"{mode}.mp4"), True), frames))
+        if not args.streams_only:
+            rows += _single_stream_rows(clip, base, modes, tmp)
         if args.streams > 1:
             import av
 

