@@ -174,6 +174,10 @@ def _split(batch, lengths: list[int]) -> list:
 class SharedDetector(SharedBatcher):
     """Batching front of a detector ``(list[image]) -> list[Detections]``, shared by all cameras.
 
+    A runner with CUDA graphs is told to capture every batch size up to ``max_batch`` at its first call:
+    how many cameras' frames meet in a call varies, and each new size would otherwise stop every camera
+    for a capture mid-stream.
+
     Args:
         detector: the real detector.
         max_batch: most frames per detector call.
@@ -183,6 +187,9 @@ class SharedDetector(SharedBatcher):
     def __init__(self, detector: Callable[[list[np.ndarray]], list[Detections]], max_batch: int = 16,
                  window: float = 0.005) -> None:
         self.detector = detector
+        runner = self.runner
+        if hasattr(runner, "prepare_up_to"):  # engines.torch_runner.TorchRunner
+            runner.prepare_up_to = max(runner.prepare_up_to, max_batch)
         super().__init__(self._detect, size=len, key=lambda images: tuple(images[0].shape), max_batch=max_batch,
                          window=window, name="streamer-detector")
 

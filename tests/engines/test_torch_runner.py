@@ -143,6 +143,27 @@ def test_a_first_batch_captures_its_bucket_and_the_smaller_ones_largest_first(ce
     assert captured == [32, 16, 8, 4, 2, 1]
 
 
+def test_a_shared_detector_captures_every_batch_size_up_to_its_largest_at_the_first_call(centerface_torch,
+                                                                                        graphs_on_the_cpu):
+    """Cameras meet in the shared detector's calls in varying numbers: every size up to max_batch is
+    captured at once, none later while the cameras stream (16 streams on an H100 took ~28 s to reach
+    their steady rate, 2026-11-27)."""
+    from streamer.config import DetectorConfig
+    from streamer.live.batcher import SharedDetector
+    from streamer.stages.detector import CenterFaceDetector
+
+    make, captured, _ = graphs_on_the_cpu
+    shared = SharedDetector(CenterFaceDetector(DetectorConfig(input_width=96), runner=make(centerface_torch)),
+                            max_batch=16)
+    try:
+        shared([np.zeros((64, 96, 3), np.uint8)])
+        assert captured == [16, 8, 4, 2, 1]
+        shared([np.zeros((64, 96, 3), np.uint8)] * 5)
+        assert captured == [16, 8, 4, 2, 1]  # a batch of 5 replays bucket 8
+    finally:
+        shared.close()
+
+
 def test_a_failed_capture_leaves_those_shapes_eager_and_warns_once(centerface_torch, graphs_on_the_cpu, caplog):
     make, captured, failing = graphs_on_the_cpu
     failing.update({1, 2})
