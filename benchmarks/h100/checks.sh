@@ -96,12 +96,18 @@ from streamer.cli import main; sys.exit(main(['bench', '--device', '$DEVICE', '-
     --models centerface --batches 8 --sizes 1920x1088 --out "$OUT/engines-compile-$DEVICE.md"
 fi
 if [ "$part" = streams ]; then
+  # GPU busy % every 200 ms while the streams run: low means the host side (GIL, syncs) is the limit
+  nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -lms 200 >"$OUT/gpu-util-streams.csv" 2>&1 &
+  smi=$!
   step profile-streams "${STREAMS_LIMIT:-150}" py-spy record --gil --rate 100 -o "$OUT/profile-streams-gil.svg" -- \
     python3 -m streamer.cli bench --device "$DEVICE" --modes gan --generator-weights "$weights" --streams "$STREAMS" \
     --streams-only --seconds "$SECONDS_CLIP" --no-deface --json "$OUT/bench-streams-profiled.json"
   [ -s "$OUT/bench-streams-profiled.json" ] || step bench-streams "${STREAMS_LIMIT:-150}" python3 -m streamer.cli bench \
     --device "$DEVICE" --modes gan --generator-weights "$weights" --streams "$STREAMS" --streams-only \
     --seconds "$SECONDS_CLIP" --no-deface --json "$OUT/bench-streams.json"  # py-spy could not run: the rates alone
+  kill "$smi" 2>/dev/null
+  awk -F', ' 'NR > 1 && $2 ~ /^[0-9]/ { n++; s += $2 + 0 } END { if (n) printf "GPU busy: mean %.0f %% over %d samples\n", s / n, n }' \
+    "$OUT/gpu-util-streams.csv" | tee -a "$OUT/summary-$part.txt"
 fi
 if [ "$part" = extra ]; then
   [ "${NVDEC_TEST_LIMIT:-120}" != 0 ] &&  # 0: skip the tests (they passed on 2026-11-27)
