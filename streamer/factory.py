@@ -40,7 +40,8 @@ def build_detector(config: Config, cpu_runtime_name: str | None = None) -> Cente
         from engines.torch_runner import TorchRunner
 
         return CenterFaceDetector(config.detector, runner=TorchRunner(load_centerface_torch(), "cuda",
-                                                                      cuda_graphs=True))
+                                                                      cuda_graphs=True),
+                                  stream=stage_stream("cuda"))
     from engines.engine_cache import default_cache_dir
     from engines.tensorrt_runner import tensorrt_runner_for
 
@@ -127,6 +128,33 @@ def stage_threads() -> int:
     return 1
 
 
+#: Environment variable: 1 gives the detector and the GPU compositor each their own CUDA stream.
+STAGE_STREAMS_ENV = "STREAMER_STAGE_STREAMS"
+
+
+def stage_stream(device: str):
+    """A new CUDA stream for one model stage on ``device`` when that is ``cuda`` and
+    ``$STREAMER_STAGE_STREAMS`` is 1, else None (the stage runs on the calling thread's current stream,
+    the default stream shared by every thread).
+
+    On one shared stream, each stage's wait for its own results (the detector's download of its
+    cells, a live camera's download of its frame) also waits for every batch the other stage queued
+    meanwhile: the detector and the compositor of 16 streams, or of two stage threads, queue behind
+    each other. Off by default until measured on a GPU (``benchmarks/h100/README.md``).
+
+    Raises:
+        ConfigError: the variable is set to anything but 0 or 1.
+    """
+    value = os.environ.get(STAGE_STREAMS_ENV, "").strip()
+    if value not in ("", "0", "1"):
+        raise ConfigError(f"{STAGE_STREAMS_ENV} must be 0 or 1, got {value!r}")
+    if value != "1" or device != "cuda":
+        return None
+    import torch
+
+    return torch.cuda.Stream()
+
+
 def uses_torch_compositor(config: Config) -> bool:
     """Whether :func:`build_compositor` builds the GPU (torch) compositor for ``config``:
     ``pipeline.compositor: torch``, or ``auto`` on a CUDA device."""
@@ -155,6 +183,7 @@ def build_compositor(config: Config, download: bool = True, anonymizer: Anonymiz
     """
     requested = config.pipeline.compositor
     device = torch_device(config) if requested != "numpy" else "cpu"
+    stream = stage_stream(device)  # checks $STREAMER_STAGE_STREAMS wherever the job runs
     use_torch = uses_torch_compositor(config)
     if config.anonymizer.mode != "gan":
         anonymizer = None
@@ -168,7 +197,8 @@ def build_compositor(config: Config, download: bool = True, anonymizer: Anonymiz
 
     log.info("compositor: torch on %s (%s)", device, "pipeline.compositor: torch" if requested == "torch"
              else "a CUDA device is in use")
-    return TorchCompositor(config.anonymizer, device=device, anonymizer=anonymizer, download=download)
+    return TorchCompositor(config.anonymizer, device=device, anonymizer=anonymizer, download=download,
+                           stream=stream)
 
 
 def build_shared_generator(config: Config, window: float = 0.005):

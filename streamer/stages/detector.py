@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -23,6 +24,9 @@ from engines.centerface_onnx import INPUT_NAME, OUTPUT_NAMES, STRIDE_MULTIPLE, l
 from engines.runner import OnnxRuntimeRunner, Runner
 from streamer.config import DetectorConfig
 from streamer.detections import Detections
+
+if TYPE_CHECKING:  # torch is imported only where frames are on a device (the CPU path does without it)
+    import torch
 
 #: CenterFace's output stride: one heatmap cell per 4x4 input pixels.
 OUTPUT_STRIDE = 4
@@ -120,11 +124,14 @@ class CenterFaceDetector:
         config: detector settings (input width, threshold, NMS).
         runner: the network runner; defaults to ONNX Runtime on the CPU.
         threads: CPU inference threads for the default runner (0 = all cores).
+        stream: CUDA stream for device frames (None: the calling thread's current stream).
     """
 
-    def __init__(self, config: DetectorConfig, runner: Runner | None = None, threads: int = 0) -> None:
+    def __init__(self, config: DetectorConfig, runner: Runner | None = None, threads: int = 0,
+                 stream: "torch.cuda.Stream | None" = None) -> None:
         self.config = config
         self.runner = runner or OnnxRuntimeRunner(load_centerface_onnx(), INPUT_NAME, OUTPUT_NAMES, threads)
+        self.stream = stream
 
     def preprocess(self, images: list[np.ndarray], input_size: tuple[int, int]) -> np.ndarray:
         """Resize RGB uint8 frames to ``input_size`` and stack as float32 (N, 3, H, W), 0..255."""
@@ -147,11 +154,13 @@ class CenterFaceDetector:
 
             # frames already on a device: resize there; a runner taking device tensors keeps the outputs
             # there too, and only the cells above the threshold are downloaded
-            batch = frame_ops.detector_input([frame_ops.nchw(image) for image in images], input_size)
-            run_tensor = getattr(self.runner, "run_tensor", None)
-            if run_tensor is not None:
-                return cells_above(run_tensor(batch), threshold)
-            outputs = self.runner(batch.cpu().numpy())
+            with frame_ops.on_stream(self.stream):
+                batch = frame_ops.detector_input([frame_ops.nchw(image) for image in images], input_size)
+                run_tensor = getattr(self.runner, "run_tensor", None)
+                if run_tensor is not None:
+                    return cells_above(run_tensor(batch), threshold)
+                batch = batch.cpu().numpy()
+            outputs = self.runner(batch)
         cells = []
         for b in range(len(images)):
             ys, xs = np.nonzero(outputs[0][b, 0] > threshold)

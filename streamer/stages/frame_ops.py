@@ -30,8 +30,9 @@ Example:
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -73,6 +74,22 @@ def upload(array: np.ndarray, device: torch.device | str) -> torch.Tensor:
     if device.type != "cuda":
         return host
     return host.pin_memory().to(device, non_blocking=True)
+
+
+@contextmanager
+def on_stream(stream: "torch.cuda.Stream | None") -> Iterator[None]:
+    """Queue the block's CUDA work on ``stream``, after the work already queued on the calling thread's
+    current stream (the frames' upload and colour conversion); ``None``: no change.
+
+    A stage that ends by waiting for its results (a download) then waits for its own work only, not for
+    another stage's batches queued meanwhile on a shared stream.
+    """
+    if stream is None:
+        yield
+        return
+    stream.wait_stream(torch.cuda.current_stream(stream.device))
+    with torch.cuda.stream(stream):
+        yield
 
 
 def stack_frames(images: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -75,14 +75,17 @@ class TorchCompositor(Compositor):
         fallback: for faces the main anonymizer cannot take.
         download: put the result back into ``Frame.image`` (True), or leave it
             on the device only and clear ``Frame.image`` (False).
+        stream: CUDA stream to anonymize on (None: the calling thread's current
+            stream); the event each frame's ``ready`` holds is recorded on it.
     """
 
     def __init__(self, config: AnonymizerConfig, device: str | torch.device = "cpu",
                  anonymizer: Anonymizer | None = None, fallback: Anonymizer | None = None,
-                 download: bool = True) -> None:
+                 download: bool = True, stream: "torch.cuda.Stream | None" = None) -> None:
         super().__init__(config, anonymizer=anonymizer, fallback=fallback)
         self.device = torch.device(device)
         self.download = download
+        self.stream = stream
 
     def upload(self, frames: list[Frame]) -> None:
         """Give every frame a ``device_image`` on this compositor's device (one copy, asynchronous on CUDA)."""
@@ -114,6 +117,10 @@ class TorchCompositor(Compositor):
         """
         download = self.download if download is None else download
         self.upload(frames)
+        with frame_ops.on_stream(self.stream):
+            return self._anonymize_uploaded(frames, download)
+
+    def _anonymize_uploaded(self, frames: list[Frame], download: bool) -> list[Counter]:
         counts = [Counter() for _ in frames]
         assigned = [self.assign(f.detections) if len(f.detections) else (_NONE, _NONE) for f in frames]
         if any(len(main) or len(fallback) for main, fallback in assigned):

@@ -137,7 +137,7 @@ def test_shared_detector_splits_a_batch_back_per_camera():
     shared = SharedDetector(detect, window=0.3)
     try:
         frames = [[np.full((4, 4, 3), 10 * c + k, np.uint8) for k in range(c + 1)] for c in range(3)]
-        out = _concurrently([lambda f=f: shared(f) for f in frames])
+        out = _concurrently([lambda f=f: shared(f) for f in frames], shared)
         assert shared([]) == []
     finally:
         shared.close()

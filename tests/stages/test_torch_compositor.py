@@ -126,6 +126,35 @@ def test_factory_picks_the_compositor_and_says_why(caplog):
     assert "compositor: torch on cpu (pipeline.compositor: torch)" in caplog.text
 
 
+@pytest.mark.parametrize("stage_threads", ["1", "2"])
+def test_own_cuda_stream_per_stage_gives_the_same_video(small_clip, tmp_path, monkeypatch, stage_threads):
+    """``STREAMER_STAGE_STREAMS=1`` (the detector and the GPU compositor each on their own CUDA stream, with
+    one or two stage threads) changes no pixel and no count: every cross-stream wait is in place. On a
+    machine without a GPU the variable is accepted and changes nothing."""
+    monkeypatch.setenv("STREAMER_STAGE_THREADS", stage_threads)
+    config = fast_config(**{"pipeline.compositor": "torch", "detector.batch_size": 3})
+    runs = {}
+    for streams in ("0", "1"):
+        monkeypatch.setenv("STREAMER_STAGE_STREAMS", streams)
+        out = str(tmp_path / f"streams-{streams}.mp4")
+        stats = anonymize_file(small_clip.path, out, config, progress=False)
+        assert stats.frames_in == stats.frames_out == len(small_clip.face_boxes) and stats.frames_masked == 0
+        runs[streams] = (video_frames(out), stats)
+    (shared, shared_stats), (own, own_stats) = runs["0"], runs["1"]
+    assert own_stats.anonymized == shared_stats.anonymized and own_stats.faces_detected == shared_stats.faces_detected
+    for i, (a, b) in enumerate(zip(shared, own)):
+        assert np.abs(a.astype(np.int16) - b.astype(np.int16)).max() <= 2, f"frame {i} differs"
+
+
+def test_bad_stage_streams_setting_is_one_line(small_clip, tmp_path, monkeypatch):
+    from streamer.config import ConfigError
+
+    monkeypatch.setenv("STREAMER_STAGE_STREAMS", "yes")
+    with pytest.raises(ConfigError, match="STREAMER_STAGE_STREAMS must be 0 or 1"):
+        anonymize_file(small_clip.path, str(tmp_path / "out.mp4"), fast_config(), progress=False)
+    assert not (tmp_path / "out.mp4").exists()
+
+
 def test_file_pipeline_through_the_torch_compositor(small_clip, tmp_path, caplog):
     """The whole pipeline with frames on a torch device (the GPU where there is one, else the CPU): the
     detector reads the device copy, faces are anonymized there, and the output matches the OpenCV
