@@ -105,9 +105,14 @@ class SharedBatcher:
 
     def _expected_clients(self, now: float) -> set[int]:
         """Threads a batch may wait for: those that submitted within :data:`CLIENT_IDLE_S` seconds and are
-        not blocked in another batcher's call."""
-        return {client for client, last in list(self._last_submit.items())
-                if now - last < CLIENT_IDLE_S and _BLOCKED_IN.get(client, self) is self}
+        not blocked in another batcher's call. Idle threads are forgotten (cameras come and go)."""
+        expected = set()
+        for client, last in list(self._last_submit.items()):
+            if now - last >= CLIENT_IDLE_S:
+                self._last_submit.pop(client, None)
+            elif _BLOCKED_IN.get(client, self) is self:
+                expected.add(client)
+        return expected
 
     def _gather(self) -> list:
         """The next batch: a first request, then more until ``max_batch`` items, ``window`` seconds, or
@@ -118,8 +123,7 @@ class SharedBatcher:
             return []
         pending = [first]
         count = self.size(first[0])
-        start = time.monotonic()
-        deadline = start + self.window
+        deadline = time.monotonic() + self.window
         clients = {first[2]}
         while count < self.max_batch:
             try:
