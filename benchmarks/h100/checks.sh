@@ -112,6 +112,26 @@ if [ "$part" = streams ]; then
   [ "${STREAMS_OWN_CUDA_STREAMS:-1}" = 1 ] && step bench-streams-s1 "${STREAMS_LIMIT:-150}" env STREAMER_STAGE_STREAMS=1 \
     python3 -m streamer.cli bench --device "$DEVICE" --modes gan --generator-weights "$weights" --streams "$STREAMS" \
     --streams-only --seconds "$SECONDS_CLIP" --no-deface --json "$OUT/bench-streams-s1.json"  # a stream per stage
+  # the same streams split over STREAMS_GROUPS processes at once (each its own models, GIL and CUDA context):
+  # does one process per group of cameras scale where threads in one process do not?
+  groups=${STREAMS_GROUPS:-4}; per=$(( STREAMS / groups ))
+  if [ "$groups" -gt 1 ] && [ "$per" -ge 2 ]; then
+    for g in $(seq 1 "$groups"); do
+      timeout -s INT -k 15 "${STREAMS_LIMIT:-150}" python3 -m streamer.cli bench --device "$DEVICE" --modes gan \
+        --generator-weights "$weights" --streams "$per" --streams-only --seconds "$SECONDS_CLIP" --no-deface \
+        --json "$OUT/bench-streams-group-$g.json" >"$OUT/bench-streams-group-$g.log" 2>&1 &
+    done
+    wait
+    python3 - "$OUT" "$groups" "$per" <<'PY' | tee -a "$OUT/summary-$part.txt"
+import glob, json, sys
+out, groups, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rows = [json.load(open(f))["rows"][0] for f in sorted(glob.glob(f"{out}/bench-streams-group-*.json"))]
+rates = [r for row in rows for r in row["per_stream_fps"]]
+print(f"streams-groups: {len(rows)} of {groups} processes x {per} streams: steady "
+      f"{sum(row['steady_total_fps'] for row in rows):.1f} fps in all, per stream "
+      f"{min(rates, default=0):.2f}-{max(rates, default=0):.2f}, frames {sum(sum(row['per_stream_frames']) for row in rows)}")
+PY
+  fi
   awk -F', ' 'NR > 1 && $2 ~ /^[0-9]/ { n++; s += $2 + 0 } END { if (n) printf "GPU busy: mean %.0f %% over %d samples\n", s / n, n }' \
     "$OUT/gpu-util-streams.csv" | tee -a "$OUT/summary-$part.txt"
 fi

