@@ -8,14 +8,21 @@ per-frame host work of the file pipeline: reader, batcher and writer threads, qu
 (norfair), statistics. Its fps is a ceiling for any GPU: the models' and codecs' host time (kernel
 launches, NVDEC calls, encoding) comes on top.
 
+With ``--streams N`` it runs N such pipelines at once instead, as the bench's N-stream rows and the
+live server's cameras do: one frame per stream per call into one shared (batching) detector and one
+shared compositor, each stream with its own tracker; the fps printed is all streams' frames over the
+wall time, against 30 x N for N real-time 30 fps streams.
+
 Usage:
     python benchmarks/plumbing.py [--frames 3000] [--faces 0,4] [--batches 1,8] [--threads 1,2]
+    python benchmarks/plumbing.py --streams 16 [--frames 600] [--faces 0,4]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import threading
 import time
 from collections import Counter
 from fractions import Fraction
@@ -72,6 +79,11 @@ class StubDetector:
 class StubCompositor:
     """The GPU compositor's batch interface, anonymizing nothing."""
 
+    anonymizer = None
+
+    def upload(self, frames: list[Frame]) -> None:
+        """Nothing to upload."""
+
     def anonymize_frames(self, frames: list[Frame]) -> list[Counter]:
         """A count per frame, no pixels touched."""
         return [Counter(stub=len(f.detections)) for f in frames]
@@ -98,6 +110,35 @@ def plumbing_fps(frames: int, faces: int, batch: int, threads: int, tracker: boo
     return frames / seconds
 
 
+def streams_fps(streams: int, frames: int, faces: int) -> float:
+    """Frames per second of all ``streams`` stubbed pipelines together, sharing one batching detector and
+    one batching compositor (one frame per stream per call), each with its own tracker."""
+    from streamer.live.batcher import SharedCompositor, SharedDetector
+
+    config = apply_overrides(load_config(None), {"detector.batch_size": 1, "pipeline.device": "cpu"})
+    detector = SharedDetector(StubDetector(faces), max_batch=streams)
+    compositor = SharedCompositor(StubCompositor(), max_batch=streams)
+    written = [0] * streams
+
+    def one(i: int) -> None:
+        stats = run_pipeline(StubSource(frames), NullSink(), config, detector=detector,
+                             compositor=compositor.for_camera(i))
+        written[i] = stats.frames_out
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - start
+    detector.close()
+    compositor.close()
+    if sum(written) != streams * frames:
+        raise RuntimeError(f"{streams * frames - sum(written)} frames lost")
+    return streams * frames / seconds
+
+
 def main() -> None:
     """Print a markdown table of fps per variant."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -105,9 +146,17 @@ def main() -> None:
     parser.add_argument("--faces", default="0,4")
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--streams", type=int, default=0, help="N concurrent streams sharing the models")
     args = parser.parse_args()
     ints = lambda text: [int(v) for v in text.split(",")]  # noqa: E731
     plumbing_fps(200, 0, 1, 1, False)  # warm-up: imports, first thread starts
+    if args.streams:
+        print("| streams | faces/frame | fps, all streams | ms/frame | needed for 30 fps each |")
+        print("|---:|---:|---:|---:|---:|")
+        for faces in ints(args.faces):
+            fps = streams_fps(args.streams, args.frames, faces)
+            print(f"| {args.streams} | {faces} | {fps:.0f} | {1000 / fps:.2f} | {30 * args.streams} |", flush=True)
+        return
     print("| faces/frame | tracker | frames/batch | stage threads | fps | ms/frame |")
     print("|---:|---|---:|---:|---:|---:|")
     for faces in ints(args.faces):
