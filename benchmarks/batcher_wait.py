@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import threading
 import time
 
+from benchmarks import run_on_threads
 from streamer.live.batcher import SharedBatcher
 
 
@@ -28,19 +28,13 @@ def measure(cameras: int, window_s: float, calls: int = 200) -> str:
     batcher = SharedBatcher(model, window=window_s)
     per_call: list[float] = []
 
-    def camera() -> None:
+    def camera(_: int) -> None:
         for i in range(calls):
             t = time.perf_counter()
             batcher.submit([i])
             per_call.append(time.perf_counter() - t)
 
-    threads = [threading.Thread(target=camera) for _ in range(cameras)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
+    wall = run_on_threads(camera, cameras)
     batcher.close()
     return (f"| {cameras} | {statistics.median(per_call) * 1000:.2f} | {batcher.calls} | "
             f"{batcher.items / batcher.calls:.2f} | {cameras * calls / wall:.0f} |")

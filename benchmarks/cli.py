@@ -28,11 +28,10 @@ import os
 import resource
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from benchmarks import run_on_threads
 from streamer.config import Config, ConfigError, apply_overrides, load_config
 from engines.generator import use_generator_weights
 from engines.select import describe_machine
@@ -197,13 +196,7 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
         except Exception as exc:  # noqa: BLE001 - a stream that stops is counted and named in the row
             errors.append(f"stream {i}: {describe_error(exc)}")
 
-    start = time.perf_counter()
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
+    wall = run_on_threads(one, n)
     batched = {"detector": shared, "generator": generator, "compositor": compositor}
     for batcher in batched.values():
         if batcher is not None:

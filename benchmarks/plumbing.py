@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import threading
 import time
 from collections import Counter
 from fractions import Fraction
 
 import numpy as np
 
+from benchmarks import run_on_threads
 from streamer.config import apply_overrides, load_config
 from streamer.detections import Detections, Frame
 from streamer.factory import STAGE_THREADS_ENV
@@ -125,13 +125,7 @@ def streams_fps(streams: int, frames: int, faces: int) -> float:
                              compositor=compositor.for_camera(i))
         written[i] = stats.frames_out
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - start
+    seconds = run_on_threads(one, streams)
     detector.close()
     compositor.close()
     if sum(written) != streams * frames:
