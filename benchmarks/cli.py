@@ -304,6 +304,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from streamer.factory import frames_per_batch
 
+    if args.streams_only and args.streams < 2:
+        raise ConfigError("--streams-only needs --streams N with N >= 2")
     overrides = {"pipeline.device": args.device}
     if args.batch_size is not None:
         overrides["detector.batch_size"] = args.batch_size
@@ -320,8 +322,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
             make_sample_clip(clip, seconds=args.seconds, fps=args.fps, width=w, height=h, faces=args.faces)
         elif not Path(clip).is_file():
             raise InputError(f"input not found: {clip}")
-        if args.streams_only and args.streams < 2:
-            raise ConfigError("--streams-only needs --streams N with N >= 2")
         rows = []
         if not args.streams_only:
             rows += _single_stream_rows(clip, base, modes, tmp)

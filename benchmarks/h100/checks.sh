@@ -102,23 +102,22 @@ if [ "$part" = streams ]; then
   # GPU busy % every 200 ms while the streams run: low means the host side (GIL, syncs) is the limit
   nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -lms 200 >"$OUT/gpu-util-streams.csv" 2>&1 &
   smi=$!
+  # the N-stream rows alone, gan; each use adds --streams N --json FILE
+  streams_bench=(python3 -m streamer.cli bench --device "$DEVICE" --modes gan --generator-weights "$weights"
+                 --streams-only --seconds "$SECONDS_CLIP" --no-deface)
   step profile-streams "${STREAMS_LIMIT:-150}" py-spy record --gil --rate 100 -o "$OUT/profile-streams-gil.svg" -- \
-    python3 -m streamer.cli bench --device "$DEVICE" --modes gan --generator-weights "$weights" --streams "$STREAMS" \
-    --streams-only --seconds "$SECONDS_CLIP" --no-deface --json "$OUT/bench-streams-profiled.json"
-  [ -s "$OUT/bench-streams-profiled.json" ] || step bench-streams "${STREAMS_LIMIT:-150}" python3 -m streamer.cli bench \
-    --device "$DEVICE" --modes gan --generator-weights "$weights" --streams "$STREAMS" --streams-only \
-    --seconds "$SECONDS_CLIP" --no-deface --json "$OUT/bench-streams.json"  # py-spy could not run: the rates alone
+    "${streams_bench[@]}" --streams "$STREAMS" --json "$OUT/bench-streams-profiled.json"
+  [ -s "$OUT/bench-streams-profiled.json" ] || step bench-streams "${STREAMS_LIMIT:-150}" \
+    "${streams_bench[@]}" --streams "$STREAMS" --json "$OUT/bench-streams.json"  # py-spy could not run: the rates alone
   kill "$smi" 2>/dev/null
   [ "${STREAMS_OWN_CUDA_STREAMS:-1}" = 1 ] && step bench-streams-s1 "${STREAMS_LIMIT:-150}" env STREAMER_STAGE_STREAMS=1 \
-    python3 -m streamer.cli bench --device "$DEVICE" --modes gan --generator-weights "$weights" --streams "$STREAMS" \
-    --streams-only --seconds "$SECONDS_CLIP" --no-deface --json "$OUT/bench-streams-s1.json"  # a stream per stage
+    "${streams_bench[@]}" --streams "$STREAMS" --json "$OUT/bench-streams-s1.json"  # a stream per stage
   # the same streams split over STREAMS_GROUPS processes at once (each its own models, GIL and CUDA context):
   # does one process per group of cameras scale where threads in one process do not?
   groups=${STREAMS_GROUPS:-4}; per=$(( STREAMS / groups ))
   if [ "$groups" -gt 1 ] && [ "$per" -ge 2 ]; then
     for g in $(seq 1 "$groups"); do
-      timeout -s INT -k 15 "${STREAMS_LIMIT:-150}" python3 -m streamer.cli bench --device "$DEVICE" --modes gan \
-        --generator-weights "$weights" --streams "$per" --streams-only --seconds "$SECONDS_CLIP" --no-deface \
+      timeout -s INT -k 15 "${STREAMS_LIMIT:-150}" "${streams_bench[@]}" --streams "$per" \
         --json "$OUT/bench-streams-group-$g.json" >"$OUT/bench-streams-group-$g.log" 2>&1 &
     done
     wait
