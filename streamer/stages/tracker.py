@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,16 @@ class _Seen:
     box: np.ndarray
     keypoints: np.ndarray
     score: float
+
+
+#: Held while any FaceTracker updates: the trackers of all streams in a process take turns. Norfair's
+#: small numpy calls (``np.unique``, sorts, ``hstack``) each let go of the GIL for a moment, and with
+#: several stream threads tracking at once every such release handed the GIL to another tracking
+#: thread: 16 stub streams with 4 faces a frame made 174 context switches a frame and ran at about half
+#: the frame rate of the same work taken in turns (2-core CPU, 2026-11-27,
+#: ``benchmarks/results/plumbing-tracker-turns-cpu-2026-11-27.md``). The work holds the GIL anyway, so
+#: taking turns costs no parallelism.
+_ONE_TRACKER_AT_A_TIME = threading.Lock()
 
 
 def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -74,6 +85,10 @@ class FaceTracker:
         smoothed track box) plus a coasting box for every track seen within
         ``keep_seconds`` but not detected on this frame.
         """
+        with _ONE_TRACKER_AT_A_TIME:
+            return self._update(detections, time)
+
+    def _update(self, detections: Detections, time: float) -> Detections:
         norfair_dets = [
             Detection(points=detections.xyxy[i].reshape(2, 2).astype(np.float64),
                       data=_Seen(time, detections.xyxy[i].copy(), detections.keypoints[i].copy(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.plumbing import StubCompositor, StubDetector, StubSource, plumbing_fps
+from benchmarks.plumbing import StubCompositor, StubDetector, StubSource, plumbing_fps, streams_fps
 from streamer.config import apply_overrides, load_config
 from streamer.pipeline import run_pipeline
 from streamer.sinks.null import NullSink
@@ -19,3 +19,8 @@ def test_the_stub_faces_reach_the_tracker():
     config = apply_overrides(load_config(None), {"pipeline.device": "cpu"})
     stats = run_pipeline(StubSource(30), NullSink(), config, detector=StubDetector(4), compositor=StubCompositor())
     assert stats.frames_out == 30 and stats.faces_detected == 120 and stats.tracks == 4
+
+
+def test_streams_with_launch_stand_ins_keep_every_frame():
+    # streams_fps raises if any stream lost a frame
+    assert streams_fps(3, frames=20, faces=4, launches=5) > 0
