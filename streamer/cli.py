@@ -8,14 +8,17 @@ exit code and no traceback; ``--debug`` shows tracebacks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 from streamer.config import ANONYMIZER_MODES, DEVICES, ERROR_POLICIES, Config, apply_overrides, load_config
-from streamer.errors import InputError, OutputError, StreamerError
+from streamer.errors import InputError, OutputError, Stopped, StreamerError
 from streamer.logs import LOG_FORMATS, json_logs, setup_logging
 from streamer.redact import redact
 
@@ -254,6 +257,32 @@ def _looks_like_input(arg: str) -> bool:
     return "://" in arg or os.path.exists(arg) or Path(arg).suffix.lower() in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS
 
 
+#: Signals that stop a job as Ctrl-C does: a job runner's, container's or ``timeout``'s SIGTERM, a closed
+#: terminal's SIGHUP. Without this they ended the process at once, leaving an MP4 without its index.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _raise_stopped(signum: int, _frame) -> None:
+    signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def _stop_signals_as_interrupts():
+    """Within the block, :data:`STOP_SIGNALS` raise :class:`~streamer.errors.Stopped` in the main thread
+    (handled as Ctrl-C). Signals the process was told to ignore (``nohup``) stay ignored."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOP_SIGNALS:
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                previous[sig] = signal.signal(sig, _raise_stopped)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``streamer`` console script; returns the exit code."""
     parser = build_parser()
@@ -265,12 +294,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log_format, debug=args.debug, quiet=getattr(args, "quiet", False))
     try:
-        return COMMANDS[args.command](args)
+        with _stop_signals_as_interrupts():
+            return COMMANDS[args.command](args)
     except StreamerError as exc:
         if args.debug:
             raise
         log.error("%s", exc, extra={"event": "error", "exit_code": exc.exit_code})
         return exc.exit_code
+    except Stopped as exc:
+        name = signal.Signals(exc.signum).name
+        log.warning("stopped by %s", name,
+                    extra={"event": "interrupted", "signal": name, "exit_code": 128 + exc.signum})
+        return 128 + exc.signum
     except KeyboardInterrupt:
         log.warning("interrupted", extra={"event": "interrupted", "exit_code": 130})
         return 130

@@ -34,6 +34,19 @@ class FrameAbort(StreamerError):
     exit_code = 6
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: the job stops as on Ctrl-C (what is written so far is finalized) and the
+    CLI exits with ``128 + signum`` (143 for SIGTERM, 129 for SIGHUP), as shells report a signal.
+
+    Args:
+        signum: the signal's number.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 def describe_error(exc: BaseException) -> str:
     """An OS or FFmpeg error in a few words for a one-line message, e.g. 'No space left on device'
     (the OS's text without the file name, FFmpeg's without its log excerpt)."""

@@ -305,7 +305,14 @@ def test_a_folder_of_dvr_and_camera_exports_is_taken_whatever_their_format(tmp_p
     assert proc.returncode == 0 and (tmp_path / "one" / "cam5.dav.mp4").exists(), proc.stderr
 
 
-def test_ctrl_c_keeps_a_playable_output_of_the_frames_done(tmp_path):
+@pytest.mark.parametrize("signal_name, exit_code, message", [
+    ("SIGINT", 130, "interrupted"),
+    ("SIGTERM", 143, "stopped by SIGTERM"),  # a job runner's, container's or timeout's stop
+    ("SIGHUP", 129, "stopped by SIGHUP"),  # the terminal closed
+])
+def test_a_stopped_job_keeps_a_playable_output_of_the_frames_done(tmp_path, signal_name, exit_code, message):
+    """Ctrl-C, SIGTERM or SIGHUP: the frames written so far stay, finalized (until 2026-11-27 SIGTERM and
+    SIGHUP ended the process at once, leaving an MP4 without its index that no player opens)."""
     import signal
     import subprocess
     import sys
@@ -318,10 +325,10 @@ def test_ctrl_c_keeps_a_playable_output_of_the_frames_done(tmp_path):
     deadline = time.monotonic() + 120
     while (not out.exists() or out.stat().st_size < 20_000) and time.monotonic() < deadline:
         time.sleep(0.05)  # the encoder has written some frames
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signal_name))
     stderr = proc.communicate(timeout=120)[1]
-    assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr and "streamer: warning: interrupted" in stderr
+    assert proc.returncode == exit_code, stderr
+    assert "Traceback" not in stderr and f"streamer: warning: {message}" in stderr
     frames = len(video_times(str(out)))
     assert 0 < frames < len(clip.pts)
     assert f"{out}: stopped after {frames} frames; they are kept" in stderr
