@@ -60,7 +60,7 @@ class RunStats:
         packets_copied: audio/other packets copied through.
         seconds: wall time of the run.
         stage_ms: per stage (decode, with the upload to the GPU when the
-            GPU compositor is used; detect; anonymize, with tracking; encode),
+            GPU compositor is used; detect; track; anonymize; encode),
             the time each frame spent in it (milliseconds; a batched stage's time is shared
             equally by the batch's frames). Only the last ``stage_window``
             frames are kept when that is set (live streams run for days).
@@ -207,7 +207,7 @@ class FrameProcessor:
             log.warning("%d frames %s on stage failures so far; the latest: %s", failures, outcome, message)
 
     def process(self, frames: list[Frame]) -> list[Frame]:
-        """Detect and anonymize a batch of frames in place (:meth:`detect` then :meth:`anonymize`);
+        """Detect, track and anonymize a batch of frames in place (:meth:`detect` then :meth:`anonymize`);
         returns them in order."""
         return self.anonymize(self.detect(frames))
 
@@ -234,22 +234,42 @@ class FrameProcessor:
         return frames
 
     def anonymize(self, frames: list[Frame]) -> list[Frame]:
-        """Track and anonymize a batch of frames whose raw detections :meth:`detect` stored, in place.
+        """Track and anonymize a batch of frames whose raw detections :meth:`detect` stored, in place
+        (:meth:`track` then :meth:`composite`)."""
+        return self.composite(self.track(frames))
 
-        Frames the detector failed on (already masked or dropped) are skipped.
+    def track(self, frames: list[Frame]) -> list[Frame]:
+        """Add the tracker's coverage to the raw detections of a batch of frames, in place (stage time
+        ``track``). Frames a stage failed on (already masked or dropped) are skipped; a tracker failure
+        goes through the ``on_error`` policy for that frame."""
+        t = time.perf_counter()
+        for frame in frames:
+            if frame.error is None:
+                try:
+                    self._track(frame, frame.detections)
+                except FrameAbort:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    self._fail(frame, "anonymizer", exc)
+        self.stats.add_stage_time("track", time.perf_counter() - t, len(frames))
+        return frames
+
+    def composite(self, frames: list[Frame]) -> list[Frame]:
+        """Anonymize the faces :meth:`track` stored on a batch of frames, in place (stage time
+        ``anonymize``). Frames a stage failed on are skipped.
+
         A compositor with ``anonymize_frames(frames)`` anonymizes the whole
         batch at once (faces batched across frames); any other compositor is
         called per frame on the host image.
         """
-        frames_ok = [f for f in frames if f.error is None]
+        todo = [f for f in frames if f.error is None]
         if getattr(self.compositor, "anonymize_frames", None) is not None:
-            if frames_ok:
-                self._anonymize_batch(frames_ok)
+            if todo:
+                self._anonymize_batch(todo)
             return frames
-        for frame in frames_ok:
-            t2 = time.perf_counter()
+        for frame in todo:
+            t = time.perf_counter()
             try:
-                self._track(frame, frame.detections)
                 image = frame.to_host()
                 frame.device_image = None  # anonymized on the host: a device copy would be stale
                 self.stats.anonymized.update(self.compositor(image, frame.detections))
@@ -257,26 +277,18 @@ class FrameProcessor:
                 raise
             except Exception as exc:  # noqa: BLE001
                 self._fail(frame, "anonymizer", exc)
-            self.stats.add_stage_time("anonymize", time.perf_counter() - t2)
+            self.stats.add_stage_time("anonymize", time.perf_counter() - t)
         return frames
 
     def _anonymize_batch(self, frames: list[Frame]) -> None:
         t = time.perf_counter()
-        for frame in frames:
-            try:
-                self._track(frame, frame.detections)
-            except FrameAbort:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                self._fail(frame, "anonymizer", exc)
-        todo = [f for f in frames if f.error is None]
         try:
-            for counts in self.compositor.anonymize_frames(todo):
+            for counts in self.compositor.anonymize_frames(frames):
                 self.stats.anonymized.update(counts)
         except FrameAbort:
             raise
         except Exception as exc:  # noqa: BLE001 - the batch failed: every frame of it goes through the policy
-            for frame in todo:
+            for frame in frames:
                 self._fail(frame, "anonymizer", exc)
         self.stats.add_stage_time("anonymize", time.perf_counter() - t, len(frames))
 
