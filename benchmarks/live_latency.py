@@ -10,8 +10,15 @@ decode (an upper bound of the latency streamer adds). streamer's own share (its 
 its output muxed) is reported too, with the detector/anonymizer stage times and drop counts.
 Needs node + the npm rtsp-streaming-server (.ci/install-rtsp-server.sh).
 
+With ``--cameras N`` the same server also runs N - 1 more cameras (each published through the same
+two servers), each fed by a replay of the clip encoded once beforehand (so the
+publishers cost little), as a camera count under load: every camera's input and output fps and
+drops are reported, and how many kept real time (output >= 95 % of ``--fps``). The latency figures
+stay those of the first camera.
+
     python benchmarks/live_latency.py --width 1920 --height 1080 --fps 30 --seconds 30
     python benchmarks/live_latency.py --mode gan --device cuda --generator-weights random --seconds 15
+    python benchmarks/live_latency.py --mode gan --device cuda --cameras 16 --seconds 20
 """
 
 from __future__ import annotations
@@ -72,6 +79,51 @@ def publish(url: str, frames: list[np.ndarray], fps: int, sent: dict, stop: thre
     out.close()
 
 
+def encode_once(frames: list[np.ndarray], fps: int, path: str) -> str:
+    """The frames encoded as a camera would send them (x264 ultrafast, no B-frames, a keyframe a second)
+    into the Matroska file ``path``; returns ``path``."""
+    with av.open(path, "w") as out:
+        s = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "tune": "zerolatency",
+                                                           "crf": "23", "g": str(fps)})
+        s.height, s.width = frames[0].shape[:2]
+        s.pix_fmt = "yuv420p"
+        for n, image in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(image, format="rgb24")
+            vf.pts, vf.time_base = n, Fraction(1, fps)
+            for p in s.encode(vf):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return path
+
+
+def replay(url: str, path: str, stop: threading.Event) -> None:
+    """Publish the packets of ``path`` to ``url`` (RTSP over UDP) at their own pace, over and over, with
+    timestamps running on, until ``stop``."""
+    with av.open(path) as source, av.open(url, "w", format="rtsp", options={"rtsp_transport": "udp"},
+                                          timeout=(5, 5)) as out:
+        stream = source.streams.video[0]
+        target = out.add_stream_from_template(stream)  # while the source is open: it copies its parameters
+        packets = [(bytes(p), p.pts, p.is_keyframe) for p in source.demux(stream) if p.size]
+        step = packets[1][1] - packets[0][1]
+        period = max(pts for _, pts, _ in packets) + step  # one loop, time-base ticks
+        tick = float(stream.time_base)
+        start, loop = time.monotonic(), 0
+        while not stop.is_set():
+            for data, pts, keyframe in packets:
+                at = pts + loop * period
+                delay = start + at * tick - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                copy = av.Packet(data)
+                copy.pts = copy.dts = at
+                copy.time_base, copy.is_keyframe, copy.stream = stream.time_base, keyframe, target
+                out.mux(copy)
+                if stop.is_set():
+                    break
+            loop += 1
+
+
 def read(url: str, sent: dict, latencies: list, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
@@ -99,8 +151,11 @@ def main() -> int:
     ap.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"), help="where models run")
     ap.add_argument("--generator-weights", metavar="PATH|random",
                     help="gan mode: this weights file, or 'random' (same cost as trained weights; timing only)")
+    ap.add_argument("--cameras", type=int, default=1, help="cameras the server runs at once (the first one timed)")
     ap.add_argument("--json", help="also write the result here")
     args = ap.parse_args()
+    if args.cameras < 1:
+        ap.error(f"--cameras must be at least 1, got {args.cameras}")
 
     from engines.generator import use_generator_weights
     from engines.select import describe_machine
@@ -116,33 +171,47 @@ def main() -> int:
     generator = use_generator_weights(args.generator_weights, tempfile.mkdtemp()) if args.mode == "gan" else None
     src, dst = RtspServer().start(), RtspServer().start()
     stop, sent, latencies = threading.Event(), {}, []
+    others = [f"cam{i}" for i in range(1, args.cameras)]
     config = config_from_dict({
         "detector": {"input_width": args.detector_width}, "encoder": {"preset": args.preset, "crf": 23},
         "anonymizer": {"mode": args.mode}, "pipeline": {"device": args.device},
         "server": {"metrics_port": -1, "queue_size": 2},
         "cameras": [{"name": "cam", "input": src.play_url("in"), "transport": "udp",
-                     "output": dst.publish_url("out"), "output_transport": "udp"}]})
+                     "output": dst.publish_url("out"), "output_transport": "udp"}]
+        + [{"name": name, "input": src.play_url(name), "transport": "udp",
+            "output": dst.publish_url(f"out-{name}"), "output_transport": "udp"} for name in others]})
     settings, specs = parse_live(config)
     server = LiveServer(config, specs, settings)
     threads = [threading.Thread(target=publish, args=(src.publish_url("in"), frames, args.fps, sent, stop),
                                 daemon=True)]
+    if others:
+        encoded = encode_once(frames, args.fps, f"/tmp/live-bench-{args.width}x{args.height}-camera.mkv")
+        threads += [threading.Thread(target=replay, args=(src.publish_url(name), encoded, stop), daemon=True)
+                    for name in others]
     try:
-        threads[0].start()
+        for t in threads:
+            t.start()
         server.start()
         time.sleep(3)
         threads.append(threading.Thread(target=read, args=(dst.play_url("out"), sent, latencies, stop),
                                         daemon=True))
-        threads[1].start()
+        threads[-1].start()
         time.sleep(5)
         latencies.clear()
         stats = server.stats["cam"]
         worker = server.workers["cam"]
         worker.run_stats.stage_ms.clear()
-        in0, out0, drop0 = stats.frames_in, stats.frames_out, dict(stats.dropped)
+        before = {name: (s.frames_in, s.frames_out, dict(s.dropped)) for name, s in server.stats.items()}
+        in0, out0, drop0 = before["cam"]
         stats.latencies.clear()
         time.sleep(args.seconds)
-        snap = stats.snapshot()
+        snaps = {name: s.snapshot() for name, s in server.stats.items()}
+        snap = snaps["cam"]
         processed = max(1, snap["frames_out"] - out0)
+        per_camera = {name: {"input_fps": round((snaps[name]["frames_in"] - before[name][0]) / args.seconds, 1),
+                             "output_fps": round((snaps[name]["frames_out"] - before[name][1]) / args.seconds, 1),
+                             "dropped": {k: v - before[name][2].get(k, 0) for k, v in snaps[name]["dropped"].items()}}
+                      for name in snaps}
         result = {
             "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
             "machine": describe_machine(args.device),
@@ -159,6 +228,11 @@ def main() -> int:
             "stage_ms_per_frame": {k: round(float(np.mean(v)), 1)
                                    for k, v in worker.run_stats.stage_ms.items() if v},
         }
+        if others:
+            result["cameras"] = args.cameras
+            result["cameras_real_time"] = sum(c["output_fps"] >= 0.95 * args.fps for c in per_camera.values())
+            result["output_fps_all_cameras"] = round(sum(c["output_fps"] for c in per_camera.values()), 1)
+            result["per_camera"] = per_camera
     finally:
         stop.set()
         server.shutdown()

@@ -28,6 +28,7 @@ BATCHES=${BATCHES:-1,8,32}
 SIZES=${SIZES:-640x384,1280x736,1920x1088}   # detector input sizes, pixels
 LIVE_SIZE=${LIVE_SIZE:-1920x1080}  # live-latency camera, pixels
 LIVE_SECONDS=${LIVE_SECONDS:-20}   # measured live seconds (after a 8 s warm-up)
+LIVE_CAMERAS=${LIVE_CAMERAS:-}     # e.g. "8 16": also run that many live cameras at once (cameras per GPU)
 mkdir -p "$OUT" && touch "$OUT/summary-$part.txt"
 for wheels in ${WHEELS:-.whl .whl-extra .whl-nvdec}; do  # WHEELS=none: install nothing
   if ls "$wheels"/*.whl >/dev/null 2>&1; then
@@ -148,6 +149,11 @@ if [ "$part" = extra ] || [ "$part" = live ]; then
     export RTSP_SERVER_MODULES=$PWD/.live/root/opt/rtsp-server/node_modules
     step live-gan 120 python3 benchmarks/live_latency.py --mode gan --device "$DEVICE" --generator-weights "$weights" \
       --width "${LIVE_SIZE%x*}" --height "${LIVE_SIZE#*x}" --fps 30 --seconds "$LIVE_SECONDS" --json "$OUT/live-gan.json"
+    for n in $LIVE_CAMERAS; do  # n cameras in one server: how many keep 30 fps, and their latency
+      step "live-gan-$n-cameras" "${LIVE_CAMERAS_LIMIT:-90}" python3 benchmarks/live_latency.py --mode gan \
+        --device "$DEVICE" --generator-weights "$weights" --width "${LIVE_SIZE%x*}" --height "${LIVE_SIZE#*x}" \
+        --fps 30 --seconds "${LIVE_CAMERAS_SECONDS:-15}" --cameras "$n" --json "$OUT/live-gan-$n-cameras.json"
+    done
   else
     echo "live-gan: skipped (no .live/live-tools.tar.xz: run benchmarks/h100/pack_live_tools.sh)" \
       | tee -a "$OUT/summary-$part.txt"
@@ -157,5 +163,5 @@ echo "== $part summary"; cat "$OUT/summary-$part.txt"
 tail -n 3 "$OUT"/pytest-*.log 2>/dev/null
 grep -h '^|' "$OUT"/engines-*.md "$OUT"/bench*.log 2>/dev/null | head -40
 grep -h 'decode:' "$OUT"/bench*.log 2>/dev/null | sort -u
-grep -h 'latency_s' -A3 "$OUT"/live-*.json 2>/dev/null
+grep -h 'latency_s\|cameras_real_time\|output_fps_all' -A3 "$OUT"/live-*.json 2>/dev/null
 ! grep -qE ': exit [1-9]' "$OUT/summary-$part.txt"  # the call's exit status: 0 when every step passed

@@ -17,9 +17,10 @@
 #           and with a stream per stage on one and on two stage threads (two threads were 0.45x on one
 #           shared stream), then the bench with NVDEC decode
 #           at the new default batch (the 600 fps null-sink target; one stream: NVDEC did not change 16)
-#   call 3: carry [".live/live-tools.tar.xz"], timeout_s 120: bash benchmarks/h100/quick.sh 3
+#   call 3: carry [".live/live-tools.tar.xz"], timeout_s 200: bash benchmarks/h100/quick.sh 3
 #           one 1080p30 camera in gan mode through two real RTSP servers: does it keep 30 fps now that a
-#           lone camera no longer waits out the batching windows (24.1 of 30 on 2026-11-27)?
+#           lone camera no longer waits out the batching windows (24.1 of 30 on 2026-11-27)? Then 16
+#           cameras in one server (live_latency.py --cameras 16): how many keep 30 fps (issue #3's target)?
 #   call 4, if 300 s of device time are left: no carry, timeout_s 280: bash benchmarks/h100/quick.sh 4
 #           the CUDA tests again (engines, stages and sinks, file pipelines) on the code of this session.
 # Every step has its own time limit (checks.sh); after each part the logs and JSON are packed into
@@ -47,7 +48,7 @@ case "$call" in
      part ab WHEELS=none AB_VARIANTS="b8-t1:8:1 b8-t1-s1:8:1:1 b8-t2-s1:8:2:1" AB_MODES=gan AB_LIMIT=60 AB_HOST_OPS=0 \
        SECONDS_CLIP="$clip"  # PyAV decode, as on 2026-11-27; NVDEC is installed only by the next part
      part extra WHEELS="${WHEELS:-.whl-nvdec}" NVDEC_TEST_LIMIT=0 NVDEC_BENCH_LIMIT=100 STREAMS=1 SECONDS_CLIP="$clip" ;;
-  3) part live WHEELS=none ;;
+  3) part live WHEELS=none LIVE_CAMERAS=16 ;;
   4) part tests WHEELS=none TEST_NAME=models PYTEST_LIMIT=170 TEST_PATHS="tests/engines tests/stages tests/sinks"
      part tests WHEELS=none TEST_NAME=pipelines PYTEST_LIMIT=80 \
        TEST_PATHS="tests/test_orientation.py tests/test_pipeline_file.py tests/generator/test_gan_anonymizer.py" ;;
