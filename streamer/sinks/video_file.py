@@ -493,15 +493,15 @@ def copy_refused(format_name: str, stream) -> str | None:
     MP4 fails with its header, a timecode track without a frame rate at the
     very end of the file), and an MPEG-TS takes any codec but writes the ones
     it does not know as private data that no player reads back as sound. So
-    the copy is tried on a throwaway in-memory file with one packet of zeros
-    (muxers do not read a copied packet's bytes) and read back: refused if
-    writing fails or the stream comes back as another type.
+    the copy is tried on a throwaway in-memory file with one packet
+    (:func:`_trial_packet`) and read back: refused if writing fails or the
+    stream comes back as another type.
     """
     buffer = io.BytesIO()
     try:
         with av.open(buffer, mode="w", format=format_name) as trial:
             copy = trial.add_stream_from_template(stream)
-            packet = av.Packet(bytes(16))
+            packet = av.Packet(_trial_packet(stream))
             packet.stream, packet.pts, packet.dts, packet.time_base = copy, 0, 0, stream.time_base
             trial.mux(packet)
     except (av.FFmpegError, ValueError, OSError) as exc:
@@ -515,6 +515,27 @@ def copy_refused(format_name: str, stream) -> str | None:
     if types and stream.type not in types:
         return f"written as a {types[0]} stream"
     return None
+
+
+#: AAC sampling frequencies by their index in an ADTS header (ISO/IEC 14496-3).
+_ADTS_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+
+
+def _trial_packet(stream) -> bytes:
+    """The bytes of a packet to try ``stream``'s copy with: zeros (muxers do not read a copied packet's
+    bytes), except for AAC carrying its configuration in ADTS headers (MPEG-TS: cameras, DVRs), where an
+    ADTS header of the stream's rate and channels comes first: Matroska and MP4 muxers read it to convert
+    the stream (FFmpeg's aac_adtstoasc), and refuse AAC without it or a stored configuration (until
+    2026-11-27 every .ts camera file's sound was re-encoded as AC-3 in a .mkv output)."""
+    ctx = stream.codec_context
+    if ctx is None or ctx.name != "aac" or ctx.extradata or ctx.sample_rate not in _ADTS_RATES:
+        return bytes(16)
+    rate, channels, length = _ADTS_RATES.index(ctx.sample_rate), min(ctx.channels, 7), 7 + 9
+    header = bytes([0xFF, 0xF1,  # sync word, MPEG-4, no CRC
+                    (1 << 6) | (rate << 2) | (channels >> 2),  # profile AAC LC, rate index, channels (high bit)
+                    ((channels & 3) << 6) | (length >> 11),  # channels (low bits), frame length (high bits)
+                    (length >> 3) & 0xFF, ((length & 7) << 5) | 0x1F, 0xFC])  # length, buffer fullness 0x7FF
+    return header + bytes(length - 7)
 
 
 def _stream_label(stream) -> str:

@@ -114,6 +114,25 @@ def test_aac_into_mpegts_is_copied_not_refused(small_clip, tmp_path, caplog):
     assert sound(out)[0] == "aac"
 
 
+@pytest.mark.parametrize("out_name", ["out.mkv", "out.mp4"])
+def test_aac_of_a_camera_ts_is_copied_bit_for_bit(tmp_path, caplog, out_name):
+    """MPEG-TS carries AAC with an ADTS header on every frame and no stored configuration; Matroska and
+    MP4 store the frames without it. The .mkv output re-encoded the sound as AC-3 until 2026-11-27 (the
+    copy was tried with a packet of zeros, which the Matroska muxer cannot convert)."""
+    src = make_sample_clip(str(tmp_path / "camera.ts"), seconds=1.0, fps=25, width=320, height=240).path
+    out = str(tmp_path / out_name)
+    with caplog.at_level(logging.WARNING):
+        stats = anonymize_file(src, out, fast_config(), progress=False)
+    assert "re-encoded" not in caplog.text and "left out" not in caplog.text
+    with av.open(src) as a, av.open(out) as b:
+        frames_in = [bytes(p) for p in a.demux(a.streams.audio[0]) if p.size]
+        frames_out = [bytes(p) for p in b.demux(b.streams.audio[0]) if p.size]
+    assert stats.packets_copied == len(frames_in) == len(frames_out) > 0
+    assert all(f[:2] == b"\xff\xf1" for f in frames_in)  # ADTS, no CRC: 7-byte headers
+    assert [f[7:] for f in frames_in] == frames_out  # the same AAC frames, headers moved to the container
+    assert sound(out)[0] == "aac"
+
+
 def subtitle_lines(path: str) -> list[tuple[float, float, list[bytes]]]:
     """(start s, duration s, text of each line) of every subtitle of the first subtitle stream of ``path``;
     styling ({\\i1}...) left out, as formats write it differently."""
