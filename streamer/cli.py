@@ -106,7 +106,9 @@ def _anonymize_one(src: str, dst: str, config: Config, args: argparse.Namespace,
     if json_logs(args):
         log.info("summary", extra={"event": "summary", "input": src, "output": shown, **stats.as_dict()})
     elif not args.quiet:
-        print(f"{redact(str(src))} -> {redact(str(shown))}\n{stats.summary()}", file=sys.stderr)
+        src_name = "standard input" if src == "-" else redact(str(src))
+        shown = "standard output" if shown == "-" else redact(str(shown))
+        print(f"{src_name} -> {shown}\n{stats.summary()}", file=sys.stderr)
     if stats.truncated or stats.decode_errors:
         log.warning("%s was damaged: output holds the %d frames that could be decoded", src, stats.frames_out)
     return stats
@@ -117,6 +119,8 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     if len(args.paths) < 2:
         raise InputError("give an input and an output: streamer anonymize INPUT OUTPUT")
     from streamer.live.settings import is_live_url
+    from streamer.sinks.video_file import STDOUT
+    from streamer.sources.video_file import STDIN
 
     if is_live_url(args.paths[0]):
         from streamer.live.cli import run_urls
@@ -127,16 +131,22 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     args.input, args.output = args.paths
     config = _config_from_args(args)
     src = Path(args.input)
-    if not src.is_dir():
+    piped = STDIN in (args.input, args.output)
+    if not src.is_dir() or args.input == STDIN:
         if Path(args.output).is_dir() or args.output.endswith(("/", os.sep)):  # like cp: into the folder
+            if args.input == STDIN:
+                raise OutputError("standard input has no file name to give the output: name the output file "
+                                  "(e.g. out.mkv)")
             Path(args.output).mkdir(parents=True, exist_ok=True)
             args.output = str(writable(Path(args.output) / src.name))
-        if args.skip_existing and Path(args.output).exists():
+        if args.skip_existing and not piped and Path(args.output).exists():
             log.info("%s exists: skipped (--skip-existing)", args.output)
             return 0
         _anonymize_one(args.input, args.output, config, args)
         return 0
     dst = Path(args.output)
+    if args.output == STDOUT:
+        raise OutputError("a folder's videos cannot all go to standard output: give an output folder")
     if dst.exists() and not dst.is_dir():
         raise OutputError(f"input is a folder, so the output must be a folder: {dst}")
     if dst.exists() and os.path.samefile(src, dst):

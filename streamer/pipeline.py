@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
@@ -487,8 +486,8 @@ def anonymize_file(input_path: str, output_path: str, config: Config, progress: 
     """Anonymize every face of a video file into a new file.
 
     Args:
-        input_path: any video file PyAV can open.
-        output_path: the output; its extension sets the container.
+        input_path: any video file PyAV can open, or ``-``: standard input (a stream read front to back).
+        output_path: the output; its extension sets the container. ``-``: standard output, as Matroska.
         config: the run's configuration.
         progress: show a progress bar on stderr.
         detector, compositor: replace the default stages (tests, experiments).
@@ -499,9 +498,11 @@ def anonymize_file(input_path: str, output_path: str, config: Config, progress: 
     """
     from streamer.factory import build_source
     from streamer.sinks.video_file import VideoFileSink, check_output_path
+    from streamer.sources.video_file import STDIN
 
     check_output_path(output_path)
-    if os.path.exists(output_path) and os.path.exists(input_path) and os.path.samefile(input_path, output_path):
+    if STDIN not in (input_path, output_path) and os.path.exists(output_path) and os.path.exists(input_path) \
+            and os.path.samefile(input_path, output_path):
         raise OutputError(f"the output is the input file ({output_path}): it would be overwritten while it is "
                           f"read; choose another output")
     source = build_source(input_path, config)
@@ -512,10 +513,11 @@ def anonymize_file(input_path: str, output_path: str, config: Config, progress: 
         raise
     stats = run_pipeline(source, sink, config, progress=progress, detector=detector, compositor=compositor)
     if stats.frames_in == 0:  # an output without a picture is no anonymized video: say so, leave none behind
-        with contextlib.suppress(OSError):
-            os.remove(output_path)
+        sink.discard()
         why = ("it ends early or is damaged" if stats.truncated else
                f"{stats.decode_errors} undecodable packets" if stats.decode_errors else "it holds none")
+        if input_path == STDIN:
+            why += "; an MP4/MOV with its index at the end cannot be read from a pipe: give it as a file"
         raise InputError(f"{input_path}: no video frame could be decoded ({why}); nothing was written")
     return stats
 

@@ -80,8 +80,18 @@ _COMMON_ENCODERS = ("libx264", "libvpx-vp9", "libvpx", "mpeg4")
 _NVENC_PRESETS = tuple(f"p{i}" for i in range(1, 8))
 
 
+#: The output name that writes standard output, as MPEG-TS: a format written front to back (Matroska and MP4
+#: go back to fill in their headers, which a pipe cannot: AAC copied from a camera's MPEG-TS failed at its
+#: first packet) that every player and FFmpeg read from a pipe. Sound it cannot hold is re-encoded, as for
+#: a .ts file.
+STDOUT = "-"
+STDOUT_FORMAT = "mpegts"
+
+
 def check_output_path(path: str) -> None:
-    """Raise OutputError if ``path`` cannot be created as a file."""
+    """Raise OutputError if ``path`` cannot be created as a file (standard output, :data:`STDOUT`, can)."""
+    if path == STDOUT:
+        return
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
@@ -316,7 +326,10 @@ class VideoFileSink:
                             ", ".join(sorted({s.type for s in copy_streams})))
             copy_streams = []
         try:
-            self.container = av.open(path, mode="w", options=options)
+            if path == STDOUT:
+                self.container = av.open("pipe:1", mode="w", format=STDOUT_FORMAT, options=options)
+            else:
+                self.container = av.open(path, mode="w", options=options)
         except (av.FFmpegError, ValueError, OSError) as exc:
             if "determine output format" in str(exc):
                 raise OutputError(f"cannot write {path}: its extension names no video format; use .mp4, .mkv, "
@@ -465,8 +478,9 @@ class VideoFileSink:
             raise OutputError(f"cannot write {self.path}: {describe_error(exc)}") from None
 
     def discard(self) -> None:
-        """Delete the output file (after a failure that makes it worthless)."""
-        _remove_quietly(self.path)
+        """Delete the output file (after a failure that makes it worthless); standard output is left as it is."""
+        if self.path != STDOUT:
+            _remove_quietly(self.path)
 
     def close(self) -> None:
         """Flush the encoder and finalize the file (index, moov atom).

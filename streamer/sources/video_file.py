@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 CLOCK_FORMATS = ("mpegts", "mpeg")
 #: Containers that store decode times only (their presentation times are guesses): frames are timed by those.
 DECODE_ORDER_FORMATS = ("avi",)
+#: The input name that reads standard input (a pipe: MPEG-TS, Matroska, fragmented MP4, raw H.264...).
+STDIN = "-"
+
 #: Stream types copied to the output, whatever their index in the container.
 COPIED_STREAM_TYPES = ("audio", "subtitle", "data")
 
@@ -89,7 +92,10 @@ class StreamInfo:
 
 def _decode_time_step(path: str, index: int, packets: int = 48) -> int:
     """The usual step between the decode times of stream ``index``'s first ``packets`` packets (time-base
-    ticks; 0 if unknown), read from a second opening of file ``path`` (demuxing only)."""
+    ticks; 0 if unknown), read from a second opening of file ``path`` (demuxing only; 0 for standard input,
+    which can be read once)."""
+    if path == STDIN:
+        return 0
     try:
         with av.open(path) as container:
             stream = container.streams[index]
@@ -114,7 +120,15 @@ def _video_stream_name(stream) -> str:
 
 
 def open_input(url: str, options: dict | None = None, timeout: float | None = None):
-    """Open a container with PyAV, turning failures into one-line InputErrors."""
+    """Open a container with PyAV, turning failures into one-line InputErrors; :data:`STDIN` (``-``) reads
+    standard input."""
+    if url == STDIN:
+        try:
+            return av.open("pipe:0", mode="r", options=options or {})
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise InputError(f"standard input: not a video stream that can be read front to back "
+                             f"({describe_error(exc)}); pipe MPEG-TS, Matroska or fragmented MP4 (an MP4/MOV "
+                             f"with its index at the end needs to be given as a file)") from None
     is_file = "://" not in url
     if is_file:
         path = Path(url)
