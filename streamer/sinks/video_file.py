@@ -319,10 +319,12 @@ class VideoFileSink:
     def __init__(self, path: str, info: StreamInfo, copy_streams: list, config: EncoderConfig) -> None:
         check_output_path(path)
         self.path = path
+        #: the output as messages name it
+        self.name = name = "standard output" if path == STDOUT else path
         info, config, options, keeps_streams = _picture_output(path, info, config)
         if not keeps_streams:
             if copy_streams:
-                log.warning("%s holds pictures only: the input's %s left out", path,
+                log.warning("%s holds pictures only: the input's %s left out", name,
                             ", ".join(sorted({s.type for s in copy_streams})))
             copy_streams = []
         try:
@@ -332,9 +334,9 @@ class VideoFileSink:
                 self.container = av.open(path, mode="w", options=options)
         except (av.FFmpegError, ValueError, OSError) as exc:
             if "determine output format" in str(exc):
-                raise OutputError(f"cannot write {path}: its extension names no video format; use .mp4, .mkv, "
+                raise OutputError(f"cannot write {name}: its extension names no video format; use .mp4, .mkv, "
                                   f".mov, .webm ...") from None
-            raise OutputError(f"cannot write {path}: {exc}") from None
+            raise OutputError(f"cannot write {name}: {exc}") from None
         if config.faststart and self.container.format.name in FASTSTART_FORMATS:
             self.container.options["movflags"] = "+faststart"  # read at the header, written at the end
         try:
@@ -350,13 +352,13 @@ class VideoFileSink:
             for stream in copy_streams:
                 if not config.copy_location and is_telemetry_stream(stream):
                     log.warning("%s: data stream %d (%s) left out: it tracks where the camera is "
-                                "(encoder.copy_location: true keeps it)", path, stream.index, _stream_label(stream))
+                                "(encoder.copy_location: true keeps it)", name, stream.index, _stream_label(stream))
                     continue
                 refused = copy_refused(self.container.format.name, stream)
                 reencoder = self._reencoder(stream) if refused else None
                 if reencoder is not None:
                     log.warning("%s: %s stream %d (%s) re-encoded as %s: the %s container cannot hold it as it "
-                                "is", path, stream.type, stream.index, _stream_label(stream), reencoder.codec,
+                                "is", name, stream.type, stream.index, _stream_label(stream), reencoder.codec,
                                 self.container.format.name)
                     log.debug("%s stream %d refused: %s", stream.type, stream.index, refused)
                     reencoder.output.metadata.update(copied_tags(stream.metadata, config))
@@ -368,7 +370,7 @@ class VideoFileSink:
                     kept = stream.type == "data" and config.copy_metadata and "timecode" in stream.metadata
                     log.log(logging.INFO if kept else logging.WARNING,
                             "%s: %s stream %d (%s) left out: the %s container cannot take it as it is%s",
-                            path, stream.type, stream.index, _stream_label(stream), self.container.format.name,
+                            name, stream.type, stream.index, _stream_label(stream), self.container.format.name,
                             "; its timecode is kept" if kept else " (.mkv holds nearly all)")
                     log.debug("%s stream %d refused: %s", stream.type, stream.index, refused)
                     continue
@@ -475,7 +477,7 @@ class VideoFileSink:
                 self.container.mux(packet)
         except (OSError, av.FFmpegError) as exc:
             self.write_failed = True
-            raise OutputError(f"cannot write {self.path}: {describe_error(exc)}") from None
+            raise OutputError(f"cannot write {self.name}: {describe_error(exc)}") from None
 
     def discard(self) -> None:
         """Delete the output file (after a failure that makes it worthless); standard output is left as it is."""
@@ -497,7 +499,7 @@ class VideoFileSink:
                 self.container.close()
             except (OSError, av.FFmpegError) as exc:
                 self.write_failed = True
-                raise OutputError(f"cannot write {self.path}: {describe_error(exc)}") from None
+                raise OutputError(f"cannot write {self.name}: {describe_error(exc)}") from None
 
 
 def copy_refused(format_name: str, stream) -> str | None:
