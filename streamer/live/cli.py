@@ -11,8 +11,8 @@ from pathlib import Path
 
 from streamer.errors import InputError
 from streamer.logs import json_logs
-from streamer.live.settings import (ANONYMIZE_STARTUP_TIMEOUT, INPUT_SCHEMES, OUTPUT_SCHEMES, ServerSettings,
-                                    parse_camera, parse_server)
+from streamer.live.settings import (ANONYMIZE_STARTUP_TIMEOUT, INPUT_SCHEMES, OUTPUT_SCHEMES, STDOUT,
+                                    ServerSettings, parse_camera, parse_server)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,8 @@ def run_urls(urls: list[str], args: argparse.Namespace) -> int:
 
     * an ``rtsp://`` or ``rtmp://`` URL: publish there. With one camera the URL is used
       as is; with N cameras camera *i* publishes to ``<URL>/cam<i>`` (1-based).
+    * ``-``: one camera's video as MPEG-TS on standard output (``| ffplay -``); the run
+      ends when the reader closes it.
     * a video file name (``out.mp4``): the camera records 60 s fragmented-MP4 segments
       ``out-<start>-NNNNN.mp4`` beside it (camera *i* of N: ``out-cam<i>-...``), so a
       reconnect, a crash or a full disk costs one segment, not the recording.
@@ -116,7 +118,11 @@ def run_urls(urls: list[str], args: argparse.Namespace) -> int:
     for i, url in enumerate(inputs):
         name = f"cam{i + 1}" if not file else prefix if len(inputs) == 1 else f"{prefix}-cam{i + 1}"
         entry: dict = {"name": name, "input": url, "audio": bool(getattr(args, "camera_audio", False))}
-        if target.startswith(OUTPUT_SCHEMES):
+        if target == STDOUT:
+            if len(inputs) > 1:
+                raise InputError("only one camera can go to standard output (-): give a server URL or a folder")
+            entry["output"] = STDOUT
+        elif target.startswith(OUTPUT_SCHEMES):
             entry["output"] = target if len(inputs) == 1 else f"{target.rstrip('/')}/cam{i + 1}"
         else:
             entry["record"] = {"dir": str(file.parent if file else Path(target)), "segment_seconds": 60}

@@ -11,6 +11,8 @@ frames are dropped at the input, a viewer still starts within
 
 * :class:`Publisher` pushes to ``rtsp://`` (ANNOUNCE/RECORD) or ``rtmp://`` (FLV).
   When the server goes away it drops frames (counted) and reconnects with backoff.
+  Given ``-`` it writes MPEG-TS to standard output instead (``| ffplay -``); when
+  the reader goes away, the process is asked to stop (SIGTERM), as a pipe's writer does.
 * :class:`SegmentRecorder` writes ``<dir>/<camera>-<start>-00000.mp4, ...`` with
   FFmpeg's segment muxer; each segment is a fragmented MP4 (a fragment per
   keyframe) closed at the next segment boundary, so a crash or power loss
@@ -21,9 +23,11 @@ frames are dropped at the input, a viewer still starts within
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -35,6 +39,7 @@ from streamer.detections import Frame
 from streamer.errors import OutputError, describe_error
 from streamer.live.audio import AudioSpec, AudioTrack
 from streamer.live.rtsp_source import TIME_BASE, Backoff
+from streamer.live.settings import STDOUT
 from streamer.sinks.video_file import open_video_encoder
 from streamer.sources.video_file import StreamInfo
 
@@ -217,15 +222,28 @@ class Publisher(_EncodedOutput):
     def __init__(self, url: str, encoder: EncoderConfig, fps: float, transport: str = "tcp",
                  connect_timeout: float = 5.0, backoff: Backoff | None = None, audio: AudioSpec | None = None) -> None:
         super().__init__(encoder, fps, backoff=backoff, audio=audio)
-        self.url = self.name = url
+        self.url = url
+        self.name = "standard output" if url == STDOUT else url
         self.transport = transport
         self.connect_timeout = connect_timeout
         self.log_fields = {"url": url}
 
     def action(self) -> str:
-        return f"publishing to {self.url}"
+        return f"publishing to {self.name}"
+
+    def _failed(self, exc: BaseException) -> None:
+        if self.url == STDOUT and isinstance(exc, (BrokenPipeError, av.FFmpegError)) \
+                and getattr(exc, "errno", None) == errno.EPIPE:  # the reader is gone: nothing more to write to
+            self.close()
+            log.info("standard output closed by its reader: stopping", extra={"event": "stdout_closed"})
+            os.kill(os.getpid(), signal.SIGTERM)  # the server finalizes its recordings and ends
+            self._retry_at = float("inf")
+            return
+        super()._failed(exc)
 
     def _open_container(self):
+        if self.url == STDOUT:
+            return av.open("pipe:1", mode="w", format="mpegts")
         rtsp = self.url.startswith("rtsp://")
         options = {"rtsp_transport": self.transport} if rtsp else {}
         try:

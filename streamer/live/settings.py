@@ -24,6 +24,8 @@ LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "srt://", "udp://"
 #: URL schemes accepted as live inputs (a camera in a config may also be an HTTP(S) stream) / publish targets.
 INPUT_SCHEMES = (*LIVE_SCHEMES, "http://", "https://")
 OUTPUT_SCHEMES = ("rtsp://", "rtmp://")
+#: A camera's ``output`` that writes MPEG-TS to standard output (one camera of a server at most).
+STDOUT = "-"
 TRANSPORTS = ("tcp", "udp")
 #: Seconds ``streamer anonymize URL...`` waits for a first frame before it gives up (``serve``: never).
 ANONYMIZE_STARTUP_TIMEOUT = 30.0
@@ -158,8 +160,9 @@ def parse_camera(i: int, data: Any, base: Config, server: ServerSettings) -> Cam
             raise ConfigError(f"{where}.{key}: must be one of {TRANSPORTS}, got {value!r}")
         setattr(spec, key, value)
     output = data.get("output") or ""
-    if output and (not isinstance(output, str) or not output.startswith(OUTPUT_SCHEMES)):
-        raise ConfigError(f"{where}.output: must be an rtsp:// or rtmp:// URL, got {output!r}")
+    if output and (not isinstance(output, str) or not (output.startswith(OUTPUT_SCHEMES) or output == STDOUT)):
+        raise ConfigError(f"{where}.output: must be an rtsp:// or rtmp:// URL, or - (standard output), "
+                          f"got {output!r}")
     spec.output = output
     record = data.get("record")
     if record is not None:
@@ -208,4 +211,7 @@ def parse_live(config: Config) -> tuple[ServerSettings, list[CameraSpec]]:
     for i, name in enumerate(names):
         if name in names[:i]:
             raise ConfigError(f"cameras[{i}].name: duplicate name {name!r}")
+    to_stdout = [i for i, spec in enumerate(specs) if spec.output == STDOUT]
+    if len(to_stdout) > 1:
+        raise ConfigError(f"cameras[{to_stdout[1]}].output: only one camera can write to standard output (-)")
     return server, specs

@@ -38,6 +38,11 @@ def test_camera_config_errors_name_the_key():
         parse_live(config_from_dict({"server": {"queue_sise": 2}, "cameras": [{"input": "rtsp://a"}]}))
     with pytest.raises(ConfigError, match=r"server\.max_batch' must be >= 1"):
         parse_live(config_from_dict({"server": {"max_batch": 0}, "cameras": [{"input": "rtsp://a"}]}))
+    with pytest.raises(ConfigError, match=r"cameras\[0\]\.output: must be an rtsp:// or rtmp:// URL, or -"):
+        parse_live(config_from_dict({"cameras": [{"input": "rtsp://a", "output": "http://b"}]}))
+    with pytest.raises(ConfigError, match=r"cameras\[1\]\.output: only one camera can write to standard output"):
+        parse_live(config_from_dict({"cameras": [{"input": "rtsp://a", "output": "-"},
+                                                 {"input": "rtsp://b", "output": "-"}]}))
     server, cams = parse_live(load_config("rtsp-camera"))
     assert [c.config.anonymizer.mode for c in cams] == ["blur", "pixelate"]
 
