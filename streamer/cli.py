@@ -106,8 +106,11 @@ def _anonymize_one(src: str, dst: str, config: Config, args: argparse.Namespace,
     if json_logs(args):
         log.info("summary", extra={"event": "summary", "input": src, "output": shown, **stats.as_dict()})
     elif not args.quiet:
-        src_name = "standard input" if src == "-" else redact(str(src))
-        shown = "standard output" if shown == "-" else redact(str(shown))
+        from streamer.sinks.video_file import STDOUT
+        from streamer.sources.video_file import STDIN
+
+        src_name = "standard input" if src == STDIN else redact(str(src))
+        shown = "standard output" if shown == STDOUT else redact(str(shown))
         print(f"{src_name} -> {shown}\n{stats.summary()}", file=sys.stderr)
     if stats.truncated or stats.decode_errors:
         log.warning("%s was damaged: output holds the %d frames that could be decoded", src, stats.frames_out)
@@ -131,7 +134,7 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     args.input, args.output = args.paths
     config = _config_from_args(args)
     src = Path(args.input)
-    piped = STDIN in (args.input, args.output)
+    piped = args.input == STDIN or args.output == STDOUT
     if not src.is_dir() or args.input == STDIN:
         if Path(args.output).is_dir() or args.output.endswith(("/", os.sep)):  # like cp: into the folder
             if args.input == STDIN:

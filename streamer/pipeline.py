@@ -487,7 +487,7 @@ def anonymize_file(input_path: str, output_path: str, config: Config, progress: 
 
     Args:
         input_path: any video file PyAV can open, or ``-``: standard input (a stream read front to back).
-        output_path: the output; its extension sets the container. ``-``: standard output, as Matroska.
+        output_path: the output; its extension sets the container. ``-``: standard output, as MPEG-TS.
         config: the run's configuration.
         progress: show a progress bar on stderr.
         detector, compositor: replace the default stages (tests, experiments).
