@@ -11,8 +11,9 @@ from pathlib import Path
 
 from streamer.errors import InputError
 from streamer.logs import json_logs
-from streamer.live.settings import (ANONYMIZE_STARTUP_TIMEOUT, INPUT_SCHEMES, OUTPUT_SCHEMES, STDOUT,
-                                    ServerSettings, parse_camera, parse_server)
+from streamer.live.settings import (ANONYMIZE_STARTUP_TIMEOUT, INPUT_SCHEMES, OUTPUT_SCHEMES, ServerSettings,
+                                    parse_camera, parse_server)
+from streamer.sinks.video_file import STDOUT
 
 log = logging.getLogger(__name__)
 

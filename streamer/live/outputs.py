@@ -39,8 +39,7 @@ from streamer.detections import Frame
 from streamer.errors import OutputError, describe_error
 from streamer.live.audio import AudioSpec, AudioTrack
 from streamer.live.rtsp_source import TIME_BASE, Backoff
-from streamer.live.settings import STDOUT
-from streamer.sinks.video_file import open_video_encoder
+from streamer.sinks.video_file import STDOUT, open_video_encoder
 from streamer.sources.video_file import StreamInfo
 
 log = logging.getLogger(__name__)

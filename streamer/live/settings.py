@@ -18,14 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamer.config import Config, ConfigError, apply_overrides, build_section
+from streamer.sinks.video_file import STDOUT  # a camera's output may be standard output (one camera at most)
 
 #: Schemes that are always live streams (``streamer anonymize URL...`` runs them as cameras).
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "srt://", "udp://", "rtp://")
 #: URL schemes accepted as live inputs (a camera in a config may also be an HTTP(S) stream) / publish targets.
 INPUT_SCHEMES = (*LIVE_SCHEMES, "http://", "https://")
 OUTPUT_SCHEMES = ("rtsp://", "rtmp://")
-#: A camera's ``output`` that writes MPEG-TS to standard output (one camera of a server at most).
-STDOUT = "-"
 TRANSPORTS = ("tcp", "udp")
 #: Seconds ``streamer anonymize URL...`` waits for a first frame before it gives up (``serve``: never).
 ANONYMIZE_STARTUP_TIMEOUT = 30.0
