@@ -57,12 +57,19 @@ def read_stamp(image: np.ndarray) -> int:
                if row[:, b * BLOCK + BLOCK // 4: (b + 1) * BLOCK - BLOCK // 4].mean() > 128)
 
 
+def camera_encoder(container, size: tuple[int, int], fps: int):
+    """An H.264 stream in ``container`` encoding as a camera does: x264 ultrafast, low latency (no
+    B-frames), a keyframe a second; ``size`` is (height, width) in pixels."""
+    s = container.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "tune": "zerolatency",
+                                                             "crf": "23", "g": str(fps)})
+    s.height, s.width = size
+    s.pix_fmt = "yuv420p"
+    return s
+
+
 def publish(url: str, frames: list[np.ndarray], fps: int, sent: dict, stop: threading.Event) -> None:
     out = av.open(url, "w", format="rtsp", options={"rtsp_transport": "udp"}, timeout=(5, 5))
-    s = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "tune": "zerolatency",
-                                                       "crf": "23", "g": str(fps)})
-    s.height, s.width = frames[0].shape[:2]
-    s.pix_fmt = "yuv420p"
+    s = camera_encoder(out, frames[0].shape[:2], fps)
     start, n = time.monotonic(), 0
     while not stop.is_set():
         delay = start + n / fps - time.monotonic()
@@ -80,13 +87,10 @@ def publish(url: str, frames: list[np.ndarray], fps: int, sent: dict, stop: thre
 
 
 def encode_once(frames: list[np.ndarray], fps: int, path: str) -> str:
-    """The frames encoded as a camera would send them (x264 ultrafast, no B-frames, a keyframe a second)
-    into the Matroska file ``path``; returns ``path``."""
+    """The frames encoded as a camera would send them (:func:`camera_encoder`) into the Matroska file
+    ``path``; returns ``path``."""
     with av.open(path, "w") as out:
-        s = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "tune": "zerolatency",
-                                                           "crf": "23", "g": str(fps)})
-        s.height, s.width = frames[0].shape[:2]
-        s.pix_fmt = "yuv420p"
+        s = camera_encoder(out, frames[0].shape[:2], fps)
         for n, image in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(image, format="rgb24")
             vf.pts, vf.time_base = n, Fraction(1, fps)
