@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="INPUT... OUTPUT",
                    help="a video file and an output file (container from its extension); a folder and an "
                         "output folder; or rtsp:// camera URLs and an rtsp://|rtmp:// publish URL or a "
-                        "recording folder")
+                        "recording folder. - is standard input (a stream: MPEG-TS, Matroska) or standard "
+                        "output (MPEG-TS)")
     p.add_argument("--skip-existing", action="store_true",
                    help="leave out inputs whose output exists (resume a folder job; outputs of folder "
                         "jobs appear only once complete)")
