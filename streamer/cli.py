@@ -136,6 +136,7 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     src = Path(args.input)
     piped = args.input == STDIN or args.output == STDOUT
+    check_pipes(args.input == STDIN, args.output == STDOUT)
     if not src.is_dir() or args.input == STDIN:
         if Path(args.output).is_dir() or args.output.endswith(("/", os.sep)):  # like cp: into the folder
             if args.input == STDIN:
@@ -196,6 +197,21 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
             f"; {failed} failed" if failed else "",
             extra={"event": "folder_done", "files": len(videos), "failed": failed, "frames": frames})
     return 1 if failed else 0
+
+
+def check_pipes(reads_stdin: bool, writes_stdout: bool) -> None:
+    """Refuse standard input or output that is a terminal (a video cannot be typed in, and a terminal
+    shown one prints garbage), as ``gzip`` does.
+
+    Raises:
+        InputError, OutputError: one of them is a terminal.
+    """
+    if reads_stdin and sys.stdin.isatty():
+        raise InputError("standard input is a terminal: pipe a video into it (cat cam.ts | streamer anonymize - "
+                         "out.mkv) or give a file")
+    if writes_stdout and sys.stdout.isatty():
+        raise OutputError("standard output is a terminal: pipe it into a player (| ffplay -) or give an "
+                          "output file")
 
 
 def writable(target: Path) -> Path:

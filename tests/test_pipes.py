@@ -72,3 +72,24 @@ def test_standard_input_into_a_folder_or_a_folder_to_standard_output_is_refused(
     assert proc.returncode == 4 and b"standard input has no file name" in proc.stderr
     proc = run(str(tmp_path), "-")
     assert proc.returncode == 4 and b"cannot all go to standard output" in proc.stderr and proc.stdout == b""
+
+
+@pytest.mark.parametrize("terminal_is", ["stdin", "stdout"])
+def test_a_terminal_as_the_pipe_is_refused(camera_ts, tmp_path, terminal_is):
+    """A video cannot be typed in, and one written to a terminal prints garbage (as gzip refuses)."""
+    import os
+    import pty
+
+    main_end, terminal = pty.openpty()
+    try:
+        args = ("-", str(tmp_path / "out.mkv")) if terminal_is == "stdin" else (camera_ts.path, "-")
+        proc = subprocess.run([sys.executable, "-m", "streamer.cli", "anonymize", *args], stderr=subprocess.PIPE,
+                              timeout=120, **{terminal_is: terminal})
+    finally:
+        os.close(main_end)
+        os.close(terminal)
+    last = proc.stderr.decode().strip().splitlines()[-1]
+    assert proc.returncode == (3 if terminal_is == "stdin" else 4)
+    name = {"stdin": "input", "stdout": "output"}[terminal_is]
+    assert last.startswith(f"streamer: error: standard {name} is a terminal"), last
+    assert not (tmp_path / "out.mkv").exists()

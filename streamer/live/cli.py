@@ -102,7 +102,7 @@ def run_urls(urls: list[str], args: argparse.Namespace) -> int:
     the recordings. Uses ``args.config``/``--mode``/... like ``anonymize``, and
     ``args.metrics_port`` when present. Returns 0 if any frame was delivered, else 1.
     """
-    from streamer.cli import VIDEO_EXTENSIONS, _config_from_args
+    from streamer.cli import VIDEO_EXTENSIONS, _config_from_args, check_pipes
 
     if len(urls) < 2:
         raise InputError("live input needs an output: streamer anonymize rtsp://CAMERA... "
@@ -122,6 +122,7 @@ def run_urls(urls: list[str], args: argparse.Namespace) -> int:
         if target == STDOUT:
             if len(inputs) > 1:
                 raise InputError("only one camera can go to standard output (-): give a server URL or a folder")
+            check_pipes(False, True)
             entry["output"] = STDOUT
         elif target.startswith(OUTPUT_SCHEMES):
             entry["output"] = target if len(inputs) == 1 else f"{target.rstrip('/')}/cam{i + 1}"
