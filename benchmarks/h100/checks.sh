@@ -52,6 +52,13 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAM
 weights=${GENERATOR_WEIGHTS:-$([ -f engines/generator/weights/generator.safetensors ] \
   && echo engines/generator/weights/generator.safetensors || echo random)}
 
+if [ "$part" = install ] && [ -n "${PLUMBING_STREAMS:-}" ]; then
+  # the host ceiling of N stubbed streams on this machine's cores (no GPU work): is the host CPU faster than
+  # the 2-core CI machine's (961-1008 fps for 16 streams, 4 faces, 2026-11-27)?
+  step plumbing "${PLUMBING_LIMIT:-40}" python3 benchmarks/plumbing.py --streams "$PLUMBING_STREAMS" --frames 600 \
+    --faces 4 --launches 0,100
+  grep '^|' "$OUT/plumbing.log" | tee -a "$OUT/summary-$part.txt"
+fi
 if [ "$part" = core ] || [ "$part" = tests ]; then
   # shellcheck disable=SC2086  # TEST_PATHS: space-separated test paths
   step "pytest-gpu${TEST_NAME:+-$TEST_NAME}" "${PYTEST_LIMIT:-200}" python3 -m pytest -q -p no:cacheprovider -rfEs --durations=15 \

