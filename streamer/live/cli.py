@@ -71,13 +71,14 @@ def _run(config, specs, settings, args) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run every camera of ``--config`` until SIGINT/SIGTERM (or ``--duration``)."""
-    from streamer.cli import _config_from_args
+    from streamer.cli import _config_from_args, check_pipes
     from streamer.live.settings import parse_live
 
     if not args.config:
         raise InputError("serve needs --config FILE listing the cameras (see configs/rtsp-camera.yaml)")
     config = _config_from_args(args)
     settings, specs = parse_live(config)
+    check_pipes(False, any(spec.output == STDOUT for spec in specs))
     return _run(config, specs, _settings(config, args), args)
 
 

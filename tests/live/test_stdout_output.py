@@ -46,3 +46,24 @@ def test_several_cameras_cannot_share_standard_output(tmp_path):
                            "rtsp://127.0.0.1:9/b", "-"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3 and "only one camera can go to standard output" in proc.stderr
     assert proc.stdout == ""
+
+
+def test_serve_refuses_a_terminal_as_a_cameras_standard_output(tmp_path):
+    import os
+    import pty
+
+    import yaml
+
+    cfg = tmp_path / "stdout.yaml"
+    cfg.write_text(yaml.safe_dump({"server": {"metrics_port": -1},
+                                   "cameras": [{"input": "rtsp://127.0.0.1:9/a", "output": "-"}]}))
+    main_end, terminal = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "streamer.cli", "serve", "--config", str(cfg)], stdout=terminal,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(main_end)
+        os.close(terminal)
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == ("streamer: error: standard output is a terminal: pipe it into a "
+                                                     "player (| ffplay -) or give an output file")
