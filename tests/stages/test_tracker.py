@@ -49,3 +49,34 @@ def test_two_faces_keep_distinct_ids():
 def test_rejects_bad_fps():
     with pytest.raises(ValueError, match="fps"):
         FaceTracker(TrackerConfig(), fps=0)
+
+
+def test_trackers_of_many_streams_at_once_cover_as_each_would_alone():
+    """Streams track on their own threads (the live server's cameras, the bench's streams) and take turns
+    for the GIL's sake: every stream's coverage and track ids are what its tracker gives run alone."""
+    import threading
+
+    def frames(stream: int) -> list[Detections]:  # each stream its own faces, with blinks
+        return [Detections.empty() if (i + stream) % 7 == 3 else
+                Detections(xyxy=[[10 + 3 * i + stream, 100, 50 + 3 * i + stream, 150],
+                                 [300 - 2 * i, 80 + stream, 340 - 2 * i, 130 + stream]], scores=[0.9, 0.8])
+                for i in range(60)]
+
+    def run(stream: int) -> list[tuple]:
+        tracker = FaceTracker(TrackerConfig(keep_seconds=0.2), fps=25)
+        return [(out.xyxy.round(3).tolist(), out.track_ids.tolist(), out.detected.tolist())
+                for i, d in enumerate(frames(stream)) for out in [tracker.update(d, time=i / 25)]]
+
+    alone = [run(s) for s in range(8)]
+    together: list = [None] * 8
+
+    def worker(s: int) -> None:
+        together[s] = run(s)
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert together == alone
+    assert any(not all(d) for stream in alone for _, _, d in stream)  # the blinks were covered by coasting
