@@ -173,7 +173,7 @@ class CameraWorker:
         if spec.output:
             self.publisher = Publisher(spec.output, spec.config.encoder, frame.fps, spec.output_transport,
                                        server.connect_timeout, Backoff(server.backoff_initial, server.backoff_max),
-                                       audio=audio)
+                                       audio=audio, on_reader_gone=self.stop.set)  # stdout's reader gone: stop
         if spec.record_dir:
             self.recorder = SegmentRecorder(spec.record_dir, spec.name, spec.config.encoder, frame.fps,
                                             spec.segment_seconds, audio=audio, keep_seconds=spec.keep_hours * 3600,

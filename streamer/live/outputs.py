@@ -12,7 +12,7 @@ frames are dropped at the input, a viewer still starts within
 * :class:`Publisher` pushes to ``rtsp://`` (ANNOUNCE/RECORD) or ``rtmp://`` (FLV).
   When the server goes away it drops frames (counted) and reconnects with backoff.
   Given ``-`` it writes MPEG-TS to standard output instead (``| ffplay -``); when
-  the reader goes away, the process is asked to stop (SIGTERM), as a pipe's writer does.
+  the reader goes away it calls ``on_reader_gone`` (the server stops, as a pipe's writer does).
 * :class:`SegmentRecorder` writes ``<dir>/<camera>-<start>-00000.mp4, ...`` with
   FFmpeg's segment muxer; each segment is a fragmented MP4 (a fragment per
   keyframe) closed at the next segment boundary, so a crash or power loss
@@ -27,9 +27,9 @@ import errno
 import logging
 import os
 import re
-import signal
 import time
 from pathlib import Path
+from typing import Callable
 
 import av
 
@@ -214,14 +214,18 @@ class Publisher(_EncodedOutput):
 
     ``frames_dropped`` counts the frames not published while the server was
     unreachable, ``reconnects`` the successful reconnections.
+
+    ``on_reader_gone``: called once when ``url`` is ``-`` (standard output) and its reader closed it.
     """
 
     retry_event = "publish_retry"
 
     def __init__(self, url: str, encoder: EncoderConfig, fps: float, transport: str = "tcp",
-                 connect_timeout: float = 5.0, backoff: Backoff | None = None, audio: AudioSpec | None = None) -> None:
+                 connect_timeout: float = 5.0, backoff: Backoff | None = None, audio: AudioSpec | None = None,
+                 on_reader_gone: Callable[[], None] | None = None) -> None:
         super().__init__(encoder, fps, backoff=backoff, audio=audio)
         self.url = url
+        self.on_reader_gone = on_reader_gone
         self.name = "standard output" if url == STDOUT else url
         self.transport = transport
         self.connect_timeout = connect_timeout
@@ -234,9 +238,10 @@ class Publisher(_EncodedOutput):
         if self.url == STDOUT and isinstance(exc, (BrokenPipeError, av.FFmpegError)) \
                 and getattr(exc, "errno", None) == errno.EPIPE:  # the reader is gone: nothing more to write to
             self.close()
+            self._retry_at = float("inf")  # nothing more is written
             log.info("standard output closed by its reader: stopping", extra={"event": "stdout_closed"})
-            os.kill(os.getpid(), signal.SIGTERM)  # the server finalizes its recordings and ends
-            self._retry_at = float("inf")
+            if self.on_reader_gone is not None:
+                self.on_reader_gone()
             return
         super()._failed(exc)
 
