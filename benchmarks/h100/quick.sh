@@ -49,7 +49,7 @@ case "$call" in
      part ab WHEELS=none AB_VARIANTS="b8-t1:8:1 b8-t1-s1:8:1:1 b8-t2-s1:8:2:1" AB_MODES=gan AB_LIMIT=60 AB_HOST_OPS=0 \
        SECONDS_CLIP="$clip"  # PyAV decode, as on 2026-11-27; NVDEC is installed only by the next part
      part extra WHEELS="${WHEELS:-.whl-nvdec}" NVDEC_TEST_LIMIT=0 NVDEC_BENCH_LIMIT=100 STREAMS=1 SECONDS_CLIP="$clip" ;;
-  3) part live WHEELS=none LIVE_CAMERAS=16 ;;
+  3) part live WHEELS=none LIVE_CAMERAS="${LIVE_CAMERAS-16}" ;;  # LIVE_CAMERAS= : the single camera only
   4) part tests WHEELS=none TEST_NAME=models PYTEST_LIMIT=170 TEST_PATHS="tests/engines tests/stages tests/sinks"
      part tests WHEELS=none TEST_NAME=pipelines PYTEST_LIMIT=80 \
        TEST_PATHS="tests/test_orientation.py tests/test_pipeline_file.py tests/generator/test_gan_anonymizer.py" ;;
