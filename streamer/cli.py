@@ -107,11 +107,11 @@ def _anonymize_one(src: str, dst: str, config: Config, args: argparse.Namespace,
     if json_logs(args):
         log.info("summary", extra={"event": "summary", "input": src, "output": shown, **stats.as_dict()})
     elif not args.quiet:
-        from streamer.sinks.video_file import STDOUT
+        from streamer.sinks.video_file import output_name
         from streamer.sources.video_file import STDIN
 
         src_name = "standard input" if src == STDIN else redact(str(src))
-        shown = "standard output" if shown == STDOUT else redact(str(shown))
+        shown = redact(output_name(str(shown)))
         print(f"{src_name} -> {shown}\n{stats.summary()}", file=sys.stderr)
     if stats.truncated or stats.decode_errors:
         log.warning("%s was damaged: output holds the %d frames that could be decoded", src, stats.frames_out)

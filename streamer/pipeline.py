@@ -497,11 +497,11 @@ def anonymize_file(input_path: str, output_path: str, config: Config, progress: 
         dropped by ``on_error: drop`` (counted in ``frames_dropped``).
     """
     from streamer.factory import build_source
-    from streamer.sinks.video_file import VideoFileSink, check_output_path
+    from streamer.sinks.video_file import STDOUT, VideoFileSink, check_output_path
     from streamer.sources.video_file import STDIN
 
     check_output_path(output_path)
-    if STDIN not in (input_path, output_path) and os.path.exists(output_path) and os.path.exists(input_path) \
+    if input_path != STDIN and output_path != STDOUT and os.path.exists(output_path) and os.path.exists(input_path) \
             and os.path.samefile(input_path, output_path):
         raise OutputError(f"the output is the input file ({output_path}): it would be overwritten while it is "
                           f"read; choose another output")

@@ -39,7 +39,7 @@ from streamer.detections import Frame
 from streamer.errors import OutputError, describe_error
 from streamer.live.audio import AudioSpec, AudioTrack
 from streamer.live.rtsp_source import TIME_BASE, Backoff
-from streamer.sinks.video_file import STDOUT, open_video_encoder
+from streamer.sinks.video_file import STDOUT, open_video_encoder, output_name
 from streamer.sources.video_file import StreamInfo
 
 log = logging.getLogger(__name__)
@@ -226,7 +226,7 @@ class Publisher(_EncodedOutput):
         super().__init__(encoder, fps, backoff=backoff, audio=audio)
         self.url = url
         self.on_reader_gone = on_reader_gone
-        self.name = "standard output" if url == STDOUT else url
+        self.name = output_name(url)
         self.transport = transport
         self.connect_timeout = connect_timeout
         self.log_fields = {"url": url}
@@ -235,8 +235,7 @@ class Publisher(_EncodedOutput):
         return f"publishing to {self.name}"
 
     def _failed(self, exc: BaseException) -> None:
-        if self.url == STDOUT and isinstance(exc, (BrokenPipeError, av.FFmpegError)) \
-                and getattr(exc, "errno", None) == errno.EPIPE:  # the reader is gone: nothing more to write to
+        if self.url == STDOUT and getattr(exc, "errno", None) == errno.EPIPE:  # the reader is gone
             self.close()
             self._retry_at = float("inf")  # nothing more is written
             log.info("standard output closed by its reader: stopping", extra={"event": "stdout_closed"})

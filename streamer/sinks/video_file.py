@@ -88,6 +88,11 @@ STDOUT = "-"
 STDOUT_FORMAT = "mpegts"
 
 
+def output_name(path: str) -> str:
+    """An output as messages name it: ``path``, or 'standard output' for :data:`STDOUT`."""
+    return "standard output" if path == STDOUT else path
+
+
 def check_output_path(path: str) -> None:
     """Raise OutputError if ``path`` cannot be created as a file (standard output, :data:`STDOUT`, can)."""
     if path == STDOUT:
@@ -320,7 +325,7 @@ class VideoFileSink:
         check_output_path(path)
         self.path = path
         #: the output as messages name it
-        self.name = name = "standard output" if path == STDOUT else path
+        self.name = name = output_name(path)
         info, config, options, keeps_streams = _picture_output(path, info, config)
         if not keeps_streams:
             if copy_streams:
