@@ -176,7 +176,7 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
     from streamer.factory import build_compositor, build_detector, build_shared_generator, uses_torch_compositor
     from streamer.live.batcher import SharedCompositor, SharedDetector
 
-    shared = SharedDetector(build_detector(config), max_batch=max(1, n))
+    shared = SharedDetector(build_detector(config, max_batch=max(1, n)), max_batch=max(1, n))
     generator = compositor = None
     if uses_torch_compositor(config):  # the compositor loads the generator in gan mode
         compositor = SharedCompositor(build_compositor(config, download=False), max_batch=max(1, n))

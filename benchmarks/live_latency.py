@@ -148,7 +148,10 @@ def main() -> int:
     ap.add_argument("--width", type=int, default=1920)
     ap.add_argument("--height", type=int, default=1080)
     ap.add_argument("--fps", type=int, default=30)
-    ap.add_argument("--seconds", type=float, default=30.0, help="measured duration after a 5 s warm-up")
+    ap.add_argument("--seconds", type=float, default=30.0,
+                    help="measured duration, from 5 s after every camera's first frame out")
+    ap.add_argument("--startup-limit", type=float, default=120.0,
+                    help="most seconds to wait for every camera's first frame out (model start-up)")
     ap.add_argument("--detector-width", type=int, default=640, help="detector input width (px)")
     ap.add_argument("--preset", default="ultrafast", help="x264 preset of streamer's output")
     ap.add_argument("--mode", default="blur", help="anonymizer mode (blur, pixelate, mask, gan)")
@@ -196,7 +199,13 @@ def main() -> int:
         for t in threads:
             t.start()
         server.start()
-        time.sleep(3)
+        started = time.monotonic()
+        # the measured window opens once every camera delivers: a GPU's start-up (cuDNN autotuning, CUDA-graph
+        # captures) took longer than the fixed 8 s of warm-up this used to allow (2026-11-27b, H100)
+        while time.monotonic() - started < args.startup_limit and any(
+                s.frames_out == 0 for s in server.stats.values()):
+            time.sleep(0.2)
+        startup_wait = time.monotonic() - started
         threads.append(threading.Thread(target=read, args=(dst.play_url("out"), sent, latencies, stop),
                                         daemon=True))
         threads[-1].start()
@@ -212,7 +221,8 @@ def main() -> int:
         snaps = {name: s.snapshot() for name, s in server.stats.items()}
         snap = snaps["cam"]
         processed = max(1, snap["frames_out"] - out0)
-        per_camera = {name: {"input_fps": round((snaps[name]["frames_in"] - before[name][0]) / args.seconds, 1),
+        per_camera = {name: {"startup_s": snaps[name]["startup_s"],
+                             "input_fps": round((snaps[name]["frames_in"] - before[name][0]) / args.seconds, 1),
                              "output_fps": round((snaps[name]["frames_out"] - before[name][1]) / args.seconds, 1),
                              "dropped": {k: v - before[name][2].get(k, 0) for k, v in snaps[name]["dropped"].items()}}
                       for name in snaps}
@@ -229,6 +239,8 @@ def main() -> int:
                                      "p95": round(float(np.percentile(latencies, 95)), 3),
                                      "frames": len(latencies)} if latencies else None,
             "streamer_latency_s": {"p50": snap["latency_p50_s"], "p95": snap["latency_p95_s"]},
+            "startup_s": snap["startup_s"], "startup_wait_s": round(startup_wait, 1),
+            "cameras_never_out": sorted(name for name, s in snaps.items() if s["startup_s"] is None),
             "stage_ms_per_frame": {k: round(float(np.mean(v)), 1)
                                    for k, v in worker.run_stats.stage_ms.items() if v},
         }

@@ -1,7 +1,7 @@
 """PyTorch runners: CPU FP32, and CUDA FP16 channels-last with CUDA graphs.
 
 On CUDA the module runs in FP16 with channels-last memory and
-``cudnn.benchmark`` autotuning. With ``cuda_graphs=True`` every set of
+``cudnn.benchmark`` autotuning (off with ``$STREAMER_CUDNN_BENCHMARK=0``). With ``cuda_graphs=True`` every set of
 padded input shapes (batch bucket, H, W) is captured once into a CUDA graph
 and replayed afterwards; each input (a model may take several, e.g. the
 generator's image, boxes, keypoints and z) has its own static buffer.
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import threading
 from typing import Callable
 
@@ -45,6 +46,47 @@ CAPTURE_LOCK = threading.Lock()
 
 #: Default batch sizes the padded-batch policy rounds up to.
 DEFAULT_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32)
+
+#: Set to 0 to turn cuDNN's autotuning off (cuDNN's heuristics pick each convolution's kernel instead).
+CUDNN_AUTOTUNE_ENV = "STREAMER_CUDNN_BENCHMARK"
+
+
+def cudnn_autotune() -> bool:
+    """Whether CUDA runners let cuDNN time its kernels for every new input shape (``cudnn.benchmark``):
+    on unless ``$STREAMER_CUDNN_BENCHMARK=0``.
+
+    Autotuning runs once per input shape, at the warm-up before a CUDA graph is captured, and is most of
+    a GPU run's start-up: the first 180 frames of a 1080p gan bench took 20-30 s on an H100 against 1 s
+    steady (2026-11-27, ``benchmarks/results/h100-session-2026-11-27b.md``). Whether heuristics alone
+    lose steady speed is not measured yet, so autotuning stays on by default.
+
+    Raises:
+        ValueError: the variable is set to anything but 0 or 1.
+    """
+    value = os.environ.get(CUDNN_AUTOTUNE_ENV, "").strip()
+    if value not in ("", "0", "1"):
+        raise ValueError(f"{CUDNN_AUTOTUNE_ENV} must be 0 or 1, got {value!r}")
+    return value != "0"
+
+
+def buckets_up_to(max_batch: int, buckets: tuple[int, ...] = DEFAULT_BATCH_BUCKETS) -> tuple[int, ...]:
+    """The batch buckets a model that never sees more than ``max_batch`` items per call needs:
+    ``buckets`` below ``max_batch``, then ``max_batch`` itself (frames or faces).
+
+    Every bucket costs a CUDA graph and, with cuDNN autotuning, seconds of start-up on a GPU.
+
+    Example:
+        >>> buckets_up_to(8)
+        (1, 2, 4, 8)
+        >>> buckets_up_to(3)
+        (1, 2, 3)
+
+    Raises:
+        ValueError: ``max_batch`` is below 1.
+    """
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    return tuple(b for b in sorted(buckets) if b < max_batch) + (max_batch,)
 
 
 def bucket_for(n: int, buckets: tuple[int, ...]) -> int:
@@ -109,7 +151,7 @@ class TorchRunner:
         self.input_names = tuple(input_names) if input_names is not None else None
         self.backend = "torch-cuda" if is_cuda else "torch-cpu"
         if is_cuda:
-            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.benchmark = cudnn_autotune()
         module = copy.deepcopy(module).eval().requires_grad_(False).to(self.device, self.dtype,
                                                                        memory_format=self.memory_format)
         self.module: Callable = (torch.compile(module, mode="max-autotune-no-cudagraphs", dynamic=False)
@@ -186,7 +228,7 @@ class TorchRunner:
             # autotuning: detect p95 654 ms on an H100, 2026-11-26): this batch's size and the smaller
             # buckets (a file's last batch, a quieter scene), largest first, are captured together now
             # rather than one by one in the middle of a run
-            top = max(padded, self.prepare_up_to)
+            top = max(padded, bucket_for(self.prepare_up_to, self.batch_buckets) if self.prepare_up_to else 0)
             sizes = sorted({b for b in self.batch_buckets if b <= top} | {padded}, reverse=True)
             for size in sizes:
                 self._try_capture(tuple((size, *x.shape[1:]) for x in xs), [x.dtype for x in xs])

@@ -46,6 +46,9 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAM
   # SIGINT first: pytest then prints the failures so far (the 2026-11-26 run lost them to SIGTERM)
   timeout -s INT -k 15 "$limit" "$@" >"$OUT/$name.log" 2>&1
   echo "$name: exit $?" | tee -a "$OUT/summary-$part.txt"
+  # PACK=FILE.tgz: pack the results after every step, so a call stopped at its device time limit still
+  # returns the steps that finished (2026-11-27b lost three finished 16-stream runs to a part-level pack)
+  [ -z "${PACK:-}" ] || tar -czf "$PACK" -C "$OUT" .
 }
 
 # gan mode: GENERATOR_WEIGHTS, else trained weights when committed, else random ones (timing only)

@@ -36,7 +36,7 @@ t0=$(date +%s)
 part() {  # part NAME [VAR=VALUE...]: run checks.sh NAME with results in $WORK, then pack them
   local name=$1; shift
   echo "[$(( $(date +%s) - t0 )) s] $name"
-  env OUT="$WORK" "$@" bash benchmarks/h100/checks.sh "$name"
+  env OUT="$WORK" PACK="$FINAL/results-$call.tgz" "$@" bash benchmarks/h100/checks.sh "$name"
   tar -czf "$FINAL/results-$call.tgz" -C "$WORK" .
 }
 clip=${SECONDS_CLIP:-6}

@@ -134,6 +134,8 @@ class CameraWorker:
 
     def _read(self) -> None:
         for frame in self.source:
+            if self.stats.first_in is None:
+                self.stats.first_in = frame.arrival
             self.stats.frames_in += 1
             self.stats.in_rate.add(frame.arrival)
             if put_latest(self.in_q, frame):
@@ -199,6 +201,14 @@ class CameraWorker:
             self.stats.audio_seconds += sound.samples / sound.sample_rate
         self.stats.audio_dropped_seconds = self.audio.dropped_seconds
 
+    def _started(self, now: float) -> None:
+        """Record and log the start-up: seconds from the first frame in to the first frame out."""
+        self.stats.startup_s = now - (self.stats.first_in if self.stats.first_in is not None else now)
+        log.info("camera %s: first anonymized frame out %.1f s after the first frame in (model start-up; "
+                 "%d frames dropped meanwhile)", self.spec.name, self.stats.startup_s,
+                 self.stats.dropped["input_queue"],
+                 extra={"camera": self.spec.name, "event": "first_frame_out", "startup_s": self.stats.startup_s})
+
     def _write(self) -> None:
         opened = False
         sound_until = 0.0  # seconds: the end of the last picture written, up to where its sound goes out
@@ -236,6 +246,8 @@ class CameraWorker:
                                               if output is not None and output.failing}
                 if delivered:
                     now = time.monotonic()
+                    if self.stats.startup_s is None:
+                        self._started(now)
                     self.stats.frames_out += 1
                     self.stats.out_rate.add(now)
                     self.stats.latencies.append(now - frame.arrival)

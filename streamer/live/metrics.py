@@ -61,6 +61,9 @@ class CameraStats:
         audio_seconds: sound written to the outputs (cameras with ``audio: true``), seconds.
         audio_dropped_seconds: sound dropped because its pictures did not come within
             :data:`~streamer.live.camera.AUDIO_BUFFER_SECONDS`, seconds.
+        first_in: when the first frame was decoded (``time.monotonic()`` seconds; None before).
+        startup_s: seconds from the first frame in to the first frame out (None before): the models'
+            start-up, which on a GPU holds cuDNN autotuning and CUDA-graph captures.
     """
 
     name: str
@@ -78,6 +81,8 @@ class CameraStats:
     segments_deleted: int = 0
     audio_seconds: float = 0.0
     audio_dropped_seconds: float = 0.0
+    first_in: float | None = None
+    startup_s: float | None = None
     latencies: deque = field(default_factory=lambda: deque(maxlen=600))
     in_rate: _Rate = field(default_factory=_Rate)
     out_rate: _Rate = field(default_factory=_Rate)
@@ -98,6 +103,7 @@ class CameraStats:
                 "faces": self.faces, "reconnects": self.reconnects,
                 "failing_outputs": redact_value(dict(self.failing_outputs)), "segments_deleted": self.segments_deleted,
                 "audio_s": round(self.audio_seconds, 2), "audio_dropped_s": round(self.audio_dropped_seconds, 2),
+                "startup_s": None if self.startup_s is None else round(self.startup_s, 2),
                 "input_fps": round(self.in_rate.value(now), 2), "output_fps": round(self.out_rate.value(now), 2),
                 "latency_p50_s": None if q["0.5"] != q["0.5"] else round(q["0.5"], 4),
                 "latency_p95_s": None if q["0.95"] != q["0.95"] else round(q["0.95"], 4)}
@@ -133,6 +139,8 @@ class LiveCollector:
                                          labels=["camera"]),
             "adrop": CounterMetricFamily("streamer_audio_dropped_seconds", "Sound dropped: its pictures did not "
                                          "come in time (seconds)", labels=["camera"]),
+            "startup": GaugeMetricFamily("streamer_startup_seconds", "Seconds from the first frame in to the "
+                                         "first frame out (model start-up; absent before)", labels=["camera"]),
             "state": GaugeMetricFamily("streamer_camera_state", "1 for the camera's current state",
                                        labels=["camera", "state"]),
             "failing": GaugeMetricFamily("streamer_output_failing", "1 while writing this output fails "
@@ -154,6 +162,8 @@ class LiveCollector:
             families["ofps"].add_metric([name], s.out_rate.value(now))
             for quantile, value in s.latency_quantiles().items():
                 families["lat"].add_metric([name, quantile], value)
+            if s.startup_s is not None:
+                families["startup"].add_metric([name], s.startup_s)
             for state in STATES:
                 families["state"].add_metric([name, state], 1.0 if s.state == state else 0.0)
             for output in ("record", "publish"):

@@ -61,7 +61,10 @@ class LiveServer:
         self.settings = settings or ServerSettings()
         self.stop = threading.Event()
         self.gave_up = False  # run() stopped because no camera came up within settings.startup_timeout
-        self.detector = SharedDetector(detector or build_detector(config), self.settings.max_batch,
+        # a live camera hands over one frame per call: no detector call holds more frames than there are
+        # cameras, and a GPU detector captures graphs (and autotunes) only for the batch sizes that can occur
+        batch = max(1, min(self.settings.max_batch, len(specs)))
+        self.detector = SharedDetector(detector or build_detector(config, max_batch=batch), batch,
                                        self.settings.batch_window_ms / 1000)
         self.generators: dict[tuple, SharedAnonymizer] = {}  # by factory.gan_key
         self.compositors: dict[tuple, SharedCompositor] = {}

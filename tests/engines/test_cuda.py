@@ -176,3 +176,15 @@ def test_the_first_call_captures_every_bucket_it_is_told_to_prepare():
     x = GENERATOR.random_inputs(3, seed=1)
     gan.runner.run_tensor(*(torch.from_numpy(x[name]).cuda() for name in GENERATOR.input_names))
     assert [shape[0] for shape in gan.runner.graph_shapes] == [1, 2, 4, 8, 16, 32]
+
+
+def test_gpu_detectors_capture_only_the_batch_sizes_their_callers_send():
+    """A file job's detector: its frames per batch alone (the last batch padded); a detector shared by
+    N live cameras: the sizes 1..N (2026-11-27b: 20-30 s of start-up on an H100, mostly autotuning)."""
+    from streamer.config import config_from_dict
+    from streamer.factory import build_detector, frames_per_batch
+
+    config = config_from_dict({"pipeline": {"device": "cuda"}})
+    assert build_detector(config).runner.batch_buckets == (frames_per_batch(config),)
+    assert build_detector(config, max_batch=1).runner.batch_buckets == (1,)
+    assert build_detector(config, max_batch=5).runner.batch_buckets == (1, 2, 4, 5)

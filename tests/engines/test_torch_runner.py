@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engines.export import parity
-from engines.torch_runner import TorchRunner, bucket_for
+from engines.torch_runner import TorchRunner, bucket_for, buckets_up_to, cudnn_autotune
 from tests.engines.conftest import frame_batch, torch_outputs
 
 
@@ -16,6 +16,25 @@ def test_bucket_for():
     assert [bucket_for(n, buckets) for n in (1, 2, 3, 5, 8, 9, 31, 32, 40)] == [1, 2, 4, 8, 8, 16, 32, 32, 32]
     with pytest.raises(ValueError):
         bucket_for(0, buckets)
+
+
+def test_buckets_up_to_a_largest_batch():
+    assert buckets_up_to(1) == (1,)
+    assert buckets_up_to(3) == (1, 2, 3)
+    assert buckets_up_to(16) == (1, 2, 4, 8, 16)
+    assert buckets_up_to(40) == (1, 2, 4, 8, 16, 32, 40)
+    with pytest.raises(ValueError, match="max_batch must be >= 1"):
+        buckets_up_to(0)
+
+
+def test_cudnn_autotuning_is_on_unless_turned_off(monkeypatch):
+    monkeypatch.delenv("STREAMER_CUDNN_BENCHMARK", raising=False)
+    assert cudnn_autotune()
+    monkeypatch.setenv("STREAMER_CUDNN_BENCHMARK", "0")
+    assert not cudnn_autotune()
+    monkeypatch.setenv("STREAMER_CUDNN_BENCHMARK", "yes")
+    with pytest.raises(ValueError, match="STREAMER_CUDNN_BENCHMARK must be 0 or 1, got 'yes'"):
+        cudnn_autotune()
 
 
 def test_padding_and_chunking_do_not_change_outputs(centerface_torch, real_frames):
@@ -162,6 +181,42 @@ def test_a_shared_detector_captures_every_batch_size_up_to_its_largest_at_the_fi
         assert captured == [16, 8, 4, 2, 1]  # a batch of 5 replays bucket 8
     finally:
         shared.close()
+
+
+def test_a_file_detector_with_one_bucket_captures_once_and_pads_the_last_batch(centerface_torch,
+                                                                               graphs_on_the_cpu):
+    """A file pipeline's detector sees full batches but the last: one graph (one cuDNN autotuning per
+    convolution, seconds at 1920x1088) instead of one per power of two below the batch (the first 180
+    frames of an H100 gan bench took 20-30 s, 2026-11-27b)."""
+    make, captured, _ = graphs_on_the_cpu
+    runner = make(centerface_torch, batch_buckets=(8,))
+    x = torch.rand((8, 3, 64, 96)) * 255
+    runner.run_tensor(x)
+    tail = runner.run_tensor(x[:3])  # the file's last 3 frames: padded to 8, the same graph
+    assert captured == [8]
+    eager = TorchRunner(centerface_torch, "cpu").run_tensor(x[:3])
+    assert all(t.shape[0] == 3 and torch.allclose(t, e, atol=1e-4) for t, e in zip(tail, eager))
+
+
+def test_a_detector_shared_by_three_cameras_captures_three_sizes(centerface_torch, graphs_on_the_cpu):
+    """Live cameras hand over one frame each: a shared detector's calls hold 1 to (cameras) frames."""
+    from streamer.config import DetectorConfig
+    from streamer.live.batcher import SharedDetector
+    from streamer.stages.detector import CenterFaceDetector
+
+    make, captured, _ = graphs_on_the_cpu
+    shared = SharedDetector(CenterFaceDetector(DetectorConfig(input_width=96),
+                                               runner=make(centerface_torch, batch_buckets=buckets_up_to(3))),
+                            max_batch=3)
+    try:
+        shared([np.zeros((64, 96, 3), np.uint8)])
+        assert captured == [3, 2, 1]
+    finally:
+        shared.close()
+    odd = make(centerface_torch, prepare_up_to=3)  # default buckets: 3 frames need bucket 4
+    captured.clear()
+    odd.run_tensor(torch.rand((1, 3, 64, 96)) * 255)
+    assert captured == [4, 2, 1]
 
 
 def test_a_failed_capture_leaves_those_shapes_eager_and_warns_once(centerface_torch, graphs_on_the_cpu, caplog):

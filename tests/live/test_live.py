@@ -174,10 +174,15 @@ def test_live_server_end_to_end(tmp_path, face_clip, rtsp_server_factory, publis
         faces_in = [len(d[d.scores > 0.5]) for d in detector(raw)]
         assert sum(faces_in) >= 20, "the input clip must show faces"
         assert sum(faces_out) <= 1, f"faces still recognizable in the output: {faces_out}"
-        assert _health(metrics_port)["door"]["faces"] > 0
+        door = _health(metrics_port)["door"]
+        assert door["faces"] > 0
+        # the models' start-up is reported: from the first frame in to the first frame out, seconds
+        assert door["startup_s"] is not None and 0 < door["startup_s"] < 60, door
+        assert 'streamer_startup_seconds{camera="door"}' in _get(f"http://127.0.0.1:{metrics_port}/metrics")[1]
 
         # 2. unreachable camera: reported, the other keeps flowing
         dead = _health(metrics_port)["dead"]
+        assert dead["startup_s"] is None  # never delivered a frame
         assert dead["state"] == "failed" and "cannot connect" in dead["detail"], dead
         assert _get(f"http://127.0.0.1:{metrics_port}/health")[0] == 503
 
