@@ -123,6 +123,11 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"{torch.cuda.get_device_name(0) if cuda_available() else 'none'}")
     print(f"tensorrt: {'installed' if tensorrt_available() else 'not installed'}")
     print(f"--device auto -> {choice.name} ({choice.reason})")
+    if choice.name == "torch-cuda":
+        from engines.torch_runner import CUDNN_AUTOTUNE_ENV, cudnn_autotune
+
+        print(f"cuDNN autotuning: {'on' if cudnn_autotune() else 'off'} (seconds of start-up per new input shape; "
+              f"{CUDNN_AUTOTUNE_ENV}=0 turns it off)")
     print(f"CPU runtime: {cpu_runtime()} (set STREAMER_CPU_RUNTIME=onnxruntime|torch to change); "
           f"ONNX Runtime thread spinning {'on' if ort_spinning() else 'off'} ({ORT_SPINNING_ENV}=1 turns it on)")
     weights, status = weights_path(), weights_status()

@@ -61,11 +61,13 @@ def cudnn_autotune() -> bool:
     lose steady speed is not measured yet, so autotuning stays on by default.
 
     Raises:
-        ValueError: the variable is set to anything but 0 or 1.
+        BackendError: the variable is set to anything but 0 or 1.
     """
+    from streamer.errors import BackendError
+
     value = os.environ.get(CUDNN_AUTOTUNE_ENV, "").strip()
     if value not in ("", "0", "1"):
-        raise ValueError(f"{CUDNN_AUTOTUNE_ENV} must be 0 or 1, got {value!r}")
+        raise BackendError(f"{CUDNN_AUTOTUNE_ENV} must be 0 or 1, got {value!r}")
     return value != "0"
 
 

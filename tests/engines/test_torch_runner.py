@@ -8,6 +8,7 @@ import torch
 
 from engines.export import parity
 from engines.torch_runner import TorchRunner, bucket_for, buckets_up_to, cudnn_autotune
+from streamer.errors import BackendError
 from tests.engines.conftest import frame_batch, torch_outputs
 
 
@@ -33,8 +34,8 @@ def test_cudnn_autotuning_is_on_unless_turned_off(monkeypatch):
     monkeypatch.setenv("STREAMER_CUDNN_BENCHMARK", "0")
     assert not cudnn_autotune()
     monkeypatch.setenv("STREAMER_CUDNN_BENCHMARK", "yes")
-    with pytest.raises(ValueError, match="STREAMER_CUDNN_BENCHMARK must be 0 or 1, got 'yes'"):
-        cudnn_autotune()
+    with pytest.raises(BackendError, match="STREAMER_CUDNN_BENCHMARK must be 0 or 1, got 'yes'"):
+        cudnn_autotune()  # a user-facing error: one line from the CLI
 
 
 def test_padding_and_chunking_do_not_change_outputs(centerface_torch, real_frames):
