@@ -178,10 +178,11 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
     from streamer.factory import build_compositor, build_detector, build_shared_generator, uses_torch_compositor
     from streamer.live.batcher import SharedCompositor, SharedDetector
 
-    shared = SharedDetector(build_detector(config, max_batch=max(1, n)), max_batch=max(1, n))
+    batch = max(1, n)  # frames per shared call: one from each stream at most (GPU) or per stream (CPU)
+    shared = SharedDetector(build_detector(config, max_batch=batch), max_batch=batch)
     generator = compositor = None
     if uses_torch_compositor(config):  # the compositor loads the generator in gan mode
-        compositor = SharedCompositor(build_compositor(config, download=False), max_batch=max(1, n))
+        compositor = SharedCompositor(build_compositor(config, download=False), max_batch=batch)
         config = apply_overrides(config, {"detector.batch_size": 1})
     else:
         generator = build_shared_generator(config)  # gan mode: one generator, faces batched across streams

@@ -1,10 +1,11 @@
 """PyTorch runners: CPU FP32, and CUDA FP16 channels-last with CUDA graphs.
 
 On CUDA the module runs in FP16 with channels-last memory and
-``cudnn.benchmark`` autotuning (off with ``$STREAMER_CUDNN_BENCHMARK=0``). With ``cuda_graphs=True`` every set of
-padded input shapes (batch bucket, H, W) is captured once into a CUDA graph
-and replayed afterwards; each input (a model may take several, e.g. the
-generator's image, boxes, keypoints and z) has its own static buffer.
+``cudnn.benchmark`` autotuning (off with ``$STREAMER_CUDNN_BENCHMARK=0``).
+With ``cuda_graphs=True`` every set of padded input shapes (batch bucket,
+H, W) is captured once into a CUDA graph and replayed afterwards; each
+input (a model may take several, e.g. the generator's image, boxes,
+keypoints and z) has its own static buffer.
 Batches are padded up to the next size of ``batch_buckets`` (the padded-batch
 policy), so a stream whose batch size varies between 1 and 32 reuses at most
 six graphs per input size instead of capturing one per batch size. The first

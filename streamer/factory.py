@@ -47,9 +47,7 @@ def build_detector(config: Config, cpu_runtime_name: str | None = None,
     log.info("backend: %s (%s)", choice.name, choice.reason)
     if choice.name == "torch-cuda":
         from engines.centerface_torch import load_centerface_torch
-        from engines.torch_runner import TorchRunner
-
-        from engines.torch_runner import buckets_up_to
+        from engines.torch_runner import TorchRunner, buckets_up_to
 
         buckets = buckets_up_to(max_batch) if max_batch else (frames_per_batch(config),)
         return CenterFaceDetector(config.detector, runner=TorchRunner(load_centerface_torch(), "cuda",
