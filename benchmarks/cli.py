@@ -178,7 +178,7 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
     from streamer.factory import build_compositor, build_detector, build_shared_generator, uses_torch_compositor
     from streamer.live.batcher import SharedCompositor, SharedDetector
 
-    batch = max(1, n)  # frames per shared call: one from each stream at most (GPU) or per stream (CPU)
+    batch = max(1, n)  # most frames per shared call: one batch of each stream (a frame each with the defaults)
     shared = SharedDetector(build_detector(config, max_batch=batch), max_batch=batch)
     generator = compositor = None
     if uses_torch_compositor(config):  # the compositor loads the generator in gan mode
