@@ -27,6 +27,7 @@ import copy
 import logging
 import os
 import threading
+import time
 from typing import Callable
 
 import numpy as np
@@ -130,13 +131,14 @@ class TorchRunner:
         prepare_up_to: with CUDA graphs, the first batch of a new input size also captures every
             bucket up to this batch size (besides the buckets up to its own, which it always captures),
             so later batches never stop the GPU for a capture (0: only up to its own).
+        name: what the log calls the model (default: the module's class name).
     """
 
     def __init__(self, module: nn.Module, device: str = "cpu", half: bool | None = None,
                  channels_last: bool | None = None, cuda_graphs: bool = False,
                  pad_to_buckets: bool | None = None, batch_buckets: tuple[int, ...] = DEFAULT_BATCH_BUCKETS,
                  compile: bool = False, threads: int = 0, stream: "torch.cuda.Stream | None" = None,
-                 input_names: tuple[str, ...] | None = None, prepare_up_to: int = 0) -> None:
+                 input_names: tuple[str, ...] | None = None, prepare_up_to: int = 0, name: str = "") -> None:
         self.device = torch.device(device)
         is_cuda = self.device.type == "cuda"
         if (cuda_graphs or half) and not is_cuda:
@@ -153,6 +155,7 @@ class TorchRunner:
         self.stream = stream
         self.input_names = tuple(input_names) if input_names is not None else None
         self.backend = "torch-cuda" if is_cuda else "torch-cpu"
+        self.name = name or type(module).__name__
         if is_cuda:
             torch.backends.cudnn.benchmark = cudnn_autotune()
         module = copy.deepcopy(module).eval().requires_grad_(False).to(self.device, self.dtype,
@@ -233,8 +236,15 @@ class TorchRunner:
             # rather than one by one in the middle of a run
             top = max(padded, bucket_for(self.prepare_up_to, self.batch_buckets) if self.prepare_up_to else 0)
             sizes = sorted({b for b in self.batch_buckets if b <= top} | {padded}, reverse=True)
+            # the wait a user sees before the first frames (20-30 s on an H100 when every size was captured,
+            # 2026-11-27b): said before it starts, and how long it took
+            size_text = "x".join(str(d) for d in xs[0].shape[2:])
+            log.info("%s: preparing the GPU for %s input, batches of %s (cuDNN autotuning and CUDA graphs; "
+                     "once per input size and process)", self.name, size_text, "/".join(map(str, sizes)))
+            started = time.perf_counter()
             for size in sizes:
                 self._try_capture(tuple((size, *x.shape[1:]) for x in xs), [x.dtype for x in xs])
+            log.info("%s: ready for %s input in %.1f s", self.name, size_text, time.perf_counter() - started)
         if shapes in self._eager_shapes:
             return self._eager(xs, padded)
         graph, static_ins, static_out = self._graphs[shapes]

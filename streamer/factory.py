@@ -51,7 +51,8 @@ def build_detector(config: Config, cpu_runtime_name: str | None = None,
 
         buckets = buckets_up_to(max_batch) if max_batch else (frames_per_batch(config),)
         return CenterFaceDetector(config.detector, runner=TorchRunner(load_centerface_torch(), "cuda",
-                                                                      cuda_graphs=True, batch_buckets=buckets),
+                                                                      cuda_graphs=True, batch_buckets=buckets,
+                                                                      name="detector"),
                                   stream=stage_stream("cuda"))
     from engines.engine_cache import default_cache_dir
     from engines.tensorrt_runner import tensorrt_runner_for

@@ -85,4 +85,5 @@ def setup_logging(log_format: str = "text", debug: bool = False, quiet: bool = F
     handler.setFormatter(JsonFormatter() if log_format == "json" else OneLineFormatter())
     handler.addFilter(RedactingFilter(_STANDARD))  # camera passwords never reach a log
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler], force=True)
-    logging.getLogger("streamer").setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
+    for name in ("streamer", "engines"):  # engines: model export, engine builds, GPU warm-up ("takes minutes")
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)

@@ -98,7 +98,8 @@ class GanAnonymizer:
         # faces per call vary from frame to frame: every bucket up to a full batch is captured at the first
         # call (the network is small), none in the middle of a stream
         runner = TorchRunner(generator, device, cuda_graphs=cuda, threads=0 if cuda else threads,
-                             input_names=GENERATOR.input_names, prepare_up_to=batch_size if cuda else 0)
+                             input_names=GENERATOR.input_names, prepare_up_to=batch_size if cuda else 0,
+                             name="face generator")
         return cls(runner, generator.config, seed=seed, batch_size=batch_size)
 
     def latents(self, track_ids: np.ndarray) -> np.ndarray:

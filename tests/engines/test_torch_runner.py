@@ -184,6 +184,21 @@ def test_a_shared_detector_captures_every_batch_size_up_to_its_largest_at_the_fi
         shared.close()
 
 
+def test_the_gpu_preparation_is_said_before_it_starts_and_timed(centerface_torch, graphs_on_the_cpu, caplog):
+    """A user waiting 20-30 s before the first frame (an H100, 2026-11-27b) is told why."""
+    import logging
+
+    make, _, _ = graphs_on_the_cpu
+    runner = make(centerface_torch, name="detector")
+    with caplog.at_level(logging.INFO, logger="engines"):
+        runner.run_tensor(torch.rand((3, 3, 64, 96)) * 255)
+        runner.run_tensor(torch.rand((2, 3, 64, 96)) * 255)  # prepared already: nothing more said
+    said = [r.getMessage() for r in caplog.records if r.name == "engines.torch_runner"]
+    assert said[0] == ("detector: preparing the GPU for 64x96 input, batches of 4/2/1 (cuDNN autotuning and "
+                       "CUDA graphs; once per input size and process)"), said
+    assert len(said) == 2 and said[1].startswith("detector: ready for 64x96 input in "), said
+
+
 def test_a_file_detector_with_one_bucket_captures_once_and_pads_the_last_batch(centerface_torch,
                                                                                graphs_on_the_cpu):
     """A file pipeline's detector sees full batches but the last: one graph (one cuDNN autotuning per
