@@ -212,6 +212,9 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
             "aggregate_fps": round(sum(r.frames_out for r in results if r) / wall, 2),
             # the streams' steady rates added up: start-up (CUDA-graph captures of every batch size) excluded
             "steady_total_fps": round(sum(per_stream), 2),
+            # the last stream's first frame out: the shared models' start-up, seconds
+            "first_frame_s": max((r.first_frame_s for r in results if r and r.first_frame_s is not None),
+                                 default=None),
             "per_stream_fps": [round(f, 2) for f in per_stream], "native_fps": fps,
             "per_stream_frames": [r.frames_out if r else 0 for r in results],
             "failed_streams": len(errors), "errors": sorted(errors)[:3],
@@ -286,10 +289,10 @@ def format_table(rows: list[dict]) -> str:
             lines.append(f"| {_variant_cell(r)} | {r['aggregate_fps']} total; per stream "
                          f"{min(rates)}-{max(rates)} vs {r['native_fps']} native; "
                          f"real time: {'yes' if r['all_real_time'] else 'no'} | "
-                         f"{r.get('steady_total_fps', '')} total | mean batch: "
+                         f"{r.get('steady_total_fps', '')} total | {r.get('first_frame_s', '')} | mean batch: "
                          + ", ".join(f"{key[5:-6]} {value}" for key, value in r.items()
                                      if key.startswith("mean_") and key.endswith("_batch"))
-                         + " | | | | | |")
+                         + " | | | | |")
             continue
         if "error" in r:
             lines.append(f"| {r['variant']} | failed: {r['error']} | | | | | | | |")

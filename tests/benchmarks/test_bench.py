@@ -26,6 +26,7 @@ def test_bench_reports_every_variant(tmp_path):
     assert {"decode", "detect", "anonymize", "encode"} <= set(rows["full-blur"]["stages_ms"])
     for name in ("2 streams null-blur", "2 streams full-blur"):
         assert rows[name]["per_stream_frames"] == [25, 25], rows[name]
+        assert rows[name]["first_frame_s"] > 0, rows[name]  # the shared models' start-up, seconds
         assert rows[name]["decoding"] == "slice threads, as live cameras"  # as the live server decodes
     assert rows["deface"].get("fps", 0) > 0, rows["deface"]
     assert out_png.stat().st_size > 1000
