@@ -169,7 +169,10 @@ def main() -> int:
     from streamer.config import config_from_dict
     from streamer.live.server import LiveServer
     from streamer.live.settings import parse_live
+    from streamer.logs import setup_logging
     from streamer.sample import make_sample_clip
+
+    setup_logging()  # streamer's own lines on stderr: each model's GPU warm-up, each camera's first frame out
 
     clip = make_sample_clip(f"/tmp/live-bench-{args.width}x{args.height}.mp4", seconds=2.0, fps=args.fps,
                             width=args.width, height=args.height, faces=1, audio=False)
