@@ -44,16 +44,21 @@ from conftest import RtspServer  # noqa: E402  (the tests' server launcher)
 BITS, BLOCK = 16, 40
 
 
+def stamp_bits(width: int) -> int:
+    """How many barcode bits fit across a frame ``width`` pixels wide (16 from 640 px up)."""
+    return min(BITS, width // BLOCK)
+
+
 def stamp(image: np.ndarray, n: int) -> None:
-    """Write ``n`` as 16 black/white 40x40 blocks in the top-left corner."""
-    for b in range(BITS):
+    """Write ``n`` (below ``2 ** stamp_bits(width)``) as black/white 40x40 blocks in the top-left corner."""
+    for b in range(stamp_bits(image.shape[1])):
         image[:BLOCK, b * BLOCK:(b + 1) * BLOCK] = 255 if (n >> b) & 1 else 0
 
 
 def read_stamp(image: np.ndarray) -> int:
     """Read the barcode written by :func:`stamp`."""
     row = image[BLOCK // 4: 3 * BLOCK // 4]
-    return sum(1 << b for b in range(BITS)
+    return sum(1 << b for b in range(stamp_bits(image.shape[1]))
                if row[:, b * BLOCK + BLOCK // 4: (b + 1) * BLOCK - BLOCK // 4].mean() > 128)
 
 
@@ -76,10 +81,11 @@ def publish(url: str, frames: list[np.ndarray], fps: int, sent: dict, stop: thre
         if delay > 0:
             time.sleep(delay)
         image = frames[n % len(frames)].copy()
-        stamp(image, n % (1 << BITS))
+        key = n % (1 << stamp_bits(image.shape[1]))  # frame numbers wrap where the barcode ends
+        stamp(image, key)
         vf = av.VideoFrame.from_ndarray(image, format="rgb24")
         vf.pts, vf.time_base = n, Fraction(1, fps)
-        sent[n % (1 << BITS)] = time.monotonic()
+        sent[key] = time.monotonic()
         for p in s.encode(vf):
             out.mux(p)
         n += 1
