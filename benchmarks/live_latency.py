@@ -149,6 +149,11 @@ def read(url: str, sent: dict, latencies: list, stop: threading.Event) -> None:
             time.sleep(0.2)
 
 
+def stage_means(run_stats) -> dict[str, float]:
+    """Mean milliseconds per frame of each stage a camera timed (detect, track, anonymize, encode)."""
+    return {stage: round(float(np.mean(list(ms))), 1) for stage, ms in list(run_stats.stage_ms.items()) if ms}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--width", type=int, default=1920)
@@ -222,7 +227,8 @@ def main() -> int:
         latencies.clear()
         stats = server.stats["cam"]
         worker = server.workers["cam"]
-        worker.run_stats.stage_ms.clear()
+        for each in server.workers.values():
+            each.run_stats.stage_ms.clear()
         before = {name: (s.frames_in, s.frames_out, dict(s.dropped)) for name, s in server.stats.items()}
         in0, out0, drop0 = before["cam"]
         stats.latencies.clear()
@@ -231,6 +237,7 @@ def main() -> int:
         snap = snaps["cam"]
         processed = max(1, snap["frames_out"] - out0)
         per_camera = {name: {"startup_s": snaps[name]["startup_s"],
+                             "stage_ms_per_frame": stage_means(server.workers[name].run_stats),
                              "input_fps": round((snaps[name]["frames_in"] - before[name][0]) / args.seconds, 1),
                              "output_fps": round((snaps[name]["frames_out"] - before[name][1]) / args.seconds, 1),
                              "dropped": {k: v - before[name][2].get(k, 0) for k, v in snaps[name]["dropped"].items()}}
@@ -250,8 +257,7 @@ def main() -> int:
             "streamer_latency_s": {"p50": snap["latency_p50_s"], "p95": snap["latency_p95_s"]},
             "startup_s": snap["startup_s"], "startup_wait_s": round(startup_wait, 1),
             "cameras_never_out": sorted(name for name, s in snaps.items() if s["startup_s"] is None),
-            "stage_ms_per_frame": {k: round(float(np.mean(v)), 1)
-                                   for k, v in worker.run_stats.stage_ms.items() if v},
+            "stage_ms_per_frame": stage_means(worker.run_stats),
         }
         if others:
             result["cameras"] = args.cameras

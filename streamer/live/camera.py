@@ -227,11 +227,14 @@ class CameraWorker:
                     if self.audio is not None:  # sound from before the first picture out has no picture to go with
                         self.audio.take(before=at)
                 delivered = False
+                started = time.perf_counter()
                 for output in (self.recorder, self.publisher):
                     if output is not None:
                         written = output.frames_written
                         output.write(frame)
                         delivered |= output.frames_written > written
+                # the outputs' encode and mux time: with 16 cameras the encoders may be what limits
+                self.run_stats.add_stage_time("encode", time.perf_counter() - started)
                 if self.audio is not None:
                     sound_until = at + 1 / frame.fps
                     self._write_audio(before=sound_until)

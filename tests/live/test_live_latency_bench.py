@@ -22,6 +22,8 @@ def test_live_benchmark_reports_every_camera(tmp_path, rtsp_server_factory):
     for name, camera in result["per_camera"].items():
         assert camera["input_fps"] > 0 and camera["output_fps"] > 0, (name, camera)  # the replayed camera flows
         assert camera["startup_s"] > 0, (name, camera)  # measured after every camera's first frame out
+        # what limits a camera: its stages' time per frame, the encoders' included
+        assert {"detect", "anonymize", "encode"} <= set(camera["stage_ms_per_frame"]), (name, camera)
     assert result["cameras_never_out"] == [] and result["startup_wait_s"] >= result["startup_s"] - 1
     assert result["end_to_end_latency_s"]["frames"] > 0
     assert 0 <= result["cameras_real_time"] <= 2
