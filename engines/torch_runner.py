@@ -238,7 +238,7 @@ class TorchRunner:
             sizes = sorted({b for b in self.batch_buckets if b <= top} | {padded}, reverse=True)
             # the wait a user sees before the first frames (20-30 s on an H100 when every size was captured,
             # 2026-11-27b): said before it starts, and how long it took
-            size_text = "x".join(str(d) for d in xs[0].shape[2:])
+            size_text = "x".join(str(d) for d in reversed(xs[0].shape[2:]))  # width x height, pixels
             log.info("%s: preparing the GPU for %s input, batches of %s (cuDNN autotuning and CUDA graphs; "
                      "once per input size and process)", self.name, size_text, "/".join(map(str, sizes)))
             started = time.perf_counter()

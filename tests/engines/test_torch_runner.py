@@ -194,9 +194,9 @@ def test_the_gpu_preparation_is_said_before_it_starts_and_timed(centerface_torch
         runner.run_tensor(torch.rand((3, 3, 64, 96)) * 255)
         runner.run_tensor(torch.rand((2, 3, 64, 96)) * 255)  # prepared already: nothing more said
     said = [r.getMessage() for r in caplog.records if r.name == "engines.torch_runner"]
-    assert said[0] == ("detector: preparing the GPU for 64x96 input, batches of 4/2/1 (cuDNN autotuning and "
-                       "CUDA graphs; once per input size and process)"), said
-    assert len(said) == 2 and said[1].startswith("detector: ready for 64x96 input in "), said
+    assert said[0] == ("detector: preparing the GPU for 96x64 input, batches of 4/2/1 (cuDNN autotuning and "
+                       "CUDA graphs; once per input size and process)"), said  # width x height
+    assert len(said) == 2 and said[1].startswith("detector: ready for 96x64 input in "), said
 
 
 def test_a_file_detector_with_one_bucket_captures_once_and_pads_the_last_batch(centerface_torch,
