@@ -210,7 +210,7 @@ def _streams(path: str, config: Config, n: int, fps: float, encode_dir: str | No
     return {"variant": f"{n} streams {kind}-{config.anonymizer.mode}{threads}", "streams": n,
             "decoding": "slice threads, as live cameras" if camera_like else "frame threads, as file jobs",
             "aggregate_fps": round(sum(r.frames_out for r in results if r) / wall, 2),
-            # the streams' steady rates added up: start-up (CUDA-graph captures of every batch size) excluded
+            # the streams' steady rates added up: start-up (cuDNN autotuning, CUDA-graph captures) excluded
             "steady_total_fps": round(sum(per_stream), 2),
             # the last stream's first frame out: the shared models' start-up, seconds
             "first_frame_s": max((r.first_frame_s for r in results if r and r.first_frame_s is not None),
