@@ -33,7 +33,7 @@ import copy
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -286,18 +286,37 @@ def stored_model_config(run: Path, state: dict | None = None) -> GeneratorConfig
     return GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
 
 
+def resolve_model_config(stored: GeneratorConfig | None, requested: GeneratorConfig,
+                         mask_scale: float | None = None) -> GeneratorConfig:
+    """The model config a chunk trains: a new run's ``requested`` one, a resumed run's ``stored`` one.
+
+    The architecture of a resumed run never changes. Its mask scale (the blacked-out region, in face
+    box sides) does only when ``mask_scale`` is given, i.e. asked for by name: the run is fine-tuned at
+    it, which a warning says.
+    """
+    if stored is None:
+        return requested if mask_scale is None else replace(requested, mask_scale=mask_scale)
+    if replace(stored, mask_scale=requested.mask_scale) != requested:
+        log.warning("resuming with the model config the run was started with (%s), not %s", stored, requested)
+    if mask_scale is not None and mask_scale != stored.mask_scale:
+        log.warning("fine-tuning at mask scale %g: the run was trained at %g so far", mask_scale, stored.mask_scale)
+        return replace(stored, mask_scale=mask_scale)
+    return stored
+
+
 def train(data_dirs: list[Path], run: Path, minutes: float, max_kimg: float, cfg: TrainConfig,
           model_cfg: GeneratorConfig, device: torch.device, log_every: int = 50, save_minutes: float = 5.0,
-          compile_models: bool = False, limit: int | None = None) -> Trainer:
-    """Train one chunk of at most ``minutes`` (or until ``max_kimg`` thousand images in total); save; return."""
+          compile_models: bool = False, limit: int | None = None, mask_scale: float | None = None) -> Trainer:
+    """Train one chunk of at most ``minutes`` (or until ``max_kimg`` thousand images in total); save; return.
+
+    ``mask_scale`` (face box sides), when given, sets a new run's blacked-out region or fine-tunes a
+    resumed run at it (``resolve_model_config``).
+    """
     run.mkdir(parents=True, exist_ok=True)
     # loaded once, on the CPU: load_state_dict moves weights and optimizer state to the trainer's device
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False) \
         if (run / "checkpoint.pt").is_file() else None
-    stored = stored_model_config(run, state)
-    if stored is not None and stored != model_cfg:
-        log.warning("resuming %s with the model config it was started with (%s), not %s", run, stored, model_cfg)
-        model_cfg = stored
+    model_cfg = resolve_model_config(stored_model_config(run, state), model_cfg, mask_scale)
     trainer = Trainer(model_cfg, cfg, device, channels_last=device.type == "cuda")
     if state is not None:
         trainer.load_state(state)
@@ -369,8 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--r1-gamma", type=float, default=1.0)
     p.add_argument("--l1-weight", type=float, default=1.0)
-    p.add_argument("--mask-scale", type=float, default=GeneratorConfig.mask_scale,
-                   help="blacked-out region = face box x this (new runs; a resumed run keeps its own)")
+    p.add_argument("--mask-scale", type=float,
+                   help=f"blacked-out region = face box x this (default {GeneratorConfig.mask_scale:g}; "
+                        "a resumed run keeps its own unless this is given, then it is fine-tuned at it)")
     p.add_argument("--amp", choices=("bf16", "fp16", "none"), default="bf16")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cuda or cpu")
@@ -385,9 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(batch=args.batch, lr=args.lr, r1_gamma=args.r1_gamma, l1_weight=args.l1_weight,
                       amp=args.amp, seed=args.seed)
     overrides = {k: tuple(v) for k, v in (("channels", args.channels), ("d_channels", args.d_channels)) if v}
-    overrides["mask_scale"] = args.mask_scale
     train(args.data, args.run, args.minutes, args.max_kimg, cfg, GeneratorConfig(**overrides), pick_device(args.device),
-          log_every=args.log_every, save_minutes=args.save_minutes, compile_models=args.compile, limit=args.limit)
+          log_every=args.log_every, save_minutes=args.save_minutes, compile_models=args.compile, limit=args.limit,
+          mask_scale=args.mask_scale)
     return 0
 
 

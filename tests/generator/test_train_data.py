@@ -118,3 +118,18 @@ def test_a_run_folder_remembers_its_model_config(tmp_path: Path):
     assert stored_model_config(tmp_path) == config
     (tmp_path / "checkpoint.pt").unlink()  # compact checkpoint only, as returned by the GPU machine
     assert stored_model_config(tmp_path) == config
+
+
+def test_a_resumed_run_changes_its_mask_scale_only_when_asked_by_name():
+    """Fine-tuning at another mask scale is explicit; the architecture of a resumed run never changes."""
+    from dataclasses import replace
+
+    from engines.generator.train import resolve_model_config
+
+    stored = replace(TINY, mask_scale=1.1)
+    assert resolve_model_config(None, TINY, None) == TINY
+    assert resolve_model_config(None, TINY, 1.3).mask_scale == 1.3
+    assert resolve_model_config(stored, TINY, None) == stored
+    assert resolve_model_config(stored, TINY, 1.3) == replace(stored, mask_scale=1.3)
+    wider = replace(TINY, channels=(16, 16, 16, 16))
+    assert resolve_model_config(stored, wider, 1.3) == replace(stored, mask_scale=1.3)
