@@ -140,6 +140,28 @@ def stage_threads() -> int:
     return 1
 
 
+#: Environment variable: 0 finishes each batch before the next one's detection starts.
+DETECT_AHEAD_ENV = "STREAMER_DETECT_AHEAD"
+
+
+def detect_ahead() -> bool:
+    """Whether a file job on one stage thread starts a batch's detection before it finishes the previous
+    batch (:class:`streamer.pipeline.Lookahead`): ``$STREAMER_DETECT_AHEAD`` (0 or 1), else yes.
+
+    On a GPU the detector's work is then only queued, and the GPU detects one batch while the host
+    tracks and anonymizes the one before, instead of waiting between them: the null-sink rate was
+    bound by detect + track + anonymize of one thread in turn (H100, 2026-11-27). On the CPU the order
+    changes, not the work. One batch more is in flight.
+
+    Raises:
+        ConfigError: the variable is set to anything but 0 or 1.
+    """
+    value = os.environ.get(DETECT_AHEAD_ENV, "").strip()
+    if value not in ("", "0", "1"):
+        raise ConfigError(f"{DETECT_AHEAD_ENV} must be 0 or 1, got {value!r}")
+    return value != "0"
+
+
 #: Environment variable: 1 gives the detector and the GPU compositor each their own CUDA stream.
 STAGE_STREAMS_ENV = "STREAMER_STAGE_STREAMS"
 

@@ -233,19 +233,50 @@ class FrameProcessor:
         frames first, so the detector reads the same device copy. A detector
         failure goes through the ``on_error`` policy for the whole batch.
         """
+        return self._collect(frames, self.start(frames))
+
+    def start(self, frames: list[Frame]) -> "_Started | None":
+        """Start detecting the faces of a batch; :meth:`finish` completes the batch.
+
+        With a detector that has ``start``/``collect`` and frames on a GPU only
+        the detector's work is queued here, so the GPU detects this batch
+        while the host tracks and anonymizes the previous one
+        (:class:`Lookahead`). Returns None when the detector failed (the
+        frames went through the ``on_error`` policy).
+        """
         t0 = time.perf_counter()
         upload = getattr(self.compositor, "upload", None)
         try:
             if upload is not None:
                 upload(frames)
-            found = self.detector([f.pixels for f in frames])
+            images = [f.pixels for f in frames]
+            start = getattr(self.detector, "start", None)
+            pending = start(images) if start is not None else self.detector(images)
         except Exception as exc:  # noqa: BLE001 - any stage failure goes through the policy
+            for frame in frames:
+                self._fail(frame, "detector", exc)
+            return None
+        return _Started(pending, time.perf_counter() - t0)
+
+    def finish(self, frames: list[Frame], started: "_Started | None") -> list[Frame]:
+        """Complete a batch :meth:`start` began: its detections, tracking and anonymization, in place."""
+        return self.anonymize(self._collect(frames, started))
+
+    def _collect(self, frames: list[Frame], started: "_Started | None") -> list[Frame]:
+        """Store the detections of a started batch on its frames (stage time ``detect``: start + collect)."""
+        if started is None:
+            return frames
+        t0 = time.perf_counter()
+        try:
+            collect = getattr(self.detector, "collect", None)
+            found = collect(started.pending) if collect is not None else started.pending
+        except Exception as exc:  # noqa: BLE001
             for frame in frames:
                 self._fail(frame, "detector", exc)
             return frames
         for frame, detections in zip(frames, found):
             frame.detections = detections
-        self.stats.add_stage_time("detect", time.perf_counter() - t0, len(frames))
+        self.stats.add_stage_time("detect", started.seconds + time.perf_counter() - t0, len(frames))
         return frames
 
     def anonymize(self, frames: list[Frame]) -> list[Frame]:
@@ -322,6 +353,30 @@ class FrameProcessor:
     fps: float = 25.0
 
 
+@dataclass
+class _Started:
+    """A batch whose detection :meth:`FrameProcessor.start` began: the detector's pending result
+    (or its detections, for a detector without ``start``) and the host seconds starting took."""
+
+    pending: object
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Lookahead:
+    """A first stage in two halves, for :class:`ThreadedRun`: batch i is started before batch i - 1 is
+    finished, so a GPU detects one batch while the host tracks and anonymizes the one before
+    (:meth:`FrameProcessor.start` and :meth:`FrameProcessor.finish`). One batch more is in flight.
+
+    Attributes:
+        start: ``start(frames) -> handle``: queue the batch's first work and return.
+        finish: ``finish(frames, handle) -> frames``: the rest, frames in the same order.
+    """
+
+    start: Callable
+    finish: Callable
+
+
 def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
     """Put into a bounded queue, giving up when ``stop`` is set."""
     while not stop.is_set():
@@ -347,8 +402,9 @@ class ThreadedRun:
 
     Args:
         items: iterable of Frames and pass-through packets (consumed on the reader thread).
-        process: callable taking a list of Frames and returning them processed, or a
-            sequence of such stages applied in order, each on its own thread.
+        process: callable taking a list of Frames and returning them processed, a
+            sequence of such stages applied in order, each on its own thread, or a
+            :class:`Lookahead` (one stage in two halves, one batch apart).
         write_frame: called on the writer thread for each kept Frame.
         write_packet: called on the writer thread for each pass-through packet.
         batch_size: frames per ``process`` call.
@@ -435,13 +491,25 @@ class ThreadedRun:
     def _process(self, level: int, batch: list) -> list:
         """Run stage ``level`` on the frames of ``batch`` (frames and the packets between them, in
         order); returns the batch in the same order, each frame replaced by the stage's result."""
-        positions = [i for i, item in enumerate(batch) if isinstance(item, Frame)]
-        if positions:
-            done = self.stages[level]([batch[i] for i in positions])
-            batch = list(batch)
-            for i, frame in zip(positions, done):
-                batch[i] = frame
-        return batch
+        return _replace_frames(batch, self.stages[level])
+
+    def _first(self, batch: list, started: tuple | None) -> tuple | None:
+        """Run the first stage on ``batch``. A :class:`Lookahead` stage starts it, then finishes and
+        forwards the batch started before (``started``); returns what to finish next (None: nothing)."""
+        stage = self.stages[0]
+        if not isinstance(stage, Lookahead):
+            self._forward(0, self._process(0, batch))
+            return None
+        frames = [item for item in batch if isinstance(item, Frame)]
+        handle = stage.start(frames) if frames else None
+        if started is not None:
+            self._forward(0, self._finish_started(started))
+        return batch, handle
+
+    def _finish_started(self, started: tuple) -> list:
+        """Finish a batch a :class:`Lookahead` first stage started; returns it in order."""
+        batch, handle = started
+        return _replace_frames(batch, lambda frames: self.stages[0].finish(frames, handle))
 
     def _forward(self, level: int, batch: list) -> None:
         """Hand a batch stage ``level`` finished to the next stage, or its items to the writer, in order."""
@@ -467,6 +535,7 @@ class ThreadedRun:
         # audio packet every frame or two does not cut batches down to one frame
         batch: list = []
         frames = 0
+        started = None  # a batch a Lookahead stage started and has not finished
         try:
             while not self.stop.is_set():
                 try:
@@ -480,10 +549,12 @@ class ThreadedRun:
                 batch.append(item)
                 frames += isinstance(item, Frame)
                 if frames >= self.batch_size:
-                    self._forward(0, self._process(0, batch))
+                    started = self._first(batch, started)
                     batch, frames = [], 0
             if batch and not self.stop.is_set():
-                self._forward(0, self._process(0, batch))
+                started = self._first(batch, started)
+            if started is not None and not self.stop.is_set():
+                self._forward(0, self._finish_started(started))
         except BaseException as exc:
             self.errors.append(exc)
             self.stop.set()
@@ -588,7 +659,7 @@ def run_pipeline(source, sink, config: Config, progress: bool = False, detector=
         error or Ctrl-C the sink is finalized (every frame in it is anonymized)
         and the error re-raised; on any other error the sink's output is discarded.
     """
-    from streamer.factory import frames_per_batch, stage_threads
+    from streamer.factory import detect_ahead, frames_per_batch, stage_threads
     from streamer.stages.tracker import FaceTracker
 
     stats = RunStats()
@@ -600,8 +671,14 @@ def run_pipeline(source, sink, config: Config, progress: bool = False, detector=
             tracker = FaceTracker(config.tracker, fps=source.info.fps) if config.tracker.enabled else None
             processor = FrameProcessor(config, detector, tracker, compositor, stats)
             processor.fps = source.info.fps
-            # two threads: one batch's detection overlaps the previous batch's anonymization
-            process = [processor.detect, processor.anonymize] if stage_threads() == 2 else processor.process
+            # two threads: one batch's detection overlaps the previous batch's anonymization; one thread
+            # (the default) overlaps them by starting a batch's detection before finishing the previous batch
+            if stage_threads() == 2:
+                process = [processor.detect, processor.anonymize]
+            elif detect_ahead():
+                process = Lookahead(processor.start, processor.finish)
+            else:
+                process = processor.process
         else:
             process = _unchanged
     except BaseException:
@@ -660,6 +737,18 @@ def run_pipeline(source, sink, config: Config, progress: bool = False, detector=
     stats.decode_errors = source.decode_errors
     stats.truncated = source.truncated
     return stats
+
+
+def _replace_frames(batch: list, stage: Callable[[list[Frame]], list[Frame]]) -> list:
+    """``batch`` (frames and the packets between them) with its frames replaced, in order, by what
+    ``stage`` returns for them."""
+    positions = [i for i, item in enumerate(batch) if isinstance(item, Frame)]
+    if positions:
+        done = stage([batch[i] for i in positions])
+        batch = list(batch)
+        for i, frame in zip(positions, done):
+            batch[i] = frame
+    return batch
 
 
 def _unchanged(frames: list[Frame]) -> list[Frame]:

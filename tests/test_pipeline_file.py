@@ -206,11 +206,13 @@ def test_a_gpu_defaults_to_eight_frames_per_batch_on_one_stage_thread(monkeypatc
     assert factory.frames_per_batch(fast_config(**{"detector.batch_size": 1})) == 1 and factory.stage_threads() == 2
 
 
-def test_bad_stage_threads_setting_is_one_line(small_clip, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name,value,message", [("STREAMER_STAGE_THREADS", "4", "must be 1 or 2"),
+                                                ("STREAMER_DETECT_AHEAD", "yes", "must be 0 or 1")])
+def test_bad_stage_settings_are_one_line(small_clip, tmp_path, monkeypatch, name, value, message):
     from streamer.config import ConfigError
 
-    monkeypatch.setenv("STREAMER_STAGE_THREADS", "4")
-    with pytest.raises(ConfigError, match="STREAMER_STAGE_THREADS must be 1 or 2"):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"{name} {message}"):
         anonymize_file(small_clip.path, str(tmp_path / "out.mp4"), fast_config(), progress=False)
     assert not (tmp_path / "out.mp4").exists()
 

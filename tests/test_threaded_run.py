@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from streamer.detections import Frame
-from streamer.pipeline import ThreadedRun
+from streamer.pipeline import Lookahead, ThreadedRun
 
 
 def _items(frames: int, packet_every: int = 4) -> list:
@@ -93,3 +93,45 @@ def test_a_writer_error_stops_every_stage():
                       batch_size=4, queue_size=4)
     error = _run_in_thread(run)
     assert isinstance(error, OSError) and "disk full" in str(error)
+
+
+@pytest.mark.parametrize("batch_size,frames", [(1, 5), (4, 23), (8, 8)])
+def test_a_lookahead_stage_starts_each_batch_before_finishing_the_one_before(batch_size, frames):
+    """Every frame and packet is written once, in order, the last batch too; batch i starts before
+    batch i - 1 finishes, so a GPU can detect one batch while the host finishes the previous one."""
+    items, written, calls = _items(frames), [], []
+
+    def start(batch: list[Frame]) -> int:
+        calls.append(("start", batch[0].index))
+        return batch[0].index
+
+    def finish(batch: list[Frame], handle: int) -> list[Frame]:
+        assert handle == batch[0].index  # each batch is finished with its own handle
+        calls.append(("finish", batch[0].index))
+        for frame in batch:
+            frame.error = "done"
+        return batch
+
+    run = ThreadedRun(items, Lookahead(start, finish), written.append, written.append,
+                      batch_size=batch_size, queue_size=4)
+    assert _run_in_thread(run) is None
+    assert written == items and all(f.error == "done" for f in written if isinstance(f, Frame))
+    firsts = list(range(0, frames, batch_size))
+    expected = [("start", firsts[0])]
+    for before, first in zip(firsts, firsts[1:]):
+        expected += [("start", first), ("finish", before)]
+    assert calls == expected + [("finish", firsts[-1])]
+
+
+def test_an_error_in_a_lookahead_stage_stops_the_run_and_is_raised():
+    def finish(batch: list[Frame], handle) -> list[Frame]:
+        if batch[0].index >= 8:
+            raise RuntimeError("finish failed")
+        return batch
+
+    written: list = []
+    run = ThreadedRun(_items(40), Lookahead(lambda batch: None, finish), written.append, written.append,
+                      batch_size=4, queue_size=4)
+    error = _run_in_thread(run)
+    assert isinstance(error, RuntimeError) and str(error) == "finish failed"
+    assert [f.index for f in written if isinstance(f, Frame)] == list(range(8))

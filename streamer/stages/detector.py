@@ -15,6 +15,8 @@ Example:
 from __future__ import annotations
 
 import math
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import cv2
@@ -117,6 +119,71 @@ def cells_above(outputs, threshold: float) -> list[tuple[np.ndarray, np.ndarray,
             for a, b in zip(per_image[:-1], per_image[1:])]
 
 
+#: Heatmap cells per frame that :func:`start_candidates` sends to the host without waiting for the GPU.
+CANDIDATE_CELLS = 1024
+
+
+@dataclass
+class PendingCells:
+    """A batch's detector outputs on their way to the host (:meth:`CenterFaceDetector.start`).
+
+    Attributes:
+        images: the batch's frames (kept for the rare re-run, see :func:`candidate_cells`).
+        input_size: network input (width, height) in pixels.
+        cells: per frame, the cells above the threshold, when they are known already (host runners).
+        candidates: ``(N, 17, K)`` host tensor being filled by an asynchronous copy: per frame the
+            flat heatmap index and the count of cells above the threshold (rows 0-1), then the 15
+            outputs (rows 2-16) of its K best cells.
+        ready: CUDA event recorded after the copy (None: the copy is done).
+        seconds: host time :meth:`CenterFaceDetector.start` took.
+    """
+
+    images: list
+    input_size: tuple[int, int]
+    cells: list | None = None
+    candidates: "torch.Tensor | None" = None
+    ready: "torch.cuda.Event | None" = None
+    seconds: float = 0.0
+
+
+def start_candidates(outputs, threshold: float, k: int | None = None) -> "torch.Tensor":
+    """The K (default :data:`CANDIDATE_CELLS`) best heatmap cells of each frame with their outputs, as
+    one ``(N, 17, K)`` float32 tensor on the outputs' device, computed without waiting for the device
+    (no data-dependent shapes).
+
+    Rows: 0 the cell's flat index in the output grid, 1 how many cells of the frame exceed
+    ``threshold`` (the same in every column), 2-16 the 15 outputs (score, scale, offset, landmarks).
+    :func:`candidate_cells` reads it on the host.
+    """
+    import torch
+
+    heatmap = outputs[0][:, 0].float().flatten(1)  # FP32 as on the host
+    k = min(k or CANDIDATE_CELLS, heatmap.shape[1])
+    index = heatmap.topk(k, dim=1, sorted=False).indices  # (N, K)
+    count = (heatmap > threshold).sum(1, keepdim=True).float()  # (N, 1)
+    values = [o.flatten(2).gather(2, index[:, None, :].expand(-1, o.shape[1], -1)).float() for o in outputs]
+    # flat indices < 2**24 are exact in float32 (a 4K frame has 0.5 M cells)
+    return torch.cat([index[:, None].float(), count[:, :, None].expand(-1, 1, k), *values], 1)
+
+
+def candidate_cells(candidates: np.ndarray, grid_width: int, threshold: float
+                    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+    """Per frame, :func:`decode_cells`' inputs (ys, xs, cells) from :func:`start_candidates`' host copy,
+    in the row-major order of the output grid, as :func:`cells_above` gives them; None for a frame
+    with more cells above the threshold than candidates (its cells must be read in full)."""
+    out: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = []
+    for frame in candidates:
+        if frame[1, 0] > frame.shape[1]:
+            out.append(None)
+            continue
+        keep = frame[2] > threshold
+        index = frame[0, keep].astype(np.int64)
+        order = np.argsort(index)
+        index = index[order]
+        out.append((index // grid_width, index % grid_width, frame[2:, keep][:, order]))
+    return out
+
+
 class CenterFaceDetector:
     """Detects faces in batches of RGB frames.
 
@@ -167,16 +234,66 @@ class CenterFaceDetector:
             cells.append((ys, xs, np.concatenate([o[b][:, ys, xs] for o in outputs])))
         return cells
 
+    def start(self, images: list) -> PendingCells:
+        """Start detecting faces in same-sized RGB uint8 frames; :meth:`collect` returns the detections.
+
+        For frames on a GPU with a runner taking device tensors, this only
+        queues the work (resize, network, the best cells of each frame and
+        their copy to the host) and returns at once, so the caller can track
+        and anonymize the previous batch while the GPU detects this one. For
+        any other frames or runner the detection is done here.
+        """
+        t0 = time.perf_counter()
+        if not len(images):
+            return PendingCells(images=[], input_size=(0, 0), cells=[])
+        frame_h, frame_w = images[0].shape[:2]
+        input_size = detector_input_size(frame_w, frame_h, self.config.input_width)
+        run_tensor = getattr(self.runner, "run_tensor", None)
+        if isinstance(images[0], np.ndarray) or run_tensor is None:
+            return PendingCells(images=images, input_size=input_size, cells=self._cells(images, input_size),
+                                seconds=time.perf_counter() - t0)
+        import torch
+
+        from streamer.stages import frame_ops
+
+        with frame_ops.on_stream(self.stream):
+            batch = frame_ops.detector_input([frame_ops.nchw(image) for image in images], input_size)
+            candidates = start_candidates(run_tensor(batch), self.config.threshold)
+            cuda = candidates.is_cuda
+            host = torch.empty(candidates.shape, dtype=candidates.dtype, pin_memory=cuda)
+            host.copy_(candidates, non_blocking=cuda)
+            ready = None
+            if cuda:
+                ready = torch.cuda.Event()
+                ready.record()
+        return PendingCells(images=images, input_size=input_size, candidates=host, ready=ready,
+                            seconds=time.perf_counter() - t0)
+
+    def collect(self, pending: PendingCells) -> list[Detections]:
+        """The detections of a batch :meth:`start` started (waits for the GPU); boxes in frame pixels."""
+        if not len(pending.images):
+            return []
+        cells = pending.cells
+        if cells is None:
+            if pending.ready is not None:
+                pending.ready.synchronize()
+            grid_width = pending.input_size[0] // OUTPUT_STRIDE
+            cells = candidate_cells(pending.candidates.numpy(), grid_width, self.config.threshold)
+            if any(c is None for c in cells):  # a crowd: more cells than candidates; read them in full
+                cells = self._cells(pending.images, pending.input_size)
+        return self._decode(pending.images, pending.input_size, cells)
+
     def __call__(self, images: list) -> list[Detections]:
         """Detect faces in same-sized RGB uint8 frames, (H, W, 3) NumPy arrays or torch tensors
         (on any device); boxes in frame pixels."""
-        if not len(images):
-            return []
+        return self.collect(self.start(images))
+
+    def _decode(self, images: list, input_size: tuple[int, int], cells_per_frame: list) -> list[Detections]:
+        """Detections (frame pixels) from each frame's cells above the threshold."""
         frame_h, frame_w = images[0].shape[:2]
-        input_size = detector_input_size(frame_w, frame_h, self.config.input_width)
         sx, sy = frame_w / input_size[0], frame_h / input_size[1]
         results = []
-        for ys, xs, cells in self._cells(images, input_size):
+        for ys, xs, cells in cells_per_frame:
             det = decode_cells(ys, xs, cells, input_size, self.config.nms_iou)
             det.xyxy *= np.array([sx, sy, sx, sy], dtype=np.float32)
             det.keypoints *= np.array([sx, sy], dtype=np.float32)

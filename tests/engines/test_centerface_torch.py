@@ -84,3 +84,54 @@ def test_mismatched_onnx_is_refused():
             attr.ints[:] = [1, 1]
     with pytest.raises(BackendError, match="does not match.*strides"):
         load_centerface_weights(CenterFace(), model)
+
+
+def test_candidate_cells_are_the_cells_above_the_threshold_in_grid_order():
+    """The GPU path's fixed-size candidates (no wait for the device) give exactly the cells that
+    cells_above reads, and flag a frame with more cells above the threshold than candidates."""
+    from streamer.stages.detector import candidate_cells, cells_above, start_candidates
+
+    g = torch.Generator().manual_seed(0)
+    heat = torch.rand((3, 1, 12, 20), generator=g) ** 4  # ~10 % of the cells above 0.55
+    heat[1] = 0  # a frame without faces
+    outputs = [heat, *(torch.randn((3, c, 12, 20), generator=g) for c in (2, 2, 10))]
+    expected = cells_above(outputs, 0.55)
+    got = candidate_cells(start_candidates(outputs, 0.55, k=64).numpy(), 20, 0.55)
+    assert [len(ys) for ys, _, _ in expected] == [len(ys) for ys, _, _ in got] and len(expected[0][0]) > 5
+    for (ys, xs, cells), (ys2, xs2, cells2) in zip(expected, got):
+        np.testing.assert_array_equal(ys, ys2)
+        np.testing.assert_array_equal(xs, xs2)
+        np.testing.assert_array_equal(cells, cells2)
+    crowded = candidate_cells(start_candidates(outputs, 0.55, k=4).numpy(), 20, 0.55)
+    assert crowded[0] is None and crowded[2] is None and len(crowded[1][0]) == 0
+
+
+def test_a_crowd_beyond_the_candidates_is_read_in_full(centerface_torch, real_frames, monkeypatch):
+    """More cells above the threshold than candidates: the frame's cells are read in full, so no face is lost."""
+    from streamer.stages import detector as detector_module
+
+    rendered = np.pad(real_frames[1], ((0, 24), (0, 0), (0, 0)))
+    detector = CenterFaceDetector(DetectorConfig(input_width=640), runner=TorchRunner(centerface_torch, "cpu"))
+    on_host = detector([rendered])
+    monkeypatch.setattr(detector_module, "CANDIDATE_CELLS", 1)
+    pending = detector.start([torch.from_numpy(rendered)])
+    assert pending.candidates.shape[2] == 1
+    assert pending.candidates[0, 1, 0] > 1  # the two faces cover more than one cell above the threshold
+    on_device = detector.collect(pending)
+    assert len(on_host[0]) == len(on_device[0]) == 2
+    np.testing.assert_allclose(on_host[0].xyxy, on_device[0].xyxy, atol=1e-3)
+
+
+def test_batches_started_ahead_keep_their_own_detections(centerface_torch, real_frames):
+    """Two batches started before either is collected (detection ahead) get the faces each has alone."""
+    rendered = np.pad(real_frames[1], ((0, 24), (0, 0), (0, 0)))
+    batches = [[rendered, np.zeros_like(rendered)], [np.zeros_like(rendered), np.ascontiguousarray(rendered[:, ::-1])]]
+    detector = CenterFaceDetector(DetectorConfig(input_width=640), runner=TorchRunner(centerface_torch, "cpu"))
+    alone = [detector(batch) for batch in batches]  # host frames: the full output maps
+    pending = [detector.start([torch.from_numpy(f) for f in batch]) for batch in batches]
+    assert all(p.candidates is not None for p in pending)  # device frames: the candidates' path
+    ahead = [detector.collect(p) for p in pending]
+    assert [[len(d) for d in batch] for batch in ahead] == [[2, 0], [0, 2]]
+    for got, expected in zip(ahead, alone):
+        for a, b in zip(got, expected):
+            np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)

@@ -188,3 +188,21 @@ def test_gpu_detectors_capture_only_the_batch_sizes_their_callers_send():
     assert build_detector(config).runner.batch_buckets == (frames_per_batch(config),)
     assert build_detector(config, max_batch=1).runner.batch_buckets == (1,)
     assert build_detector(config, max_batch=5).runner.batch_buckets == (1, 2, 4, 5)
+
+
+def test_batches_started_ahead_keep_their_own_detections_on_cuda_graphs(centerface_torch, real_frames):
+    """Detection ahead on a GPU: batch B is started (its CUDA graph replayed into the same static outputs)
+    before batch A's detections are collected; each batch still gets its own faces, as when detected alone."""
+    rendered = np.pad(real_frames[1], ((0, 24), (0, 0), (0, 0)))  # 640 x 384
+    batch_a = [rendered, np.zeros_like(rendered)]
+    batch_b = [np.zeros_like(rendered), np.ascontiguousarray(rendered[:, ::-1])]
+    detector = CenterFaceDetector(DetectorConfig(input_width=640),
+                                  runner=TorchRunner(centerface_torch, "cuda", cuda_graphs=True))
+    alone = [detector([torch.from_numpy(f).cuda() for f in batch]) for batch in (batch_a, batch_b)]
+    pending = [detector.start([torch.from_numpy(f).cuda() for f in batch]) for batch in (batch_a, batch_b)]
+    assert all(p.candidates is not None and p.ready is not None for p in pending)  # the asynchronous path
+    ahead = [detector.collect(p) for p in pending]
+    assert [[len(d) for d in batch] for batch in ahead] == [[2, 0], [0, 2]]
+    for got, expected in zip(ahead, alone):
+        for a, b in zip(got, expected):
+            np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)

@@ -178,3 +178,29 @@ def test_file_pipeline_through_the_torch_compositor(small_clip, tmp_path, caplog
             assert box_difference(ref, b, box) < 3, f"frame {i}: differs from the OpenCV compositor"
         keep = outside_mask(a.shape, boxes, grow=2.0)
         assert np.abs(a.astype(np.int16) - b.astype(np.int16))[keep].mean() < 2.5
+
+
+def test_detection_ahead_gives_the_same_video(small_clip, tmp_path, monkeypatch):
+    """Starting each batch's detection before the previous batch is finished (the default) changes
+    the order of the work, not the output: the same faces, the same pixels, every frame. The detector
+    here takes device tensors (PyTorch on the CPU), so its cells come back as fixed-size candidates,
+    the path a GPU takes."""
+    monkeypatch.setenv("STREAMER_CPU_RUNTIME", "torch")
+    config = fast_config(**{"pipeline.compositor": "torch", "detector.batch_size": 2})
+    results = {}
+    for ahead in ("1", "0"):
+        monkeypatch.setenv("STREAMER_DETECT_AHEAD", ahead)
+        out = str(tmp_path / f"ahead{ahead}.mp4")
+        stats = anonymize_file(small_clip.path, out, config, progress=False)
+        assert stats.frames_in == stats.frames_out == len(small_clip.face_boxes) and stats.frames_masked == 0
+        results[ahead] = (stats, video_frames(out))
+    (ahead_stats, ahead_frames), (plain_stats, plain_frames) = results["1"], results["0"]
+    assert ahead_stats.backend == "torch-cpu"  # a runner taking device tensors: the candidates' path
+    assert ahead_stats.faces_detected == plain_stats.faces_detected >= len(small_clip.face_boxes)
+    assert ahead_stats.anonymized == plain_stats.anonymized
+    for a, b in zip(ahead_frames, plain_frames):
+        np.testing.assert_array_equal(a, b)
+    original = video_frames(small_clip.path)
+    for i, (a, b, boxes) in enumerate(zip(original, ahead_frames, small_clip.face_boxes)):
+        for box in boxes:
+            assert box_difference(a, b, box) > 12, f"frame {i}: face at {box} looks unchanged"
