@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import threading
 import time
 from typing import Callable
@@ -65,12 +64,10 @@ def cudnn_autotune() -> bool:
     Raises:
         BackendError: the variable is set to anything but 0 or 1.
     """
+    from streamer.config import env_switch
     from streamer.errors import BackendError
 
-    value = os.environ.get(CUDNN_AUTOTUNE_ENV, "").strip()
-    if value not in ("", "0", "1"):
-        raise BackendError(f"{CUDNN_AUTOTUNE_ENV} must be 0 or 1, got {value!r}")
-    return value != "0"
+    return env_switch(CUDNN_AUTOTUNE_ENV, BackendError) is not False
 
 
 def buckets_up_to(max_batch: int, buckets: tuple[int, ...] = DEFAULT_BATCH_BUCKETS) -> tuple[int, ...]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,18 @@ class Config:
 
 class ConfigError(StreamerError):
     """A configuration file or override is invalid."""
+
+
+def env_switch(name: str, error: type[StreamerError] = ConfigError) -> bool | None:
+    """The 0/1 environment switch ``name``: True for 1, False for 0, None when unset or empty.
+
+    Raises:
+        StreamerError: ``error`` (ConfigError by default), one line, for any other value.
+    """
+    value = os.environ.get(name, "").strip()
+    if value not in ("", "0", "1"):
+        raise error(f"{name} must be 0 or 1, got {value!r}")
+    return None if value == "" else value == "1"
 
 
 def _check(ok: bool, key: str, message: str) -> None:

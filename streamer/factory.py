@@ -6,7 +6,7 @@ import logging
 import os
 
 from engines.select import cpu_runtime, select_backend
-from streamer.config import Config, ConfigError
+from streamer.config import Config, ConfigError, env_switch
 from streamer.stages.anonymizers import Anonymizer
 from streamer.stages.compositor import Compositor
 from streamer.stages.detector import CenterFaceDetector
@@ -156,10 +156,7 @@ def detect_ahead() -> bool:
     Raises:
         ConfigError: the variable is set to anything but 0 or 1.
     """
-    value = os.environ.get(DETECT_AHEAD_ENV, "").strip()
-    if value not in ("", "0", "1"):
-        raise ConfigError(f"{DETECT_AHEAD_ENV} must be 0 or 1, got {value!r}")
-    return value != "0"
+    return env_switch(DETECT_AHEAD_ENV) is not False
 
 
 def pipeline_settings() -> dict[str, str]:
@@ -171,9 +168,8 @@ def pipeline_settings() -> dict[str, str]:
     """
     from engines.torch_runner import CUDNN_AUTOTUNE_ENV, cudnn_autotune
 
-    stage_stream("cpu")  # checks the variable's value
     return {STAGE_THREADS_ENV: str(stage_threads()), DETECT_AHEAD_ENV: str(int(detect_ahead())),
-            STAGE_STREAMS_ENV: os.environ.get(STAGE_STREAMS_ENV, "").strip() or "0",
+            STAGE_STREAMS_ENV: str(int(bool(env_switch(STAGE_STREAMS_ENV)))),
             CUDNN_AUTOTUNE_ENV: str(int(cudnn_autotune()))}
 
 
@@ -194,10 +190,7 @@ def stage_stream(device: str):
     Raises:
         ConfigError: the variable is set to anything but 0 or 1.
     """
-    value = os.environ.get(STAGE_STREAMS_ENV, "").strip()
-    if value not in ("", "0", "1"):
-        raise ConfigError(f"{STAGE_STREAMS_ENV} must be 0 or 1, got {value!r}")
-    if value != "1" or device != "cuda":
+    if not env_switch(STAGE_STREAMS_ENV) or device != "cuda":
         return None
     import torch
 

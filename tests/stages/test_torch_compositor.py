@@ -126,6 +126,19 @@ def test_factory_picks_the_compositor_and_says_why(caplog):
     assert "compositor: torch on cpu (pipeline.compositor: torch)" in caplog.text
 
 
+def _runs_with_each(clip, tmp_path, monkeypatch, config, variable: str, values: tuple[str, ...]) -> dict:
+    """Anonymize ``clip`` once per value of the environment ``variable``; every frame must come out.
+    Returns {value: (stats, decoded output frames)}."""
+    runs = {}
+    for value in values:
+        monkeypatch.setenv(variable, value)
+        out = str(tmp_path / f"{variable}-{value}.mp4")
+        stats = anonymize_file(clip.path, out, config, progress=False)
+        assert stats.frames_in == stats.frames_out == len(clip.face_boxes) and stats.frames_masked == 0
+        runs[value] = (stats, video_frames(out))
+    return runs
+
+
 @pytest.mark.parametrize("stage_threads", ["1", "2"])
 def test_own_cuda_stream_per_stage_gives_the_same_video(small_clip, tmp_path, monkeypatch, stage_threads):
     """``STREAMER_STAGE_STREAMS=1`` (the detector and the GPU compositor each on their own CUDA stream, with
@@ -133,14 +146,8 @@ def test_own_cuda_stream_per_stage_gives_the_same_video(small_clip, tmp_path, mo
     machine without a GPU the variable is accepted and changes nothing."""
     monkeypatch.setenv("STREAMER_STAGE_THREADS", stage_threads)
     config = fast_config(**{"pipeline.compositor": "torch", "detector.batch_size": 3})
-    runs = {}
-    for streams in ("0", "1"):
-        monkeypatch.setenv("STREAMER_STAGE_STREAMS", streams)
-        out = str(tmp_path / f"streams-{streams}.mp4")
-        stats = anonymize_file(small_clip.path, out, config, progress=False)
-        assert stats.frames_in == stats.frames_out == len(small_clip.face_boxes) and stats.frames_masked == 0
-        runs[streams] = (video_frames(out), stats)
-    (shared, shared_stats), (own, own_stats) = runs["0"], runs["1"]
+    runs = _runs_with_each(small_clip, tmp_path, monkeypatch, config, "STREAMER_STAGE_STREAMS", ("0", "1"))
+    (shared_stats, shared), (own_stats, own) = runs["0"], runs["1"]
     assert own_stats.anonymized == shared_stats.anonymized and own_stats.faces_detected == shared_stats.faces_detected
     for i, (a, b) in enumerate(zip(shared, own)):
         assert np.abs(a.astype(np.int16) - b.astype(np.int16)).max() <= 2, f"frame {i} differs"
@@ -187,14 +194,8 @@ def test_detection_ahead_gives_the_same_video(small_clip, tmp_path, monkeypatch)
     the path a GPU takes."""
     monkeypatch.setenv("STREAMER_CPU_RUNTIME", "torch")
     config = fast_config(**{"pipeline.compositor": "torch", "detector.batch_size": 2})
-    results = {}
-    for ahead in ("1", "0"):
-        monkeypatch.setenv("STREAMER_DETECT_AHEAD", ahead)
-        out = str(tmp_path / f"ahead{ahead}.mp4")
-        stats = anonymize_file(small_clip.path, out, config, progress=False)
-        assert stats.frames_in == stats.frames_out == len(small_clip.face_boxes) and stats.frames_masked == 0
-        results[ahead] = (stats, video_frames(out))
-    (ahead_stats, ahead_frames), (plain_stats, plain_frames) = results["1"], results["0"]
+    runs = _runs_with_each(small_clip, tmp_path, monkeypatch, config, "STREAMER_DETECT_AHEAD", ("1", "0"))
+    (ahead_stats, ahead_frames), (plain_stats, plain_frames) = runs["1"], runs["0"]
     assert ahead_stats.backend == "torch-cpu"  # a runner taking device tensors: the candidates' path
     assert ahead_stats.faces_detected == plain_stats.faces_detected >= len(small_clip.face_boxes)
     assert ahead_stats.anonymized == plain_stats.anonymized
