@@ -90,6 +90,25 @@ def ellipse_mask_work(width: int, height: int, region: np.ndarray, feather: floa
     :func:`feathered_ellipse_mask` up-scales it to the crop size (bilinear);
     the GPU compositor uploads this small mask and up-scales it there.
     """
+    canvas, sigma = ellipse_canvas(width, height, region, feather)
+    if sigma >= MIN_FEATHER_SIGMA:
+        canvas = np.clip(2.0 * cv2.GaussianBlur(canvas, (0, 0), sigma), 0.0, 1.0)
+    if changed is not None:
+        r0, r1, c0, c1 = keep_box(changed, width, height, canvas.shape)
+        inside = np.zeros(canvas.shape, np.float32)
+        inside[r0:r1, c0:c1] = 1.0
+        canvas *= inside
+    return canvas
+
+
+#: Feathering sigmas (work pixels) under this leave the drawn ellipse as it is.
+MIN_FEATHER_SIGMA = 0.3
+
+
+def ellipse_canvas(width: int, height: int, region: np.ndarray, feather: float) -> tuple[np.ndarray, float]:
+    """The anti-aliased ellipse inscribed in ``region`` (crop pixels) of a ``width`` x ``height`` crop,
+    drawn at most ``_MASK_WORK_SIZE`` across, not yet feathered, and the Gaussian sigma (work pixels)
+    that feathers it (:func:`ellipse_mask_work`: blurred, doubled, clipped to 1)."""
     scale = max(1.0, max(width, height) / _MASK_WORK_SIZE)
     w, h = max(1, round(width / scale)), max(1, round(height / scale))
     canvas = np.zeros((h, w), np.float32)
@@ -98,17 +117,12 @@ def ellipse_mask_work(width: int, height: int, region: np.ndarray, feather: floa
     sub = 16  # cv2.ellipse takes fixed-point coordinates with 4 fractional bits
     cv2.ellipse(canvas, (round(cx * sub), round(cy * sub)), (max(1, round(ax * sub)), max(1, round(ay * sub))),
                 0, 0, 360, 1.0, thickness=-1, lineType=cv2.LINE_AA, shift=4)
-    sigma = feather / scale / 2
-    if sigma >= 0.3:
-        canvas = np.clip(2.0 * cv2.GaussianBlur(canvas, (0, 0), sigma), 0.0, 1.0)
-    if changed is not None:
-        canvas *= _inside(changed, width, height, canvas.shape)
-    return canvas
+    return canvas, feather / scale / 2
 
 
-def _inside(changed: np.ndarray, width: int, height: int, shape: tuple[int, int]) -> np.ndarray:
-    """1 on the pixels of a ``shape`` mask (drawn for a ``width`` x ``height`` crop) that may be
-    blended: see :func:`ellipse_mask_work`."""
+def keep_box(changed: np.ndarray, width: int, height: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The rows ``r0:r1`` and columns ``c0:c1`` of a ``shape`` mask (drawn for a ``width`` x ``height``
+    crop) that may be blended, the rest being 0: see :func:`ellipse_mask_work`."""
     x0, y0, x1, y1 = np.asarray(changed, np.float64)
     sx, sy = width / shape[1], height / shape[0]
     if (sx, sy) == (1.0, 1.0):  # first and last pixel wholly inside
@@ -116,10 +130,8 @@ def _inside(changed: np.ndarray, width: int, height: int, shape: tuple[int, int]
     else:  # first and last work pixel whose outer neighbour's centre is still inside
         first = np.ceil([x0 / sx + 0.5, y0 / sy + 0.5])
         last = np.floor([x1 / sx - 1.5, y1 / sy - 1.5])
-    inside = np.zeros(shape, np.float32)
     (c0, r0), (c1, r1) = np.maximum(first, 0).astype(int), np.maximum(last + 1, 0).astype(int)
-    inside[r0:r1, c0:c1] = 1.0
-    return inside
+    return int(r0), int(r1), int(c0), int(c1)
 
 
 def feathered_ellipse_mask(width: int, height: int, region: np.ndarray, feather: float,

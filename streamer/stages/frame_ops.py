@@ -376,12 +376,81 @@ def gaussian_kernel_size(sigma: float) -> int:
     return int(round(sigma * 3 * 2 + 1)) | 1
 
 
-def _gaussian_kernel(sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """OpenCV's Gaussian kernel for uint8 images (:func:`gaussian_kernel_size` taps), normalised."""
-    size = gaussian_kernel_size(sigma)
+def _gaussian_kernel(sigma: float, device: torch.device, dtype: torch.dtype, taps: int | None = None) -> torch.Tensor:
+    """OpenCV's Gaussian kernel of ``taps`` taps (default: what it uses for uint8 images,
+    :func:`gaussian_kernel_size`), normalised."""
+    size = taps or gaussian_kernel_size(sigma)
     x = torch.arange(size, device=device, dtype=torch.float64) - size // 2
     kernel = torch.exp(-(x * x) / (2 * sigma * sigma))
     return (kernel / kernel.sum()).to(dtype)
+
+
+def _reflect_101(positions: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Where OpenCV's ``BORDER_REFLECT_101`` reads position ``positions`` (any integers) of a row of
+    ``lengths`` pixels (broadcast): mirrored about the first and last pixel, as often as needed."""
+    last = np.maximum(lengths - 1, 0)
+    period = np.maximum(2 * last, 1)
+    folded = np.abs(positions) % period
+    return np.minimum(np.where(folded > last, period - folded, folded), last)
+
+
+def feathered_masks(canvases: Sequence[np.ndarray], sigmas, keep_boxes: Sequence[tuple[int, int, int, int] | None],
+                    device: torch.device | str, min_sigma: float) -> FlatImages:
+    """The compositor's feathered masks, finished on ``device`` in a few batched operations.
+
+    The same values as :func:`streamer.stages.compositor.ellipse_mask_work`
+    (which blurs each mask with OpenCV on the host): each drawn ellipse is
+    blurred with its sigma as OpenCV's ``GaussianBlur`` does on float32
+    images (8 sigma + 1 taps, edges mirrored, ``BORDER_REFLECT_101``),
+    doubled and clipped to 1, then cut to its keep box.
+
+    Args:
+        canvases: ``(h_k, w_k)`` float32 ellipses, 0..1
+            (:func:`streamer.stages.compositor.ellipse_canvas`).
+        sigmas: ``(K,)`` Gaussian sigmas, canvas pixels; under ``min_sigma`` the canvas is kept as drawn.
+        keep_boxes: per mask, rows ``r0:r1`` and columns ``c0:c1`` kept (the rest 0), or None: all.
+        device: where the masks are used.
+        min_sigma: the smallest sigma that blurs.
+
+    Returns:
+        The ``K`` masks, each in its own block of the largest mask's size (``strides``: that width).
+    """
+    sizes = np.array([[c.shape[1], c.shape[0]] for c in canvases], np.int64).reshape(-1, 2)
+    count, (width, height) = len(canvases), (int(v) for v in sizes.max(0))
+    stack = np.zeros((count, height, width), np.float32)
+    for k, canvas in enumerate(canvases):
+        stack[k, :canvas.shape[0], :canvas.shape[1]] = canvas
+    sigmas = np.asarray(sigmas, np.float64).reshape(-1)
+    blurred = sigmas >= min_sigma
+    # per mask, its own kernel (OpenCV's taps for float images, 8 sigma + 1) centred in the longest, or the
+    # identity when too small to blur; then its gain (2, or 1 unblurred) and its kept rows and columns
+    taps = np.where(blurred, np.round(sigmas * 8 + 1).astype(np.int64) | 1, 1)
+    half = int(taps.max()) // 2
+    kernel_width = 2 * half + 1
+    table = np.zeros((count, kernel_width + 1 + height + width), np.float32)
+    for k, (n, sigma) in enumerate(zip(taps, sigmas)):
+        x = np.arange(n) - n // 2
+        weights = np.exp(-(x * x) / (2 * sigma * sigma)) if n > 1 else np.ones(1)
+        table[k, half - n // 2:half + n // 2 + 1] = weights / weights.sum()
+        r0, r1, c0, c1 = keep_boxes[k] if keep_boxes[k] is not None else (0, sizes[k, 1], 0, sizes[k, 0])
+        table[k, kernel_width + 1 + r0:kernel_width + 1 + r1] = 1.0
+        table[k, kernel_width + 1 + height + c0:kernel_width + 1 + height + c1] = 1.0
+    table[:, kernel_width] = np.where(blurred, 2.0, 1.0)
+    # every mask's rows and columns read mirrored at its own edges
+    ys = _reflect_101(np.arange(-half, height + half)[None], sizes[:, 1:2])
+    xs = _reflect_101(np.arange(-half, width + half)[None], sizes[:, 0:1])
+    reads = np.concatenate([np.arange(count)[:, None], ys, xs], 1)
+    masks, table, reads = (upload(a, device) for a in (stack, table, reads))  # three copies for the batch
+    weights, gain = table[:, :kernel_width], table[:, kernel_width]
+    keep_rows, keep_cols = table[:, kernel_width + 1:kernel_width + 1 + height], table[:, -width:]
+    index, ys, xs = reads[:, :1], reads[:, 1:1 + ys.shape[1]], reads[:, 1 + ys.shape[1]:]
+    padded = masks[index[:, :, None], ys[:, :, None], xs[:, None, :]]  # (K, H + 2 half, W + 2 half)
+    rows = F.conv2d(padded[None], weights.reshape(count, 1, 1, -1), groups=count)
+    smooth = F.conv2d(rows, weights.reshape(count, 1, -1, 1), groups=count)[0]  # (K, H, W)
+    masks = (smooth * gain[:, None, None]).clamp_(0.0, 1.0) * keep_rows[:, :, None] * keep_cols[:, None, :]
+    # each mask in its own (H, W) block of the batch, rows W long: nothing to pack
+    return FlatImages(values=masks.reshape(1, -1), offsets=np.arange(count, dtype=np.int64) * (height * width),
+                      sizes=sizes, strides=np.full(count, width, np.int64))
 
 
 def _convolve_separable(padded: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -487,18 +556,25 @@ def _nearest_sources(lengths: np.ndarray, small: np.ndarray, device: torch.devic
 class FlatImages:
     """Images of different sizes packed into one tensor, so a batch of faces is one gather, not a loop.
 
-    Image ``k`` is ``values[:, offsets[k]:offsets[k] + h * w]``, row-major, with
-    ``(w, h) = sizes[k]``.
+    Image ``k`` is ``values[:, offsets[k]:offsets[k] + h * stride]``, row-major, with
+    ``(w, h) = sizes[k]``; each row is ``stride`` elements long (its ``w`` pixels first).
 
     Attributes:
         values: ``(C, total)`` float tensor on the device.
         offsets: ``(K,)`` int64, where each image starts in ``values`` (elements).
         sizes: ``(K, 2)`` int64, each image's (width, height) in pixels.
+        strides: ``(K,)`` int64, elements from one row of an image to the next; None: its width.
     """
 
     values: torch.Tensor
     offsets: np.ndarray
     sizes: np.ndarray
+    strides: np.ndarray | None = None
+
+    @property
+    def row_strides(self) -> np.ndarray:
+        """``(K,)`` int64: elements from one row of each image to the next."""
+        return self.sizes[:, 0] if self.strides is None else self.strides
 
 
 def flatten_images(images: torch.Tensor | Sequence[torch.Tensor] | Sequence[np.ndarray],
@@ -527,21 +603,21 @@ def _sample_bilinear(flat: FlatImages, geometry: torch.Tensor, scales: torch.Ten
 
     Args:
         flat: the source images.
-        geometry: ``(K, 3)`` int64 per face: offset in ``flat``, source width, source height.
+        geometry: ``(K, 4)`` int64 per face: offset in ``flat``, source width, height and row stride.
         scales: ``(K, 2)`` float32 per face: source / destination size, x and y.
         face, x, y: ``(T,)`` per pixel: its face, and its column and row in the destination (int64).
 
     Returns:
         ``(C, T)`` float.
     """
-    offset, src_w, src_h = geometry[face].unbind(1)
+    offset, src_w, src_h, stride = geometry[face].unbind(1)
     scale_x, scale_y = scales[face].unbind(1)
     sx = ((x + 0.5) * scale_x - 0.5).clamp_(min=0)
     sy = ((y + 0.5) * scale_y - 0.5).clamp_(min=0)
     x0, y0 = sx.long(), sy.long()  # >= 0: truncation is the floor
     fx, fy = sx - x0, sy - y0
     x1, y1 = torch.minimum(x0 + 1, src_w - 1), torch.minimum(y0 + 1, src_h - 1)
-    row0, row1 = offset + y0 * src_w, offset + y1 * src_w
+    row0, row1 = offset + y0 * stride, offset + y1 * stride
     taps = [flat.values.index_select(1, row + col) for row in (row0, row1) for col in (x0, x1)]
     top = taps[0] * (1 - fx) + taps[1] * fx
     bottom = taps[2] * (1 - fx) + taps[3] * fx
@@ -592,7 +668,8 @@ def paste_faces(frames: torch.Tensor, frame_index, rects, faces: FlatImages, mas
                         np.minimum(region[:, 2], width), np.minimum(region[:, 3], height)], 1)
     visible = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
     device = frames.device
-    geometry = upload(np.stack([faces.offsets, *faces.sizes.T, masks.offsets, *masks.sizes.T], 1), device)
+    geometry = upload(np.stack([faces.offsets, *faces.sizes.T, faces.row_strides,
+                                masks.offsets, *masks.sizes.T, masks.row_strides], 1), device)
     scales = upload(np.concatenate([faces.sizes / sizes, masks.sizes / sizes], 1).astype(np.float32), device)
     pixels = nhwc(frames)  # (N, H, W, 3): one pixel = one row
     layers = _overlap_layers(frame_index, clipped)
@@ -636,8 +713,8 @@ def _paste_group(pixels: torch.Tensor, group: np.ndarray, frame_index: np.ndarra
     row = torch.div(within, width, rounding_mode="floor")
     col = within - row * width
     x, y = off_x + col, off_y + row  # pixel in the face's rectangle
-    new = _sample_bilinear(faces, geometry[:, :3], scales[:, :2], face, x, y)  # (3, T)
-    m = _sample_bilinear(masks, geometry[:, 3:], scales[:, 2:], face, x, y)[0][:, None]  # (T, 1)
+    new = _sample_bilinear(faces, geometry[:, :4], scales[:, :2], face, x, y)  # (3, T)
+    m = _sample_bilinear(masks, geometry[:, 4:], scales[:, 2:], face, x, y)[0][:, None]  # (T, 1)
     where = (frame, vy0 + row, vx0 + col)
     blended = pixels[where].float() * (1.0 - m) + new.T * m
     pixels[where] = to_uint8(blended)

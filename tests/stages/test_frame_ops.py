@@ -254,3 +254,37 @@ def test_overlapping_faces_blend_in_passes_one_after_another():
     assert frame_ops._overlap_layers(frames, rects).tolist() == [0, 1, 2, 0, 0]
     touching = np.array([[0, 0, 10, 10], [10, 0, 20, 10]])  # sharing an edge is not overlapping
     assert frame_ops._overlap_layers(np.array([0, 0]), touching).tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_feathered_masks_equal_the_cpu_compositors(device):
+    """The GPU compositor feathers its masks on the device in one batch: the values the CPU compositor's
+    OpenCV blur gives, for faces of every size and both kinds of crop (classic: whole; GAN: cut to the
+    regenerated box), and a mask too small to blur kept as drawn."""
+    from streamer.stages.compositor import MIN_FEATHER_SIGMA, ellipse_canvas, ellipse_mask_work, keep_box
+
+    rng = np.random.default_rng(1)
+    canvases, sigmas, keep, expected = [], [], [], []
+    for i in range(24):
+        side = rng.uniform(4, 400)
+        x, y = rng.uniform(0, 500, 2)
+        box = np.array([x, y, x + side * rng.uniform(0.6, 1.0), y + side], np.float32)
+        gan = i % 2 == 0
+        p = place_face(box, AnonymizerConfig(mode="gan" if gan else "blur"), 2.0 if gan else 1.0, 1.3 if gan else None)
+        canvas, sigma = ellipse_canvas(p.width, p.height, p.region, p.feather)
+        canvases.append(canvas)
+        sigmas.append(sigma)
+        keep.append(None if p.changed is None else keep_box(p.changed, p.width, p.height, canvas.shape))
+        expected.append(ellipse_mask_work(p.width, p.height, p.region, p.feather, p.changed))
+    sigmas[5] = MIN_FEATHER_SIGMA / 2  # too small to blur: the drawn ellipse, cut to its box
+    r0, r1, c0, c1 = keep[5] or (0, canvases[5].shape[0], 0, canvases[5].shape[1])
+    expected[5] = np.zeros_like(canvases[5])
+    expected[5][r0:r1, c0:c1] = canvases[5][r0:r1, c0:c1]
+    assert len({round(s, 6) for s in sigmas}) > 5 and {k is None for k in keep} == {True, False}
+    got = frame_ops.feathered_masks(canvases, sigmas, keep, device, MIN_FEATHER_SIGMA)
+    values = got.values.cpu().numpy()[0]
+    for k, want in enumerate(expected):
+        (w, h), offset, stride = got.sizes[k], got.offsets[k], got.row_strides[k]
+        assert (w, h) == (want.shape[1], want.shape[0])
+        mask = values[offset:offset + h * stride].reshape(h, stride)[:, :w]
+        np.testing.assert_allclose(mask, want, atol=1e-5, err_msg=f"mask {k}")
