@@ -11,9 +11,9 @@
 #           start-up, cut since the fourth session: one detector batch size per file job), then the 16 gan
 #           streams alone under py-spy with GPU busy % sampled (where does their host time go?) and split
 #           over 4 processes of 4 streams at once (does one process per group of cameras scale?)
-#   call 2: carry [".whl-nvdec"], timeout_s 260:  bash benchmarks/h100/quick.sh 2
-#           the CUDA tests of the changes (each GPU detector's batch sizes; detection ahead: the candidate
-#           cells, the same video), then detection ahead on (the default since 2026-11-27c) and off on a
+#   call 2: carry [".whl-nvdec"], timeout_s 290:  bash benchmarks/h100/quick.sh 2
+#           the CUDA tests of the changes (each GPU detector's batch sizes; masks feathered on the GPU;
+#           detection ahead: the candidate cells, the same video), then detection ahead on (the default since 2026-11-27c) and off on a
 #           20 s clip with NVDEC (does the GPU detecting one batch while the host finishes the previous one
 #           lift the null-sink rate, bound at ~180 fps by one thread's detect + track + anonymize in turn?)
 #   call 3: carry [".live/live-tools.tar.xz"], timeout_s 200: bash benchmarks/h100/quick.sh 3
@@ -43,9 +43,9 @@ case "$call" in
   0) part install WHEELS="${WHEELS:-.whl}" ;;
   1) part timings WHEELS="${WHEELS:-.whl-extra}" LATENCY=0 BENCH_MODES=gan BENCH_LIMIT=170 SECONDS_CLIP="$clip"
      part streams WHEELS=none STREAMS_LIMIT=80 STREAMS_OWN_CUDA_STREAMS=0 SECONDS_CLIP="$clip" ;;
-  2) part tests WHEELS=none TEST_NAME=changes PYTEST_LIMIT=90 \
+  2) part tests WHEELS=none TEST_NAME=changes PYTEST_LIMIT=120 \
        TEST_PATHS="tests/engines/test_cuda.py tests/engines/test_torch_runner.py tests/test_pipeline_stats.py \
-tests/engines/test_centerface_torch.py tests/stages/test_torch_compositor.py"
+tests/engines/test_centerface_torch.py tests/stages/test_torch_compositor.py tests/stages/test_frame_ops.py"
      # detection ahead on (the default) and off, on a clip long enough for a steady rate past the start-up
      part ab WHEELS="${WHEELS:-.whl-nvdec}" AB_VARIANTS="b8-t1:8:1 b8-t1-no-ahead:8:1:0:1:0" AB_MODES=gan \
        AB_LIMIT=75 AB_HOST_OPS=0 SECONDS_CLIP="${AB_SECONDS_CLIP:-20}" ;;
