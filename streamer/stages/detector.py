@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -135,7 +134,6 @@ class PendingCells:
             flat heatmap index and the count of cells above the threshold (rows 0-1), then the 15
             outputs (rows 2-16) of its K best cells.
         ready: CUDA event recorded after the copy (None: the copy is done).
-        seconds: host time :meth:`CenterFaceDetector.start` took.
     """
 
     images: list
@@ -143,7 +141,6 @@ class PendingCells:
     cells: list | None = None
     candidates: "torch.Tensor | None" = None
     ready: "torch.cuda.Event | None" = None
-    seconds: float = 0.0
 
 
 def start_candidates(outputs, threshold: float, k: int | None = None) -> "torch.Tensor":
@@ -243,15 +240,13 @@ class CenterFaceDetector:
         and anonymize the previous batch while the GPU detects this one. For
         any other frames or runner the detection is done here.
         """
-        t0 = time.perf_counter()
         if not len(images):
             return PendingCells(images=[], input_size=(0, 0), cells=[])
         frame_h, frame_w = images[0].shape[:2]
         input_size = detector_input_size(frame_w, frame_h, self.config.input_width)
         run_tensor = getattr(self.runner, "run_tensor", None)
         if isinstance(images[0], np.ndarray) or run_tensor is None:
-            return PendingCells(images=images, input_size=input_size, cells=self._cells(images, input_size),
-                                seconds=time.perf_counter() - t0)
+            return PendingCells(images=images, input_size=input_size, cells=self._cells(images, input_size))
         import torch
 
         from streamer.stages import frame_ops
@@ -266,8 +261,7 @@ class CenterFaceDetector:
             if cuda:
                 ready = torch.cuda.Event()
                 ready.record()
-        return PendingCells(images=images, input_size=input_size, candidates=host, ready=ready,
-                            seconds=time.perf_counter() - t0)
+        return PendingCells(images=images, input_size=input_size, candidates=host, ready=ready)
 
     def collect(self, pending: PendingCells) -> list[Detections]:
         """The detections of a batch :meth:`start` started (waits for the GPU); boxes in frame pixels."""

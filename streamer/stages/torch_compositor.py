@@ -24,7 +24,7 @@ rounding. The difference is where the pixels are:
 Only the masks' ellipses are drawn on the host (at most 96 px across, by the
 CPU compositor's own function) and uploaded in one copy per batch; they are
 feathered on the device (:func:`~streamer.stages.frame_ops.feathered_masks`,
-the CPU compositor's OpenCV blur to within 1e-6). Small
+the CPU compositor's OpenCV blur to within 1e-5). Small
 host arrays (rectangles, tables) go up from pinned memory without waiting
 for the GPU (:func:`~streamer.stages.frame_ops.upload`).
 
