@@ -445,8 +445,10 @@ def feathered_masks(canvases: Sequence[np.ndarray], sigmas, keep_boxes: Sequence
     keep_rows, keep_cols = table[:, kernel_width + 1:kernel_width + 1 + height], table[:, -width:]
     index, ys, xs = reads[:, :1], reads[:, 1:1 + ys.shape[1]], reads[:, 1 + ys.shape[1]:]
     padded = masks[index[:, :, None], ys[:, :, None], xs[:, None, :]]  # (K, H + 2 half, W + 2 half)
-    rows = F.conv2d(padded[None], weights.reshape(count, 1, 1, -1), groups=count)
-    smooth = F.conv2d(rows, weights.reshape(count, 1, -1, 1), groups=count)[0]  # (K, H, W)
+    # each mask against its own kernel, along rows then columns: batched products over sliding windows
+    # (a grouped convolution would have cuDNN autotune every new face count and kernel width mid-stream)
+    rows = torch.einsum("khwt,kt->khw", padded.unfold(2, kernel_width, 1), weights)  # (K, H + 2 half, W)
+    smooth = torch.einsum("khwt,kt->khw", rows.unfold(1, kernel_width, 1), weights)  # (K, H, W)
     masks = (smooth * gain[:, None, None]).clamp_(0.0, 1.0) * keep_rows[:, :, None] * keep_cols[:, None, :]
     # each mask in its own (H, W) block of the batch, rows W long: nothing to pack
     return FlatImages(values=masks.reshape(1, -1), offsets=np.arange(count, dtype=np.int64) * (height * width),
