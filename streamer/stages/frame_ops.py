@@ -445,23 +445,28 @@ def feathered_masks(canvases: Sequence[np.ndarray], sigmas, keep_boxes: Sequence
     keep_rows, keep_cols = table[:, kernel_width + 1:kernel_width + 1 + height], table[:, -width:]
     index, ys, xs = reads[:, :1], reads[:, 1:1 + ys.shape[1]], reads[:, 1 + ys.shape[1]:]
     padded = masks[index[:, :, None], ys[:, :, None], xs[:, None, :]]  # (K, H + 2 half, W + 2 half)
-    # each mask against its own kernel, along rows then columns: batched products over sliding windows
-    # (a grouped convolution would have cuDNN autotune every new face count and kernel width mid-stream)
-    rows = torch.einsum("khwt,kt->khw", padded.unfold(2, kernel_width, 1), weights)  # (K, H + 2 half, W)
-    smooth = torch.einsum("khwt,kt->khw", rows.unfold(1, kernel_width, 1), weights)  # (K, H, W)
+    smooth = _convolve_separable(padded, weights)  # (K, H, W): each mask with its own kernel
     masks = (smooth * gain[:, None, None]).clamp_(0.0, 1.0) * keep_rows[:, :, None] * keep_cols[:, None, :]
     # each mask in its own (H, W) block of the batch, rows W long: nothing to pack
     return FlatImages(values=masks.reshape(1, -1), offsets=np.arange(count, dtype=np.int64) * (height * width),
                       sizes=sizes, strides=np.full(count, width, np.int64))
 
 
+def _filter_along(images: torch.Tensor, dim: int, kernel: torch.Tensor) -> torch.Tensor:
+    """Valid (unpadded) correlation of ``images`` with ``kernel`` along dimension ``dim``: ``kernel``
+    ``(T,)`` for every image, or ``(N, T)`` one per image of the first dimension. A product over
+    sliding windows, not a convolution: cuDNN would autotune every new shape (each batch's count and
+    size of faces) mid-stream while its autotuning is on for the models."""
+    windows = images.unfold(dim, kernel.shape[-1], 1)  # (..., T)
+    if kernel.dim() == 1:
+        return windows @ kernel
+    return (windows * kernel.view(kernel.shape[0], *(1,) * (windows.dim() - 2), kernel.shape[1])).sum(-1)
+
+
 def _convolve_separable(padded: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Valid (unpadded) convolution of ``(N, C, H, W)`` images with ``kernel`` along both axes."""
-    n, c, h, w = padded.shape
-    size = kernel.numel()
-    flat = F.conv2d(padded.reshape(n * c, 1, h, w), kernel.view(1, 1, 1, size))
-    flat = F.conv2d(flat, kernel.view(1, 1, size, 1))
-    return flat.reshape(n, c, h - size + 1, w - size + 1)
+    """Valid (unpadded) convolution of images (``(N, C, H, W)``, or ``(N, H, W)``) with a symmetric
+    ``kernel`` along both axes: ``(T,)`` for all, or ``(N, T)`` one per image."""
+    return _filter_along(_filter_along(padded, -1, kernel), -2, kernel)
 
 
 def pad_stack(images: Sequence[torch.Tensor]) -> torch.Tensor:
