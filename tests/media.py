@@ -83,9 +83,12 @@ def sound(path: str) -> tuple[str, np.ndarray, int]:
 
 
 def dominant_hz(samples: np.ndarray, rate: int) -> float:
-    """The loudest frequency (Hz) of mono ``samples`` at ``rate`` samples per second."""
-    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
-    return float(np.argmax(spectrum) * rate / len(samples))
+    """The loudest frequency (Hz) of mono ``samples`` at ``rate`` samples per second, to about 1 Hz
+    however short the sound: the windowed samples are zero-padded to at least a second, so a short
+    recording (the last second-long segment of a camera, cut anywhere) is not read in 20 Hz steps."""
+    n = max(len(samples), rate)
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples)), n=n))
+    return float(np.argmax(spectrum) * rate / n)
 
 
 #: Size (pixels) and length (frames) of the clip :func:`write_interlaced` writes.
