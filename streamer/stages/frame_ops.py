@@ -376,10 +376,9 @@ def gaussian_kernel_size(sigma: float) -> int:
     return int(round(sigma * 3 * 2 + 1)) | 1
 
 
-def _gaussian_kernel(sigma: float, device: torch.device, dtype: torch.dtype, taps: int | None = None) -> torch.Tensor:
-    """OpenCV's Gaussian kernel of ``taps`` taps (default: what it uses for uint8 images,
-    :func:`gaussian_kernel_size`), normalised."""
-    size = taps or gaussian_kernel_size(sigma)
+def _gaussian_kernel(sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """OpenCV's Gaussian kernel for uint8 images (:func:`gaussian_kernel_size` taps), normalised."""
+    size = gaussian_kernel_size(sigma)
     x = torch.arange(size, device=device, dtype=torch.float64) - size // 2
     kernel = torch.exp(-(x * x) / (2 * sigma * sigma))
     return (kernel / kernel.sum()).to(dtype)
