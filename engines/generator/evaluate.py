@@ -32,6 +32,11 @@ figure therefore comes with
   people's originals minus to its own original (0: the output says nothing
   about who it replaced). Unlike the thresholded rates it does not move when
   an anonymizer merely shifts every distance across the 0.6 threshold;
+* **two latents** (the GAN only): the same faces generated again with a second
+  latent per face (another track id); the mean dlib distance between the two
+  anonymized versions and the share under 0.6. Near 0: the generator ignores
+  its latent, so the face it draws is a function of the context around the
+  hole (``--no-latent-pairs`` skips this second pass);
 * per face-size bucket (``--size-buckets``, short side in px): the same numbers,
   dlib's false-match rate between *originals* of different people (how well dlib
   separates faces of that size at all), and how many faces dlib's own HOG
@@ -66,6 +71,8 @@ log = logging.getLogger(__name__)
 #: dlib's standard same-person threshold (Euclidean distance of 128-d descriptors).
 DLIB_THRESHOLD = 0.6
 REPO = Path(__file__).resolve().parents[2]
+#: Added to the track ids of the second latent draw: far from any track id of the first.
+SECOND_DRAW = 1_000_000
 
 
 class Recognizer:
@@ -265,14 +272,17 @@ def size_buckets(edges: list[float]) -> list[tuple[str, float, float]]:
 
 def evaluate_images(images: Iterator, detector, compositors: dict, recognizer: Recognizer | None,
                     min_leak_size: float = 40.0, buckets: tuple[float, ...] | list[float] = (40.0, 80.0),
-                    dlib_check: bool = True) -> dict:
+                    dlib_check: bool = True, latent_pairs: bool = True) -> dict:
     """Re-detection counts and calibrated leakage per mode over ``images``.
 
     ``images`` yields RGB arrays or ``(image, group)`` pairs; the group (identity, image or
     clip) decides which faces are different people for the chance baseline. ``compositors``
     maps a mode to a callable ``(image, detections)`` that anonymizes in place; where it has
     ``assign`` (the pipeline's Compositor), re-detection is also split between its main
-    anonymizer's faces and its fallback's.
+    anonymizer's faces and its fallback's. With ``latent_pairs`` (and a recognizer), modes whose
+    anonymizer draws latents (the GAN) anonymize every image a second time with other latents, and
+    report how far apart the two versions are (``latent_d``, ``latent_same_share``, faces >=
+    ``min_leak_size``).
     """
     from streamer.detections import Detections
 
@@ -284,6 +294,7 @@ def evaluate_images(images: Iterator, detector, compositors: dict, recognizer: R
     dlib_found: list[bool] = []
     originals: list[np.ndarray] = []
     anonymized: dict = defaultdict(list)
+    second: dict = defaultdict(list)  # per mode: descriptors of the second latent draw
     for item in images:
         image, group = item if isinstance(item, tuple) else (item, f"image-{n_images}")
         n_images += 1
@@ -317,6 +328,11 @@ def evaluate_images(images: Iterator, detector, compositors: dict, recognizer: R
                 c["fallback_redetected"] += int(hit[fallback].sum())
             if recognizer:
                 anonymized[mode] += [recognizer.embed(anon, box) for box in found.xyxy]
+                if latent_pairs and hasattr(getattr(compositor, "anonymizer", None), "latents"):
+                    other = image.copy()
+                    compositor(other, Detections(xyxy=found.xyxy, scores=found.scores, keypoints=found.keypoints,
+                                                 track_ids=found.track_ids + SECOND_DRAW))
+                    second[mode] += [recognizer.embed(other, box) for box in found.xyxy]
 
     result: dict = {"images": n_images}
     sizes_a = np.asarray(sizes, np.float64)
@@ -348,6 +364,11 @@ def evaluate_images(images: Iterator, detector, compositors: dict, recognizer: R
                 per[name] = leakage_metrics(orig_a[idx], anon_a[idx], diff_all[np.ix_(idx, idx)])
             r.update(per[f">={min_leak_size:g}"])  # the headline: faces >= min_leak_size
             r["leakage_by_size"] = per
+            if second[mode]:
+                idx = np.flatnonzero(subsets[f">={min_leak_size:g}"])
+                d = np.linalg.norm(anon_a[idx] - np.asarray(second[mode], np.float32)[idx], axis=1)
+                r["latent_d"] = float(d.mean()) if len(d) else None
+                r["latent_same_share"] = float((d < DLIB_THRESHOLD).mean()) if len(d) else None
         else:
             r["leakage_rate"] = None
         result[mode] = r
@@ -408,6 +429,7 @@ def markdown_table(results: dict) -> str:
     lines = [("| set | mode | faces | re-detected | leak faces (>= min px) | identity leakage (dlib, d < 0.6) "
               "| chance match rate | leakage - chance [95% CI] | rank-1 re-id (chance) | identity gap |"),
              "|---|---|---|---|---|---|---|---|---|---|"]
+    latent_notes: list[str] = []
     for set_name, res in results["sets"].items():
         for mode in results["modes"]:
             r = res.get(mode)
@@ -420,6 +442,12 @@ def markdown_table(results: dict) -> str:
                              f"{_pp(r['leakage_minus_chance'])}{_ci(r.get('leakage_minus_chance_ci95'))} | "
                              f"{_pct(r['rank1_rate'])} ({_pct(r['rank1_chance'])}) | {_gap(r)}")
             lines.append(f"| {set_name} | {mode} | {r['faces']} | {_redetected(r, mode)} | {leak_cols} |")
+            if r.get("latent_d") is not None:
+                latent_notes.append(f"{set_name}, {mode}: the same faces generated with a second latent are "
+                                    f"d = {r['latent_d']:.3f} from the first (dlib, mean), "
+                                    f"{_pct(r['latent_same_share'])} of them under 0.6 (the same person).")
+    if latent_notes:
+        lines += ["", "Two latents, faces >= the leak size: " + " ".join(latent_notes)]
     sized = [(n, r) for n, r in results["sets"].items() if "by_size" in r]
     if sized:
         modes = [m for m in results["modes"] if any(m in r for _, r in sized)]
@@ -476,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
                         "MODEL_CARD.md)")
     p.add_argument("--size-buckets", type=float, nargs="+", default=[40.0, 80.0],
                    help="short-side edges (px) of the face-size buckets of the leakage table")
+    p.add_argument("--no-latent-pairs", action="store_true",
+                   help="skip generating every face a second time with another latent (the two-latents figure)")
     p.add_argument("--no-dlib-check", action="store_true",
                    help="skip running dlib's own HOG detector on the originals (a diagnostic of the metric)")
     p.add_argument("--gan-mask-scale", type=_scale_or_none, default=GAN_MASK_SCALE, metavar="X|none",
@@ -510,7 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     for name in args.sets:
         results["sets"][name] = evaluate_images(sources[name](), detector, compositors, recognizer, args.min_leak_size,
-                                                sorted(args.size_buckets), not args.no_dlib_check)
+                                                sorted(args.size_buckets), not args.no_dlib_check,
+                                                not args.no_latent_pairs)
         if name == "heldout" and (args.shards / "manifest.json").exists():
             manifest = json.loads((args.shards / "manifest.json").read_text())
             results["sets"][name]["shards"] = {"folder": str(args.shards), "sources": list(manifest["sources"])}

@@ -10,6 +10,7 @@ import pytest
 
 from engines.generator.evaluate import (
     DLIB_THRESHOLD,
+    SECOND_DRAW,
     different_people,
     evaluate_images,
     false_match_rate,
@@ -204,3 +205,32 @@ def test_redetection_is_split_between_generated_and_fallback_faces():
     assert (gan["faces"], gan["redetected"], gan["fallback_faces"], gan["fallback_redetected"]) == (6, 3, 3, 0)
     assert gan["main_redetection_rate"] == 1.0 and gan["fallback_redetection_rate"] == 0.0
     assert "50.0% (gan 100.0% of 3, fallback 0.0% of 3)" in markdown_table({"sets": {"s": res}, "modes": ["gan"]})
+
+
+class _PaintsByTrack:
+    """A GAN stand-in: paints each face a grey set by its track id (``ignore_latent``: the same for all),
+    and, like the GAN's compositor, has an anonymizer that draws latents."""
+
+    def __init__(self, ignore_latent: bool) -> None:
+        self.ignore_latent = ignore_latent
+        self.anonymizer = type("Gan", (), {"latents": None})()
+
+    def __call__(self, image, found):
+        for (x1, y1, x2, y2), track in zip(found.xyxy.astype(int), found.track_ids):
+            image[y1:y2, x1:x2] = 100 if self.ignore_latent or track < SECOND_DRAW else 200
+        return {"gan": len(found)}
+
+
+def test_two_latents_say_whether_the_generator_uses_its_latent():
+    res = evaluate_images(_images(), _detector, {"uses": _PaintsByTrack(False), "ignores": _PaintsByTrack(True),
+                                                 "keep": _keep}, _Recognizer(), min_leak_size=32)
+    # grey 100 vs 200 at the recognizer's scale: |(100 - 200) / 25.5| * sqrt(3) = 6.8 apart, never "the same person"
+    assert res["uses"]["latent_d"] == pytest.approx(100 / 25.5 * np.sqrt(3), rel=1e-5)
+    assert res["uses"]["latent_same_share"] == 0.0
+    assert res["ignores"]["latent_d"] == 0.0 and res["ignores"]["latent_same_share"] == 1.0
+    assert "latent_d" not in res["keep"]  # no latents, no second pass
+    table = markdown_table({"sets": {"s": res}, "modes": ["uses", "ignores", "keep"]})
+    assert "s, ignores: the same faces generated with a second latent are d = 0.000 from the first" in table
+    skipped = evaluate_images(_images(), _detector, {"uses": _PaintsByTrack(False)}, _Recognizer(),
+                              min_leak_size=32, latent_pairs=False)
+    assert "latent_d" not in skipped["uses"]
