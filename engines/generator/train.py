@@ -61,6 +61,13 @@ class TrainConfig:
         r1_gamma: R1 penalty weight.
         r1_every: lazy R1 interval in steps.
         l1_weight: weight of the L1 loss on the face region.
+        diversity_weight: weight of the mode-seeking term (Mao et al. 2019, "Mode Seeking GANs"):
+            the second half of every batch repeats the first half's faces (same augmentation)
+            with other latents, and the generator is penalised by 1 / (spread + 1e-5), spread being
+            the mean absolute difference of the two outputs in the face region over the mean
+            absolute difference of their latents. 0 (default) leaves it off and the batch as drawn.
+            Why: the shipped generator nearly ignores z (two latents give the same identity), so
+            the face it draws follows the context; see the model card.
         ema_kimg: EMA half-life in thousands of images.
         seed: seed of batches, augmentations and latents.
         amp: bf16, fp16 or none (autocast on CUDA only).
@@ -73,9 +80,27 @@ class TrainConfig:
     r1_gamma: float = 1.0
     r1_every: int = 16
     l1_weight: float = 1.0
+    diversity_weight: float = 0.0
     ema_kimg: float = 10.0
     seed: int = 0
     amp: str = "bf16"
+
+    def __post_init__(self) -> None:
+        if self.diversity_weight < 0:
+            raise ValueError(f"diversity_weight must be >= 0, got {self.diversity_weight}")
+        if self.diversity_weight and self.batch % 2:
+            raise ValueError(f"the diversity term pairs each face with itself: batch must be even, got {self.batch}")
+
+
+def latent_spread(fake: torch.Tensor, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """How far the outputs move per unit of latent: the mean absolute difference between the first and
+    second half of ``fake`` (N, 3, S, S) inside ``mask`` (N, 1, S, S; the halves' masks are the same),
+    over the mean absolute difference of their latents ``z`` (N, z_dim). A scalar tensor."""
+    f1, f2 = fake.chunk(2)
+    z1, z2 = z.chunk(2)
+    m = mask.chunk(2)[0]
+    moved = ((f1 - f2).abs() * m).sum() / (m.sum() * fake.shape[1] + 1e-8)
+    return moved / (z1 - z2).abs().mean()
 
 
 def to_tensors(faces: FaceSet, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -122,9 +147,13 @@ class Trainer:
     def batch(self, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor]):
         """The augmented batch and latents of the current step (reproducible from seed and step)."""
         gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step_count)
-        index = torch.randint(len(data[0]), (self.cfg.batch,), generator=gen).to(self.device)
+        paired = self.cfg.diversity_weight > 0  # second half: the first half's faces again, other latents
+        faces = self.cfg.batch // 2 if paired else self.cfg.batch
+        index = torch.randint(len(data[0]), (faces,), generator=gen).to(self.device)
         images, boxes, kps = (t[index] for t in data)
         images, boxes, kps = augment(to_float(images), boxes, kps, gen)
+        if paired:
+            images, boxes, kps = (torch.cat([t, t]) for t in (images, boxes, kps))
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         z = torch.randn(self.cfg.batch, self.model_cfg.z_dim, generator=gen).to(self.device)
@@ -162,6 +191,10 @@ class Trainer:
             mask = face_mask(boxes, self.model_cfg.size, self.model_cfg.mask_scale)
             l1 = ((fake.float() - real).abs() * mask).sum() / (mask.sum() * 3 + 1e-8)
             loss_g = adv + cfg.l1_weight * l1
+            if cfg.diversity_weight:
+                spread = latent_spread(fake.float(), z, mask)
+                loss_g = loss_g + cfg.diversity_weight / (spread + 1e-5)
+                stats["spread"] = float(spread.detach())
         self.opt_G.zero_grad(set_to_none=True)
         self.scaler.scale(loss_g).backward()
         self.scaler.step(self.opt_G)
@@ -227,6 +260,24 @@ class Trainer:
                              {**extra, "hardware": ", ".join(self.hardware) or "none",
                               "train_seconds": round(self.seconds, 1), "step": self.step_count})
         save_generator(self.G_ema, run / "generator.safetensors", info)
+
+    def load_generator_weights(self, path: Path) -> None:
+        """Start G and its EMA from a generator weights file (e.g. the shipped one); D starts fresh.
+
+        The images shown, training seconds and hardware carry over from the file, so a fine-tune's record counts
+        every image its generator has seen. Adam starts fresh.
+        """
+        from engines.generator.model import load_generator
+
+        generator, info = load_generator(path)
+        self.G.load_state_dict(generator.state_dict())
+        self.G_ema.load_state_dict(generator.state_dict())
+        self.images_shown = int(info.images_shown)
+        self.seconds = float(info.extra.get("train_seconds", 0.0))
+        hardware = info.extra.get("hardware")
+        self.hardware = [h for h in str(hardware).split(", ") if h and h != "none"] if hardware else []
+        log.warning("generator started from %s (%d images shown); the discriminator starts fresh", path,
+                    self.images_shown)
 
     def load_compact(self, run: Path) -> None:
         """Resume from the FP16 compact checkpoint: G and G_ema from the EMA, D as saved, fresh Adam."""
@@ -306,19 +357,31 @@ def resolve_model_config(stored: GeneratorConfig | None, requested: GeneratorCon
 
 def train(data_dirs: list[Path], run: Path, minutes: float, max_kimg: float, cfg: TrainConfig,
           model_cfg: GeneratorConfig, device: torch.device, log_every: int = 50, save_minutes: float = 5.0,
-          compile_models: bool = False, limit: int | None = None, mask_scale: float | None = None) -> Trainer:
+          compile_models: bool = False, limit: int | None = None, mask_scale: float | None = None,
+          init_generator: Path | None = None) -> Trainer:
     """Train one chunk of at most ``minutes`` (or until ``max_kimg`` thousand images in total); save; return.
 
     ``mask_scale`` (face box sides), when given, sets a new run's blacked-out region or fine-tunes a
-    resumed run at it (``resolve_model_config``).
+    resumed run at it (``resolve_model_config``). ``init_generator`` (a generator weights file) starts a
+    new run's generator from it, with its architecture (ignored when the run folder resumes).
     """
     run.mkdir(parents=True, exist_ok=True)
     # loaded once, on the CPU: load_state_dict moves weights and optimizer state to the trainer's device
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False) \
         if (run / "checkpoint.pt").is_file() else None
-    model_cfg = resolve_model_config(stored_model_config(run, state), model_cfg, mask_scale)
+    stored = stored_model_config(run, state)
+    start_from = init_generator if stored is None else None
+    if init_generator is not None and start_from is None:
+        log.warning("--init-generator ignored: %s resumes its own checkpoint", run)
+    if start_from is not None:
+        from engines.generator.model import read_generator_info
+
+        stored = read_generator_info(start_from).config
+    model_cfg = resolve_model_config(stored, model_cfg, mask_scale)
     trainer = Trainer(model_cfg, cfg, device, channels_last=device.type == "cuda")
-    if state is not None:
+    if start_from is not None:
+        trainer.load_generator_weights(start_from)
+    elif state is not None:
         trainer.load_state(state)
         log.info("resumed at step %d (%d images shown)", trainer.step_count, trainer.images_shown)
     elif (run / "compact.json").is_file():
@@ -388,9 +451,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--r1-gamma", type=float, default=1.0)
     p.add_argument("--l1-weight", type=float, default=1.0)
+    p.add_argument("--diversity-weight", type=float, default=0.0,
+                   help="mode-seeking term: reward outputs that differ with the latent (0 = off; batch must be even)")
     p.add_argument("--mask-scale", type=float,
                    help=f"blacked-out region = face box x this (default {GeneratorConfig.mask_scale:g}; "
                         "a resumed run keeps its own unless this is given, then it is fine-tuned at it)")
+    p.add_argument("--init-generator", type=Path, metavar="WEIGHTS",
+                   help="start a new run's generator from this weights file (e.g. the shipped "
+                        "engines/generator/weights/generator.safetensors); the discriminator starts fresh")
     p.add_argument("--amp", choices=("bf16", "fp16", "none"), default="bf16")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cuda or cpu")
@@ -403,11 +471,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = TrainConfig(batch=args.batch, lr=args.lr, r1_gamma=args.r1_gamma, l1_weight=args.l1_weight,
-                      amp=args.amp, seed=args.seed)
+                      diversity_weight=args.diversity_weight, amp=args.amp, seed=args.seed)
     overrides = {k: tuple(v) for k, v in (("channels", args.channels), ("d_channels", args.d_channels)) if v}
     train(args.data, args.run, args.minutes, args.max_kimg, cfg, GeneratorConfig(**overrides), pick_device(args.device),
           log_every=args.log_every, save_minutes=args.save_minutes, compile_models=args.compile, limit=args.limit,
-          mask_scale=args.mask_scale)
+          mask_scale=args.mask_scale, init_generator=args.init_generator)
     return 0
 
 
