@@ -146,15 +146,18 @@ def test_the_diversity_term_pairs_each_face_with_itself_under_other_latents():
     assert "spread" not in plain.step(_data())
 
 
-def test_latent_spread_is_the_face_regions_change_per_unit_of_latent():
+def test_latent_spread_is_the_face_regions_change_per_unit_of_latent_tint_aside():
     fake = torch.zeros(4, 3, 8, 8)
-    fake[2:, :, 2:6, 2:6] = 0.5  # the second half differs by 0.5 inside the face, by 1 outside it
+    fake[2:, :, 2:4, 2:6] = 0.5  # the second half: the face's top half brighter, and a change outside it
     fake[2:, :, 0, 0] = 1.0
     mask = torch.zeros(4, 1, 8, 8)
     mask[:, :, 2:6, 2:6] = 1
     z = torch.cat([torch.zeros(2, 8), torch.full((2, 8), 2.0)])
-    assert latent_spread(fake, z, mask).item() == pytest.approx(0.25)
+    # tint aside, the top half moved +0.25 and the bottom half -0.25: 0.25 per pixel, over 2 of latent
+    assert latent_spread(fake, z, mask).item() == pytest.approx(0.125)
     assert latent_spread(torch.cat([fake[:2], fake[:2]]), z, mask).item() == 0
+    tinted = torch.cat([fake[:2], fake[:2] + torch.tensor([0.3, -0.2, 0.1])[:, None, None]])
+    assert latent_spread(tinted, z, mask).item() == pytest.approx(0, abs=1e-7)  # a tint is no new face
 
 
 def test_the_diversity_term_needs_an_even_batch_and_a_non_negative_weight():
@@ -162,7 +165,21 @@ def test_the_diversity_term_needs_an_even_batch_and_a_non_negative_weight():
         TrainConfig(batch=5, diversity_weight=1.0)
     with pytest.raises(ValueError, match="diversity_weight must be >= 0"):
         TrainConfig(diversity_weight=-1.0)
+    with pytest.raises(ValueError, match="diversity_cap must be > 0"):
+        TrainConfig(diversity_cap=0.0)
     TrainConfig(batch=5)  # odd batches are fine without it
+
+
+def test_the_diversity_term_stops_pushing_past_its_cap():
+    """Past the cap the term adds nothing, whatever its weight; under it, it moves the generator."""
+    losses = {}
+    for weight, cap in ((1.0, 1e-6), (5.0, 1e-6), (5.0, 100.0)):
+        trainer = Trainer(TINY, TrainConfig(batch=4, diversity_weight=weight, diversity_cap=cap, seed=3),
+                          torch.device("cpu"))
+        trainer.step(_data())  # same seed and data: the same first step but for the term
+        losses[weight, cap] = [p.detach().clone() for p in trainer.G.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(losses[1.0, 1e-6], losses[5.0, 1e-6]))
+    assert any(not torch.equal(a, b) for a, b in zip(losses[5.0, 100.0], losses[5.0, 1e-6]))
 
 
 def test_training_with_the_diversity_term_makes_the_latent_matter():
@@ -171,7 +188,8 @@ def test_training_with_the_diversity_term_makes_the_latent_matter():
     data = (images, *(t.expand(16, *t.shape[1:]) for t in _data(1)[1:]))
     spreads = {}
     for weight in (0.0, 1.0):
-        trainer = Trainer(TINY, TrainConfig(batch=8, diversity_weight=weight, seed=1), torch.device("cpu"))
+        trainer = Trainer(TINY, TrainConfig(batch=8, diversity_weight=weight, diversity_cap=1.0, seed=1),
+                          torch.device("cpu"))
         for _ in range(40):
             trainer.step(data)
         x = torch.cat([to_float(images[:4])] * 2)
@@ -180,7 +198,7 @@ def test_training_with_the_diversity_term_makes_the_latent_matter():
         with torch.no_grad():
             fake = trainer.G(x, boxes, kps, z)
         spreads[weight] = latent_spread(fake, z, face_mask(boxes, TINY.size, TINY.mask_scale)).item()
-    # measured: 0.043 without the term, 0.40 with it (2-core CPU, 2026-11-27)
+    # measured: 0.033 without the term, 0.46 with it (2-core CPU, 2026-11-27)
     assert spreads[1.0] > 3 * spreads[0.0], spreads
 
 
