@@ -29,14 +29,14 @@ def load_weights(path: Path):
     """(generator in eval mode on the CPU, images shown) from a weights file or a run's ``checkpoint.pt``."""
     import torch
 
-    from engines.generator.model import Generator, GeneratorConfig, load_generator
+    from engines.generator.model import Generator, load_generator
+    from engines.generator.train import stored_model_config
 
     if path.name != "checkpoint.pt":
         generator, info = load_generator(path)
         return generator, info.images_shown
     state = torch.load(path, map_location="cpu", weights_only=False)
-    config = GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["model_config"].items()})
-    generator = Generator(config)
+    generator = Generator(stored_model_config(path.parent, state))
     generator.load_state_dict(state["G"])
     return generator.eval(), int(state["images_shown"])
 
@@ -63,20 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     images = torch.from_numpy(faces.images).permute(0, 3, 1, 2).float() / 127.5 - 1
     boxes, kps = torch.from_numpy(faces.boxes), torch.from_numpy(faces.keypoints)
     n = args.faces
-    z = torch.randn(2 * n, 64, generator=torch.Generator().manual_seed(7))
+    x, b, k = (torch.cat([t[:n]] * 2) for t in (images, boxes, kps))  # each face twice: two latents
     pick = torch.tensor(args.sheet_faces)
-    sheet_z = [torch.randn(len(pick), 64, generator=torch.Generator().manual_seed(s)) for s in (1, 2, 3)]
     rows = []
     for path in args.weights:
         generator, shown = load_weights(path)
         generator.config = dataclasses.replace(generator.config, mask_scale=args.mask_scale)
-        pair = (torch.cat([t[:n]] * 2) for t in (images, boxes, kps))
-        x, b, k = pair
+        z_dim = generator.config.z_dim
+        z = torch.randn(2 * n, z_dim, generator=torch.Generator().manual_seed(7))
         with torch.no_grad():
-            spread = latent_spread(generator(x, b, k, z[:, :generator.config.z_dim]), z,
-                                   face_mask(b, generator.config.size, args.mask_scale)).item()
-            drawn = [generator(images[pick], boxes[pick], kps[pick], zs[:, :generator.config.z_dim])
-                     for zs in sheet_z]
+            spread = latent_spread(generator(x, b, k, z), z, face_mask(b, generator.config.size, args.mask_scale)).item()
+            drawn = [generator(images[pick], boxes[pick], kps[pick],
+                               torch.randn(len(pick), z_dim, generator=torch.Generator().manual_seed(seed)))
+                     for seed in (1, 2, 3)]
         rows.append(torch.cat([images[pick], *drawn], dim=3))
         print(f"{path}: spread {spread:.4f} ({n} held-out faces x 2 latents, mask x {args.mask_scale:g}; "
               f"{shown} images shown)")

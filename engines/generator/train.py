@@ -470,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--diversity-cap", type=float, default=TrainConfig.diversity_cap,
                    help="spread (face change per unit of latent) past which the diversity term stops pushing")
     p.add_argument("--diversity-weight", type=float, default=0.0,
-                   help="mode-seeking term: reward outputs that differ with the latent (0 = off; batch must be even)")
+                   help="diversity term: reward faces that change with the latent (0 = off; batch must be even)")
     p.add_argument("--mask-scale", type=float,
                    help=f"blacked-out region = face box x this (default {GeneratorConfig.mask_scale:g}; "
                         "a resumed run keeps its own unless this is given, then it is fine-tuned at it)")
