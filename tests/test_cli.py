@@ -353,9 +353,10 @@ def test_an_interrupted_folder_job_resumes_with_skip_existing(small_clip, tmp_pa
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     partial = out / ".b.partial.mp4"
     deadline = time.monotonic() + 120
-    # a.mp4 done, b.mp4 under way. Not its size: b's partial file stays at its 48-byte header until about
-    # 0.5 s before the rename (measured: 48 bytes from 1.7 s, 262 KB at 4.2 s, renamed at 4.7 s), a window
-    # a fast, unloaded run's SIGINT missed (the job then finished with 0; clean-clone CI, 2026-11-27)
+    # a.mp4 done, b.mp4 under way. Not its size: the output reaches the file in 256 KiB writes and b is about
+    # one such write, so its partial file stays at its 48-byte header until ~0.5 s before the rename
+    # (measured: 48 bytes from 1.7 s, 262 KB at 4.2 s, renamed at 4.7 s), a window a fast, unloaded run's
+    # SIGINT missed (the job then finished with 0; clean-clone CI, 2026-11-27)
     while not partial.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
