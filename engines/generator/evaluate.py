@@ -57,6 +57,7 @@ import logging
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -330,8 +331,7 @@ def evaluate_images(images: Iterator, detector, compositors: dict, recognizer: R
                 anonymized[mode] += [recognizer.embed(anon, box) for box in found.xyxy]
                 if latent_pairs and hasattr(getattr(compositor, "anonymizer", None), "latents"):
                     other = image.copy()
-                    compositor(other, Detections(xyxy=found.xyxy, scores=found.scores, keypoints=found.keypoints,
-                                                 track_ids=found.track_ids + SECOND_DRAW))
+                    compositor(other, replace(found, track_ids=found.track_ids + SECOND_DRAW))
                     second[mode] += [recognizer.embed(other, box) for box in found.xyxy]
 
     result: dict = {"images": n_images}
