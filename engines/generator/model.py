@@ -223,6 +223,22 @@ class Discriminator(nn.Module):
         self.head = nn.Sequential(MinibatchStd(), nn.Conv2d(ch[-1] + 1, ch[-1], 3, padding=1), nn.LeakyReLU(0.2),
                                   nn.Flatten(), nn.Linear(ch[-1] * 16, ch[-1]), nn.LeakyReLU(0.2),
                                   nn.Linear(ch[-1], 1))
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """He initialisation for LeakyReLU(0.2), zero biases, and a last layer of unit gain.
+
+        PyTorch's default initialisation shrinks activations by ~1.7x per layer; through this
+        discriminator's 14 layers a fresh network's logits varied by 4e-7 across a batch of faces
+        (measured 2026-11-27), so it output ~0 for everything and its loss sat at 2 ln 2 (1.386) through
+        the whole 2026-11-26 training run: the generator learnt from its L1 term. Initialised so,
+        activations keep their scale from layer to layer and the logits vary by ~1 from the start.
+        """
+        layers = [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        for layer in layers:
+            nn.init.kaiming_normal_(layer.weight, a=0.2, nonlinearity="leaky_relu")
+            nn.init.zeros_(layer.bias)
+        nn.init.normal_(layers[-1].weight, std=layers[-1].weight.shape[1] ** -0.5)
 
     def forward(self, image: torch.Tensor, condition: torch.Tensor, boxes: torch.Tensor,
                 keypoints: torch.Tensor) -> torch.Tensor:
