@@ -186,10 +186,13 @@ class Trainer:
         with self._autocast():
             with torch.no_grad():
                 fake = self.G(real, boxes, kps, z)
-            loss_d = F.softplus(self.D(fake, real, boxes, kps)).mean() + F.softplus(-self.D(real, real, boxes, kps)).mean()
+            on_fake, on_real = self.D(fake, real, boxes, kps), self.D(real, real, boxes, kps)
+            loss_d = F.softplus(on_fake).mean() + F.softplus(-on_real).mean()
         self.opt_D.zero_grad(set_to_none=True)
         self.scaler.scale(loss_d).backward()
         stats["loss_d"] = float(loss_d.detach())
+        # how far apart D puts real and generated faces (logits); ~0 with loss_d at 2 ln 2 = a D that cannot tell
+        stats["d_margin"] = float((on_real.detach().float().mean() - on_fake.detach().float().mean()))
         if cfg.r1_every and self.step_count % cfg.r1_every == 0:
             real_r1 = real.detach().requires_grad_(True)
             logits = self.D(real_r1, real.detach(), boxes, kps)  # FP32: double backward
