@@ -26,11 +26,10 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     """CLI; see the module docstring."""
     import torch
-    import torch.nn.functional as F
 
     from engines.generator.data import augment, load_shards
     from engines.generator.model import Discriminator, Generator, load_generator
-    from engines.generator.train import stored_model_config, to_float, to_tensors
+    from engines.generator.train import discriminator_loss, stored_model_config, to_float, to_tensors
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--weights", type=Path, default=Path("engines/generator/weights/generator.safetensors"))
@@ -84,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             real, boxes, kps = augment(to_float(images), boxes, kps, gen)
             with torch.no_grad():
                 fake = generator(real, boxes, kps, torch.randn(args.batch, config.z_dim, generator=gen))
-            loss = F.softplus(disc(fake, real, boxes, kps)).mean() + F.softplus(-disc(real, real, boxes, kps)).mean()
+            loss = discriminator_loss(disc(real, real, boxes, kps), disc(fake, real, boxes, kps))
             if args.steps:  # --steps 0: measure only
                 opt.zero_grad()
                 loss.backward()
@@ -96,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                 accuracy = ((on_real > 0).float().mean() + (on_fake < 0).float().mean()) / 2
                 ranked = (on_real[:, None] > on_fake[None, :]).float().mean()  # ROC AUC; blind to a shifted bias
                 print(f"{variant:8s} lr {args.lr:g} step {step:4d}  train loss {loss.item():.4f}  held-out accuracy "
-                      f"{accuracy.item():.3f}  AUC {ranked.item():.3f}  mean logit real {on_real.mean():+.3g} generated {on_fake.mean():+.3g}  "
-                      f"{time.perf_counter() - start:.0f} s", flush=True)
+                      f"{accuracy.item():.3f}  AUC {ranked.item():.3f}  mean logit real {on_real.mean():+.3g} "
+                      f"generated {on_fake.mean():+.3g}  {time.perf_counter() - start:.0f} s", flush=True)
     return 0
 
 

@@ -119,6 +119,12 @@ def latent_spread(fake: torch.Tensor, z: torch.Tensor, mask: torch.Tensor) -> to
     return moved / (z1 - z2).abs().mean()
 
 
+def discriminator_loss(on_real: torch.Tensor, on_fake: torch.Tensor) -> torch.Tensor:
+    """The non-saturating GAN loss of the discriminator from its logits on real and generated faces (N,):
+    2 ln 2 = 1.386 when it says 0 ("can't tell") for every face."""
+    return F.softplus(on_fake).mean() + F.softplus(-on_real).mean()
+
+
 def to_tensors(faces: FaceSet, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Images (N, 3, S, S) uint8, boxes (N, 4), keypoints (N, 5, 2) on ``device``."""
     images = torch.from_numpy(faces.images).permute(0, 3, 1, 2).contiguous().to(device)
@@ -187,12 +193,12 @@ class Trainer:
             with torch.no_grad():
                 fake = self.G(real, boxes, kps, z)
             on_fake, on_real = self.D(fake, real, boxes, kps), self.D(real, real, boxes, kps)
-            loss_d = F.softplus(on_fake).mean() + F.softplus(-on_real).mean()
+            loss_d = discriminator_loss(on_real, on_fake)
         self.opt_D.zero_grad(set_to_none=True)
         self.scaler.scale(loss_d).backward()
         stats["loss_d"] = float(loss_d.detach())
         # how far apart D puts real and generated faces (logits); ~0 with loss_d at 2 ln 2 = a D that cannot tell
-        stats["d_margin"] = float((on_real.detach().float().mean() - on_fake.detach().float().mean()))
+        stats["d_margin"] = float(on_real.detach().float().mean() - on_fake.detach().float().mean())
         if cfg.r1_every and self.step_count % cfg.r1_every == 0:
             real_r1 = real.detach().requires_grad_(True)
             logits = self.D(real_r1, real.detach(), boxes, kps)  # FP32: double backward

@@ -232,3 +232,12 @@ def test_a_new_run_can_start_from_a_generator_weights_file(tmp_path: Path):
     again = train([shards], run, minutes=0, max_kimg=1e9, cfg=TrainConfig(batch=4), model_cfg=TINY,
                   device=torch.device("cpu"), init_generator=tmp_path / "missing.safetensors")
     assert again.images_shown == 5000
+
+
+def test_the_discriminator_loss_is_2_ln_2_for_a_discriminator_that_cannot_tell():
+    from engines.generator.train import discriminator_loss
+
+    blind = discriminator_loss(torch.zeros(8), torch.zeros(8))
+    assert abs(float(blind) - 2 * np.log(2)) < 1e-6
+    assert discriminator_loss(torch.full((8,), 3.0), torch.full((8,), -3.0)) < 0.2 < blind
+    assert discriminator_loss(torch.full((8,), -3.0), torch.full((8,), 3.0)) > blind  # fooled both ways round
