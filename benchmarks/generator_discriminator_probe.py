@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
@@ -28,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from engines.generator.data import augment, load_shards
-    from engines.generator.model import Discriminator, Generator, load_generator
-    from engines.generator.train import discriminator_loss, stored_model_config, to_float, to_tensors
+    from engines.generator.model import Discriminator, load_generator
+    from engines.generator.train import discriminator_loss, raw_generator, to_float, to_tensors
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--weights", type=Path, default=Path("engines/generator/weights/generator.safetensors"))
@@ -50,13 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.checkpoint is None:
             p.error("variant run needs --checkpoint")
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-        config = dataclasses.replace(stored_model_config(args.checkpoint.parent, state), mask_scale=args.mask_scale)
-        generator = Generator(config).eval()
-        generator.load_state_dict(state["G"])
+        generator = raw_generator(args.checkpoint, state)
     else:
-        generator, info = load_generator(args.weights)
-        config = dataclasses.replace(info.config, mask_scale=args.mask_scale)
-        generator.config = config
+        generator, _ = load_generator(args.weights)
+    config = dataclasses.replace(generator.config, mask_scale=args.mask_scale)
+    generator.config = config
     cpu = torch.device("cpu")
     train = to_tensors(load_shards([args.shards], "train", 4000), cpu)
     heldout = to_tensors(load_shards([args.shards], "heldout", 64), cpu)
@@ -101,4 +100,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     raise SystemExit(main())

@@ -29,16 +29,14 @@ def load_weights(path: Path):
     """(generator in eval mode on the CPU, images shown) from a weights file or a run's ``checkpoint.pt``."""
     import torch
 
-    from engines.generator.model import Generator, load_generator
-    from engines.generator.train import stored_model_config
+    from engines.generator.model import load_generator
+    from engines.generator.train import raw_generator
 
     if path.name != "checkpoint.pt":
         generator, info = load_generator(path)
         return generator, info.images_shown
     state = torch.load(path, map_location="cpu", weights_only=False)
-    generator = Generator(stored_model_config(path.parent, state))
-    generator.load_state_dict(state["G"])
-    return generator.eval(), int(state["images_shown"])
+    return raw_generator(path, state), int(state["images_shown"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -362,6 +362,17 @@ def stored_model_config(run: Path, state: dict | None = None) -> GeneratorConfig
     return GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
 
 
+def raw_generator(checkpoint: Path, state: dict | None = None) -> Generator:
+    """The raw generator (the trained weights, not their EMA) of a run's ``checkpoint.pt``, in eval mode on
+    the CPU; ``state``: the checkpoint when already loaded. In a short fine-tune the EMA is still mostly the
+    weights the run started from, so probes of what the run learnt read these."""
+    if state is None:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    generator = Generator(stored_model_config(checkpoint.parent, state))
+    generator.load_state_dict(state["G"])
+    return generator.eval()
+
+
 def resolve_model_config(stored: GeneratorConfig | None, requested: GeneratorConfig,
                          mask_scale: float | None = None) -> GeneratorConfig:
     """The model config a chunk trains: a new run's ``requested`` one, a resumed run's ``stored`` one.

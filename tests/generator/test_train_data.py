@@ -53,6 +53,20 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tmp_path: Path):
     assert (tmp_path / "generator.safetensors").is_file()
 
 
+def test_raw_generator_reads_the_trained_weights_not_their_ema(tmp_path: Path):
+    from engines.generator.train import raw_generator
+
+    trainer = _trainer()
+    for _ in range(2):
+        trainer.step(_data())
+    trainer.save(tmp_path, {})
+    raw = raw_generator(tmp_path / "checkpoint.pt")
+    assert raw.config == TINY and not raw.training
+    for (k, a), b in zip(trainer.G.state_dict().items(), raw.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert any(not torch.equal(a, b) for a, b in zip(trainer.G.parameters(), trainer.G_ema.parameters()))
+
+
 def test_weights_rebuilt_elsewhere_keep_the_training_hardware(tmp_path: Path):
     """Rebuilding generator.safetensors from a GPU run's compact checkpoint on a CPU (no steps) must not
     claim the CPU trained it."""
