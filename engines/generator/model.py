@@ -208,18 +208,37 @@ class MinibatchStd(nn.Module):
         return torch.cat([x, std], 1)
 
 
+class ResidualDown(nn.Module):
+    """Two 3x3 convolutions and a 2x average-pool, plus a pooled 1x1 shortcut (StyleGAN2's residual D block).
+
+    The sum is scaled by 1/sqrt(2) so that the block keeps its input's scale.
+    """
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.main = nn.Sequential(nn.Conv2d(c_in, c_in, 3, padding=1), nn.LeakyReLU(0.2),
+                                  nn.Conv2d(c_in, c_out, 3, padding=1), nn.LeakyReLU(0.2))
+        self.shortcut = nn.Conv2d(c_in, c_out, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (F.avg_pool2d(self.main(x), 2) + self.shortcut(F.avg_pool2d(x, 2))) * (0.5 ** 0.5)
+
+
 class Discriminator(nn.Module):
-    """Conditional discriminator: the image (3), the masked crop (3), the mask (1) and keypoint maps (5)."""
+    """Conditional discriminator: the image (3), the masked crop (3), the mask (1) and keypoint maps (5).
+
+    Residual blocks (:class:`ResidualDown`) from 128 down to 4 px, then minibatch standard deviation and two
+    linear layers. Plain (non-residual) blocks, as before 2026-11-27, learnt to tell the shipped generator's
+    faces from real ones a little more slowly (held-out AUC 0.81 against 0.88 after 100 steps of batch 16,
+    0.89 against 0.91 after 150; ``benchmarks/generator_discriminator_probe.py``, 2-core CPU, 2026-11-27).
+    """
 
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
         self.config = config
         ch = config.d_channels
         self.stem = nn.Sequential(nn.Conv2d(3 + 3 + 1 + NUM_KEYPOINTS, ch[0], 1), nn.LeakyReLU(0.2))
-        self.blocks = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(ch[i], ch[i], 3, padding=1), nn.LeakyReLU(0.2),
-                          nn.Conv2d(ch[i], ch[i + 1], 3, padding=1), nn.LeakyReLU(0.2))
-            for i in range(len(ch) - 1))
+        self.blocks = nn.ModuleList(ResidualDown(ch[i], ch[i + 1]) for i in range(len(ch) - 1))
         self.head = nn.Sequential(MinibatchStd(), nn.Conv2d(ch[-1] + 1, ch[-1], 3, padding=1), nn.LeakyReLU(0.2),
                                   nn.Flatten(), nn.Linear(ch[-1] * 16, ch[-1]), nn.LeakyReLU(0.2),
                                   nn.Linear(ch[-1], 1))
@@ -237,8 +256,11 @@ class Discriminator(nn.Module):
         """
         layers = [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
         for layer in layers:
-            nn.init.kaiming_normal_(layer.weight, a=0.2, nonlinearity="leaky_relu")
-            nn.init.zeros_(layer.bias)
+            if layer.bias is None:  # a residual shortcut: linear, unit gain
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="linear")
+            else:
+                nn.init.kaiming_normal_(layer.weight, a=0.2, nonlinearity="leaky_relu")
+                nn.init.zeros_(layer.bias)
         nn.init.normal_(layers[-1].weight, std=layers[-1].weight.shape[1] ** -0.5)
 
     def forward(self, image: torch.Tensor, condition: torch.Tensor, boxes: torch.Tensor,
@@ -249,7 +271,7 @@ class Discriminator(nn.Module):
         kp = keypoint_maps(keypoints.float(), cfg.size, cfg.size).to(image.dtype)
         x = self.stem(torch.cat([image, condition * (1 - mask), mask, kp], 1))
         for block in self.blocks:
-            x = F.avg_pool2d(block(x), 2)
+            x = block(x)
         return self.head(x).view(-1)
 
 

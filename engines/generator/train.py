@@ -248,8 +248,10 @@ class Trainer:
 
     def load_state(self, state: dict) -> None:
         """Restore :meth:`state`."""
-        for name in ("G", "D", "G_ema", "opt_G", "opt_D", "scaler"):
+        for name in ("G", "G_ema", "opt_G", "scaler"):
             getattr(self, name).load_state_dict(state[name])
+        if self._load_discriminator(state["D"]):
+            self.opt_D.load_state_dict(state["opt_D"])
         self.step_count, self.images_shown = int(state["step"]), int(state["images_shown"])
         self.seconds = float(state.get("seconds", 0.0))
         self.hardware = list(state.get("hardware", []))
@@ -286,6 +288,16 @@ class Trainer:
                               "train_seconds": round(self.seconds, 1), "step": self.step_count})
         save_generator(self.G_ema, run / "generator.safetensors", info)
 
+    def _load_discriminator(self, state: dict) -> bool:
+        """Load D's weights; False (D and its Adam left fresh, with a warning) for a checkpoint whose
+        discriminator has another layout (runs before 2026-11-27 had plain, non-residual blocks)."""
+        if set(state) != set(self.D.state_dict()):
+            log.warning("the checkpoint's discriminator has another layout (plain blocks, before 2026-11-27): "
+                        "the discriminator starts fresh; the generator resumes")
+            return False
+        self.D.load_state_dict(state)
+        return True
+
     def load_generator_weights(self, path: Path) -> None:
         """Start G and its EMA from a generator weights file (e.g. the shipped one); D starts fresh.
 
@@ -316,7 +328,7 @@ class Trainer:
         d = {k[len("D."):]: v.float() for k, v in tensors.items() if k.startswith("D.")}
         self.G.load_state_dict(g)
         self.G_ema.load_state_dict(g)
-        self.D.load_state_dict(d)
+        self._load_discriminator(d)
         self.step_count, self.images_shown = int(meta["step"]), int(meta["images_shown"])
         self.seconds = float(meta.get("seconds", 0.0))
         self.hardware = list(meta.get("hardware", []))

@@ -53,6 +53,23 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tmp_path: Path):
     assert (tmp_path / "generator.safetensors").is_file()
 
 
+def test_a_checkpoint_with_the_old_plain_discriminator_resumes_its_generator(tmp_path: Path):
+    """Runs saved before the residual discriminator (2026-11-27) keep their generator; D starts fresh."""
+    first = _trainer()
+    first.step(_data())
+    state = first.state()
+    state["D"] = {k.replace(".main.", "."): v for k, v in state["D"].items()
+                  if ".shortcut." not in k}  # the plain blocks' keys: blocks.i.0 / blocks.i.2
+    resumed = _trainer()
+    fresh_d = [p.clone() for p in resumed.D.parameters()]
+    resumed.load_state(state)
+    assert resumed.step_count == 1
+    for a, b in zip(first.G.state_dict().values(), resumed.G.state_dict().values()):
+        assert torch.equal(a, b)
+    assert all(torch.equal(a, b) for a, b in zip(fresh_d, resumed.D.parameters()))
+    resumed.step(_data())  # and it trains on
+
+
 def test_raw_generator_reads_the_trained_weights_not_their_ema(tmp_path: Path):
     from engines.generator.train import raw_generator
 
