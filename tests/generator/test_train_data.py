@@ -53,7 +53,7 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tmp_path: Path):
     assert (tmp_path / "generator.safetensors").is_file()
 
 
-def test_a_checkpoint_with_the_old_plain_discriminator_resumes_its_generator(tmp_path: Path):
+def test_a_checkpoint_with_the_old_plain_discriminator_resumes_its_generator():
     """Runs saved before the residual discriminator (2026-11-27) keep their generator; D starts fresh."""
     first = _trainer()
     first.step(_data())
