@@ -5,8 +5,8 @@ until a batching thread has run the real model on a batch gathered from every
 camera waiting at that moment (up to ``max_batch`` items, after waiting at
 most ``window`` seconds for company; requests that cannot share a call, such
 as frames of different sizes, go in separate calls). The wait ends early
-once every camera that could come is in the batch: a camera that has not
-called for :data:`CLIENT_IDLE_S` seconds, or that is blocked in another
+once every camera that could come is in the batch: a camera that has neither
+called nor got a result for :data:`CLIENT_IDLE_S` seconds, or that is blocked in another
 shared model's call, is not waited for (one camera alone never waits). An exception is returned
 to every caller of that batch, where FrameProcessor's on_error policy masks
 or drops the frames.
@@ -86,7 +86,7 @@ class SharedBatcher:
         self.requests: queue.Queue = queue.Queue()
         self.calls = 0
         self.items = 0
-        self._last_submit: dict[int, float] = {}  # thread id -> time.monotonic() of its last submit
+        self._last_submit: dict[int, float] = {}  # thread id -> time.monotonic() it last submitted or got a result
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self.thread.start()
@@ -102,10 +102,13 @@ class SharedBatcher:
             return future.result()
         finally:
             _BLOCKED_IN.pop(client, None)
+            # waiting for its result is not being idle: a call slower than CLIENT_IDLE_S (a big batch on a
+            # CPU) made every camera in it look gone, and the next batch then waited for none of them
+            self._last_submit[client] = time.monotonic()
 
     def _expected_clients(self, now: float) -> set[int]:
-        """Threads a batch may wait for: those that submitted within :data:`CLIENT_IDLE_S` seconds and are
-        not blocked in another batcher's call. Idle threads are forgotten (cameras come and go)."""
+        """Threads a batch may wait for: those that submitted or got a result within :data:`CLIENT_IDLE_S` seconds
+        and are not blocked in another batcher's call. Idle threads are forgotten (cameras come and go)."""
         expected = set()
         for client, last in list(self._last_submit.items()):
             if now - last >= CLIENT_IDLE_S:

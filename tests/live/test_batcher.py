@@ -74,6 +74,28 @@ def test_a_lone_camera_never_waits_for_company():
     assert batcher.calls == 3
 
 
+def test_a_camera_back_from_a_slow_call_is_still_waited_for():
+    """Two cameras whose last call took longer than CLIENT_IDLE_S (a big batch on a CPU) call again, the second
+    50 ms after the first: one call for both. Until 2026-11-27 a camera counted as idle from the moment it
+    submitted, so after a slow call the next batch waited for nobody (found as two flaky tests in a
+    clean-clone CI: a warm-up call that queued behind another made its camera look gone)."""
+    from streamer.live.batcher import CLIENT_IDLE_S
+
+    def run(requests):
+        if "slow" in requests:
+            time.sleep(CLIENT_IDLE_S + 0.3)
+        return requests
+
+    batcher = SharedBatcher(run, window=30)
+    try:
+        out = _concurrently([lambda: batcher.submit("a"), lambda: time.sleep(0.05) or batcher.submit("b")],
+                            batcher, warm_ups=[lambda: batcher.submit("slow")] * 2)
+    finally:
+        batcher.close()
+    assert out == ["a", "b"]
+    assert batcher.calls == 1
+
+
 def test_a_camera_blocked_in_another_shared_model_is_not_waited_for():
     """Camera B, seen by the detector a moment ago, is now inside the compositor's call: camera A's
     detector call runs without waiting the window for B."""
