@@ -86,7 +86,7 @@ class SharedBatcher:
         self.requests: queue.Queue = queue.Queue()
         self.calls = 0
         self.items = 0
-        self._last_submit: dict[int, float] = {}  # thread id -> time.monotonic() it last submitted or got a result
+        self._last_seen: dict[int, float] = {}  # thread id -> time.monotonic() it last submitted or got a result
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self.thread.start()
@@ -95,7 +95,7 @@ class SharedBatcher:
         """Run ``request`` in the next batch; blocks until its result (or exception) is ready."""
         future: Future = Future()
         client = threading.get_ident()
-        self._last_submit[client] = time.monotonic()
+        self._last_seen[client] = time.monotonic()
         _BLOCKED_IN[client] = self
         try:
             self.requests.put((request, future, client))
@@ -104,15 +104,15 @@ class SharedBatcher:
             _BLOCKED_IN.pop(client, None)
             # waiting for its result is not being idle: a call slower than CLIENT_IDLE_S (a big batch on a
             # CPU) made every camera in it look gone, and the next batch then waited for none of them
-            self._last_submit[client] = time.monotonic()
+            self._last_seen[client] = time.monotonic()
 
     def _expected_clients(self, now: float) -> set[int]:
         """Threads a batch may wait for: those that submitted or got a result within :data:`CLIENT_IDLE_S` seconds
         and are not blocked in another batcher's call. Idle threads are forgotten (cameras come and go)."""
         expected = set()
-        for client, last in list(self._last_submit.items()):
+        for client, last in list(self._last_seen.items()):
             if now - last >= CLIENT_IDLE_S:
-                self._last_submit.pop(client, None)
+                self._last_seen.pop(client, None)
             elif _BLOCKED_IN.get(client, self) is self:
                 expected.add(client)
         return expected
