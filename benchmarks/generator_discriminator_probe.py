@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from engines.generator.data import augment, load_shards
     from engines.generator.model import Discriminator, load_generator
-    from engines.generator.train import discriminator_loss, raw_generator, to_float, to_tensors
+    from engines.generator.train import discriminator_loss, raw_generator, same_layout, to_float, to_tensors
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--weights", type=Path, default=Path("engines/generator/weights/generator.safetensors"))
@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(0)
         disc = Discriminator(config)
         if variant == "run":
+            if not same_layout(disc, state["D"]):
+                p.error(f"{args.checkpoint}: its discriminator has the plain blocks of runs before 2026-11-27; "
+                        "measure it with this script at commit 0c9947a")
             disc.load_state_dict(state["D"])
         elif variant == "default":
             for layer in disc.modules():

@@ -291,7 +291,7 @@ class Trainer:
     def _load_discriminator(self, state: dict) -> bool:
         """Load D's weights; False (D and its Adam left fresh, with a warning) for a checkpoint whose
         discriminator has another layout (runs before 2026-11-27 had plain, non-residual blocks)."""
-        if set(state) != set(self.D.state_dict()):
+        if not same_layout(self.D, state):
             log.warning("the checkpoint's discriminator has another layout (plain blocks, before 2026-11-27): "
                         "the discriminator starts fresh; the generator resumes")
             return False
@@ -372,6 +372,12 @@ def stored_model_config(run: Path, state: dict | None = None) -> GeneratorConfig
     if stored is None:
         return None
     return GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
+
+
+def same_layout(module: torch.nn.Module, state: dict) -> bool:
+    """Whether ``state`` (a state dict) has exactly ``module``'s parameter and buffer names. Checkpoints of runs
+    before 2026-11-27's residual discriminator have another discriminator layout (plain blocks)."""
+    return set(state) == set(module.state_dict())
 
 
 def raw_generator(checkpoint: Path, state: dict | None = None) -> Generator:
