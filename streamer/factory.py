@@ -146,17 +146,18 @@ DETECT_AHEAD_ENV = "STREAMER_DETECT_AHEAD"
 
 def detect_ahead() -> bool:
     """Whether a file job on one stage thread starts a batch's detection before it finishes the previous
-    batch (:class:`streamer.pipeline.Lookahead`): ``$STREAMER_DETECT_AHEAD`` (0 or 1), else yes.
+    batch (:class:`streamer.pipeline.Lookahead`): ``$STREAMER_DETECT_AHEAD`` (0 or 1), else no.
 
-    On a GPU the detector's work is then only queued, and the GPU detects one batch while the host
-    tracks and anonymizes the one before, instead of waiting between them: the null-sink rate was
-    bound by detect + track + anonymize of one thread in turn (H100, 2026-11-27). On the CPU the order
-    changes, not the work. One batch more is in flight.
+    Built so the GPU detects one batch while the host tracks and anonymizes the one before. Measured on
+    the H100 (2026-11-27, two A/B runs of ``streamer bench --modes gan --batch-size 8 --seconds 15``,
+    NVDEC, in both orders) it did not pay: null-sink steady fps 186 and 203 with it against 180 and 211
+    without, the encoded file 80 and 88 against 94 and 97. So it is off by default; the output is the
+    same either way. One batch more is in flight when it is on.
 
     Raises:
         ConfigError: the variable is set to anything but 0 or 1.
     """
-    return env_switch(DETECT_AHEAD_ENV) is not False
+    return env_switch(DETECT_AHEAD_ENV) is True
 
 
 def pipeline_settings() -> dict[str, str]:

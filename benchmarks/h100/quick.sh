@@ -28,7 +28,7 @@
 # every step (PACK), so a call stopped at its limit still returns what finished. Check the script on a
 # machine without a GPU: WHEELS=none DEVICE=cpu STREAMS=2 SECONDS_CLIP=0.5.
 set -uo pipefail
-call=${1:?usage: quick.sh 0|1|2|3|4|5}
+call=${1:?usage: quick.sh 0|1|2|2t|2ab|3|4|5}
 FINAL=${OUT:-out/h100-final}
 WORK=out/h100-quick-$call          # git-ignored (out/)
 mkdir -p "$WORK" "$FINAL"
@@ -44,12 +44,14 @@ case "$call" in
   0) part install WHEELS="${WHEELS:-.whl}" ;;
   1) part timings WHEELS="${WHEELS:-.whl-extra}" LATENCY=0 BENCH_MODES=gan,blur BENCH_LIMIT=190 SECONDS_CLIP="$clip"
      part streams WHEELS=none STREAMS_LIMIT=80 STREAMS_OWN_CUDA_STREAMS=0 SECONDS_CLIP="$clip" ;;
-  2) part tests WHEELS=none TEST_NAME=changes PYTEST_LIMIT=120 \
-       TEST_PATHS="tests/engines/test_cuda.py tests/engines/test_torch_runner.py tests/test_pipeline_stats.py \
-tests/engines/test_centerface_torch.py tests/stages/test_torch_compositor.py tests/stages/test_frame_ops.py"
+  2|2t|2ab)  # 2t: the tests alone (they need no exclusive GPU); 2ab: the A/B alone (it does)
+     [ "$call" = 2ab ] || part tests WHEELS=none TEST_NAME=changes PYTEST_LIMIT="${PYTEST_LIMIT:-120}" \
+       TEST_PATHS="tests/engines tests/test_pipeline_stats.py tests/stages/test_torch_compositor.py \
+tests/stages/test_frame_ops.py"  # tests/engines whole: named one by one, its conftest's fixtures were
+       # not found on the GPU image (2026-11-27d; could not be reproduced here, pytest 9.0.3)
      # detection ahead on (the default) and off, on a clip long enough for a steady rate past the start-up
-     part ab WHEELS="${WHEELS:-.whl-nvdec}" AB_VARIANTS="b8-t1:8:1 b8-t1-no-ahead:8:1:0:1:0" AB_MODES=gan \
-       AB_LIMIT=75 AB_HOST_OPS=0 SECONDS_CLIP="${AB_SECONDS_CLIP:-20}" ;;
+     [ "$call" = 2t ] || part ab WHEELS="${WHEELS:-.whl-nvdec}" AB_VARIANTS="b8-t1:8:1 b8-t1-no-ahead:8:1:0:1:0" \
+       AB_MODES=gan AB_LIMIT=75 AB_HOST_OPS=0 SECONDS_CLIP="${AB_SECONDS_CLIP:-20}" ;;
   3) part live WHEELS=none LIVE_CAMERAS="${LIVE_CAMERAS-16}" ;;  # LIVE_CAMERAS= : the single camera only
   4) part tests WHEELS=none TEST_NAME=models PYTEST_LIMIT=170 TEST_PATHS="tests/engines tests/stages tests/sinks"
      part tests WHEELS=none TEST_NAME=pipelines PYTEST_LIMIT=80 \
@@ -57,7 +59,7 @@ tests/engines/test_centerface_torch.py tests/stages/test_torch_compositor.py tes
   5) # cuDNN autotuning on (the default) and off, on a clip long enough for a steady rate past the start-up
      part ab WHEELS=none AB_VARIANTS="b8-t1:8:1 b8-t1-no-autotune:8:1:0:0" AB_MODES=gan \
        AB_LIMIT=75 AB_HOST_OPS=0 SECONDS_CLIP="${AB_SECONDS_CLIP:-20}" ;;
-  *) echo "usage: quick.sh 0|1|2|3|4|5" >&2; exit 2 ;;
+  *) echo "usage: quick.sh 0|1|2|2t|2ab|3|4|5" >&2; exit 2 ;;
 esac
 echo "[$(( $(date +%s) - t0 )) s] done"
 cat "$WORK"/summary-*.txt

@@ -36,9 +36,9 @@ def test_bench_reports_every_variant(tmp_path, monkeypatch):
     meta = json.loads(out_json.read_text())["meta"]
     assert meta["frames_per_batch"] == 1  # auto, on the CPU
     # the settings it ran with, defaults filled in, so two bench records say what differed
-    assert meta["settings"] == {"STREAMER_STAGE_THREADS": "1", "STREAMER_DETECT_AHEAD": "1",
+    assert meta["settings"] == {"STREAMER_STAGE_THREADS": "1", "STREAMER_DETECT_AHEAD": "0",
                                 "STREAMER_STAGE_STREAMS": "0", "STREAMER_CUDNN_BENCHMARK": "1"}
-    assert "settings: STREAMER_STAGE_THREADS=1 STREAMER_DETECT_AHEAD=1" in proc.stdout
+    assert "settings: STREAMER_STAGE_THREADS=1 STREAMER_DETECT_AHEAD=0" in proc.stdout
 
 
 def test_bench_times_gan_mode_with_random_weights(tmp_path):
