@@ -14,7 +14,7 @@
 #           over 4 processes of 4 streams at once (does one process per group of cameras scale?)
 #   call 2: carry [".whl-nvdec"], timeout_s 290:  bash benchmarks/h100/quick.sh 2
 #           the CUDA tests of the changes (each GPU detector's batch sizes; masks feathered on the GPU;
-#           detection ahead: the candidate cells, the same video), then detection ahead on (the default since 2026-11-27c) and off on a
+#           detection ahead: the candidate cells, the same video), then detection ahead on (off by default since 2026-11-27d) and off on a
 #           20 s clip with NVDEC (does the GPU detecting one batch while the host finishes the previous one
 #           lift the null-sink rate, bound at ~180 fps by one thread's detect + track + anonymize in turn?)
 #   call 3: carry [".live/live-tools.tar.xz"], timeout_s 200: bash benchmarks/h100/quick.sh 3
@@ -49,7 +49,7 @@ case "$call" in
        TEST_PATHS="tests/engines tests/test_pipeline_stats.py tests/stages/test_torch_compositor.py \
 tests/stages/test_frame_ops.py"  # tests/engines whole: named one by one, its conftest's fixtures were
        # not found on the GPU image (2026-11-27d; could not be reproduced here, pytest 9.0.3)
-     # detection ahead on (the default) and off, on a clip long enough for a steady rate past the start-up
+     # detection ahead on and off (off by default since 2026-11-27d), on a clip long enough for a steady rate
      [ "$call" = 2t ] || part ab WHEELS="${WHEELS:-.whl-nvdec}" AB_VARIANTS="b8-t1:8:1 b8-t1-no-ahead:8:1:0:1:0" \
        AB_MODES=gan AB_LIMIT=75 AB_HOST_OPS=0 SECONDS_CLIP="${AB_SECONDS_CLIP:-20}" ;;
   3) part live WHEELS=none LIVE_CAMERAS="${LIVE_CAMERAS-16}" ;;  # LIVE_CAMERAS= : the single camera only

@@ -13,7 +13,7 @@ dir=out/train-bg
 case "${1:?usage: train_background.sh start|collect}" in
   start)
     rm -rf "$dir" "$dir.done" && mkdir -p "$dir" && date +%s >"$dir.started"
-    setsid nohup env OUT="$dir" bash -c 'bash benchmarks/h100/train.sh; touch out/train-bg.done' \
+    setsid nohup env OUT="$dir" bash -c 'bash benchmarks/h100/train.sh; touch "$0.done"' "$dir" \
       >"$dir.console" 2>&1 </dev/null &
     for _ in $(seq "${WAIT_START:-90}"); do
       lines=$(grep -c "'step'" "$dir/train.log" 2>/dev/null)
